@@ -1,0 +1,16 @@
+# xfer_module(NAME SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...]): one static library per module folder.
+function(xfer_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(xfer_${name} STATIC ${ARG_SOURCES})
+  add_library(xfer::${name} ALIAS xfer_${name})
+  target_include_directories(xfer_${name} PUBLIC "${PROJECT_SOURCE_DIR}/include")
+  target_link_libraries(xfer_${name} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  xfer_warnings(xfer_${name})
+endfunction()
+
+function(xfer_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  if(XFER_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

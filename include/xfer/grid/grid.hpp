@@ -1,0 +1,116 @@
+// grid: expands a Spec into trials — the full factorial over models × datasets × optimizer families (each with
+// its own learning rates and weight decays) × augmentations × seeds — each fully resolved, keyed by a content hash
+// (TrialKey) and costed. Knows the spec, nothing of data formats, torch, MPI or HDF5.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "xfer/spec/spec.hpp"
+
+namespace xfer::grid {
+
+// A stable content hash of a trial's fully resolved configuration: the first 16 hex digits (64 bits) of the SHA-256
+// of TrialConfig::canonical_text(). It depends on nothing but the trial's own settings, so adding a seed, a model
+// or a learning rate to a spec leaves every existing key unchanged.
+class TrialKey {
+ public:
+  TrialKey() = default;
+  explicit TrialKey(std::string hex) : hex_(std::move(hex)) {}
+  const std::string& str() const { return hex_; }
+  bool empty() const { return hex_.empty(); }
+  friend bool operator==(const TrialKey& a, const TrialKey& b) { return a.hex_ == b.hex_; }
+  friend bool operator!=(const TrialKey& a, const TrialKey& b) { return a.hex_ != b.hex_; }
+  friend bool operator<(const TrialKey& a, const TrialKey& b) { return a.hex_ < b.hex_; }
+  static constexpr size_t kHexDigits = 16;
+
+ private:
+  std::string hex_;
+};
+
+// Everything that determines a trial's result, resolved from the spec's defaults, catalog and overrides.
+struct TrialConfig {
+  // Model.
+  std::string model;
+  std::string weights;
+  int input_size = 0;  // S: train crops and eval crops are S×S
+  double crop_pct = 1.0;
+  std::array<double, 3> mean{}, std{};
+  // Dataset and its splits.
+  std::string dataset;
+  std::string kind;
+  std::string metric;
+  std::string flips;
+  bool bgr_quirk = false;
+  std::string validation;  // fixed | paper | holdout
+  double heldout_fraction = 0.2;
+  int64_t heldout_seed = 0;
+  double val_fraction = 0.1;
+  int64_t val_seed = 0;
+  int64_t limit_train = 0, limit_test = 0;
+  bool melanoma_2019 = true;
+  std::string manifest;
+  // Recipe.
+  std::string optimizer;   // adamw | sgd
+  double lr = 0;
+  double weight_decay = 0; // the grid's value
+  std::string wd_mode;     // over_lr: the optimiser gets weight_decay / lr (the paper's AdamW); plain
+  double momentum = 0.9;
+  bool nesterov = true;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  std::string schedule;
+  std::vector<int> step_milestones;
+  double step_gamma = 0.1;
+  int warmup_epochs = 0;
+  double label_smoothing = 0;
+  std::string augmentation;
+  int64_t seed = 0;
+  int epochs = 0;
+  int batch_size = 0;
+  std::string precision;
+  // Execution: how, not what — not part of the key.
+  int ranks_per_trial = 1;
+
+  // The weight decay handed to the optimiser.
+  double optimizer_weight_decay() const { return wd_mode == "over_lr" ? weight_decay / lr : weight_decay; }
+  // "key=value" lines in a fixed order, only the fields that matter for this kind/family/schedule. A field added in
+  // a later version must be written only when it differs from its default, so existing keys stay valid.
+  std::string canonical_text() const;
+  TrialKey key() const;
+};
+
+struct Trial {
+  TrialKey key;
+  TrialConfig config;
+  size_t model_index = 0;    // into Spec::models
+  size_t dataset_index = 0;  // into Spec::datasets
+  size_t order = 0;          // position in the deterministic expansion order
+};
+
+// Expands the full factorial in a deterministic order: models (spec order) × datasets × optimizer entries × lrs ×
+// weight decays × augmentations × seeds. Throws xfer::Error (input) if two points resolve to the same key, or if a
+// batch is smaller than its rank group.
+std::vector<Trial> expand(const spec::Spec& spec);
+
+// How many images a trial touches per epoch, for the cost model.
+struct DataSize {
+  int64_t n_train = 0, n_val = 0, n_test = 0;
+  bool val_is_test = false;  // validation and report on the same set (paper mode): evaluated once per epoch
+  std::string source;        // "data", "catalog", "limits" or "unknown"
+};
+
+// Relative cost of a trial in estimated GFLOP: 2·GMACs(224)·(S/224)² per forward image, a training image costs three
+// forwards (forward + backward), every epoch also evaluates validation and test.
+double trial_cost_gflop(const TrialConfig& t, double gmacs_224, const DataSize& size);
+
+// Estimated accelerator-hours from a training throughput (images/s per accelerator at the trial's S, eval assumed
+// 3× faster than training); the group's size does not change the total.
+double trial_gpu_hours(const TrialConfig& t, double train_images_per_s, const DataSize& size);
+
+// DataSize for each dataset from the catalog (paper kinds) or the dataset's limits; `source` = "unknown" otherwise.
+DataSize catalog_size(const spec::Spec& spec, const spec::DatasetSpec& d);
+
+}  // namespace xfer::grid

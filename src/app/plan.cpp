@@ -1,0 +1,255 @@
+// `xfer plan SPEC`: what a spec will run, what it will cost, before a single GPU-hour is spent.
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/grid/grid.hpp"
+#include "xfer/spec/spec.hpp"
+
+namespace xfer::app {
+
+namespace {
+
+struct Throughput {
+  double images_per_s = 0;
+  int input_size = 0;  // 0: measured at the trial's own size
+};
+
+std::map<std::string, Throughput> read_throughput(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error::input(path + ": cannot open the throughput table");
+  std::map<std::string, Throughput> out;
+  std::string line;
+  int lineno = 0;
+  bool has_size = false;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) f.push_back(cell);
+    if (out.empty() && lineno == 1 && !f.empty() && f[0] == "model") {
+      if (f.size() < 2 || f[1] != "images_per_second" || (f.size() == 3 && f[2] != "input_size") || f.size() > 3)
+        throw Error::input(path + ":1: expected the header model,images_per_second[,input_size]");
+      has_size = f.size() == 3;
+      continue;
+    }
+    if (lineno == 1) throw Error::input(path + ":1: expected the header model,images_per_second[,input_size]");
+    if (f.size() != (has_size ? 3u : 2u))
+      throw Error::input(fmt::format("{}:{}: expected {} fields, got {}", path, lineno, has_size ? 3 : 2, f.size()));
+    Throughput t;
+    try {
+      size_t used = 0;
+      t.images_per_s = std::stod(f[1], &used);
+      if (used != f[1].size() || !(t.images_per_s > 0)) throw std::invalid_argument("");
+      if (has_size) t.input_size = std::stoi(f[2]);
+    } catch (const std::exception&) {
+      throw Error::input(fmt::format("{}:{}: images_per_second must be a number > 0 (and input_size an integer), "
+                                     "got '{}'", path, lineno, line));
+    }
+    out[f[0]] = t;
+  }
+  return out;
+}
+
+std::string fmt_cost(double gflop) {
+  if (gflop >= 1e6) return fmt::format("{:.1f} PFLOP", gflop / 1e6);
+  if (gflop >= 1e3) return fmt::format("{:.1f} TFLOP", gflop / 1e3);
+  return fmt::format("{:.1f} GFLOP", gflop);
+}
+
+std::string fmt_num(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+int plan(const PlanOptions& o) {
+  const spec::Spec spec = spec::load(o.spec);
+  const auto trials = grid::expand(spec);
+  std::map<std::string, Throughput> throughput;
+  if (!o.throughput.empty()) throughput = read_throughput(o.throughput);
+
+  std::vector<grid::DataSize> sizes;
+  for (const auto& d : spec.datasets) sizes.push_back(grid::catalog_size(spec, d));
+
+  struct Cell {
+    size_t trials = 0;
+    int input_size = 0, epochs = 0, ranks = 0;
+    double cost = 0, hours = 0;
+  };
+  std::map<std::pair<size_t, size_t>, Cell> cells;
+  double total_cost = 0, total_hours = 0;
+  bool hours_complete = !throughput.empty();
+  std::set<std::string> missing_throughput;
+  std::vector<double> trial_cost(trials.size());
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const auto& t = trials[i];
+    const auto& m = spec.models[t.model_index];
+    const auto& size = sizes[t.dataset_index];
+    const double gmacs = m.gmacs > 0 ? m.gmacs : 1.0;
+    trial_cost[i] = grid::trial_cost_gflop(t.config, gmacs, size);
+    auto& c = cells[{t.model_index, t.dataset_index}];
+    c.trials++;
+    c.input_size = t.config.input_size;
+    c.epochs = t.config.epochs;
+    c.ranks = t.config.ranks_per_trial;
+    c.cost += trial_cost[i];
+    total_cost += trial_cost[i];
+    if (!throughput.empty()) {
+      auto it = throughput.find(m.name);
+      if (it == throughput.end()) {
+        hours_complete = false;
+        missing_throughput.insert(m.name);
+      } else {
+        double ips = it->second.images_per_s;
+        if (it->second.input_size > 0) {
+          const double r = static_cast<double>(it->second.input_size) / t.config.input_size;
+          ips *= r * r;
+        }
+        const double h = grid::trial_gpu_hours(t.config, ips, size);
+        c.hours += h;
+        total_hours += h;
+      }
+    }
+  }
+
+  // Paths under unset variables were not checked; say so.
+  std::vector<std::string> unchecked;
+  auto note = [&](const spec::SpecPath& p, const std::string& what) {
+    if (!p.raw.empty() && !p.resolved())
+      unchecked.push_back(what + " \"" + p.raw + "\" (${" + p.unset_var + "} is unset)");
+  };
+  note(spec.study.results, "results");
+  if (!spec.study.catalog.empty()) note(spec.study.models_dir, "models_dir");
+  for (const auto& m : spec.models)
+    if (spec.study.catalog.empty() || m.backbone.unset_var != spec.study.models_dir.unset_var)
+      note(m.backbone, "backbone of " + m.name);
+  for (const auto& d : spec.datasets) note(d.root, "root of " + d.name);
+  std::set<std::string> unknown_sizes;
+  for (size_t i = 0; i < spec.datasets.size(); ++i)
+    if (sizes[i].source == "unknown") unknown_sizes.insert(spec.datasets[i].name);
+  std::set<std::string> unknown_gmacs;
+  for (const auto& m : spec.models)
+    if (m.gmacs <= 0) unknown_gmacs.insert(m.name);
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["study"] = spec.study.name;
+    j["spec"] = spec.path;
+    j["results"] = spec.study.results.resolved() ? spec.study.results.path : spec.study.results.raw;
+    j["selection"] = spec.study.selection;
+    j["total_trials"] = trials.size();
+    j["models"] = nlohmann::json::array();
+    for (const auto& m : spec.models)
+      j["models"].push_back({{"name", m.name}, {"imagenet_top1", m.imagenet_top1}, {"weights", m.weights},
+                             {"backbone", m.backbone.resolved() ? m.backbone.path : m.backbone.raw},
+                             {"gmacs", m.gmacs}});
+    j["datasets"] = nlohmann::json::array();
+    for (size_t i = 0; i < spec.datasets.size(); ++i) {
+      const auto& d = spec.datasets[i];
+      j["datasets"].push_back({{"name", d.name}, {"kind", d.kind}, {"metric", d.metric},
+                               {"validation", spec.validation_of(d)},
+                               {"root", d.root.resolved() ? d.root.path : d.root.raw},
+                               {"n_train", sizes[i].n_train}, {"n_val", sizes[i].n_val},
+                               {"n_test", sizes[i].n_test}, {"size_source", sizes[i].source}});
+    }
+    j["cells"] = nlohmann::json::array();
+    for (const auto& [k, c] : cells) {
+      nlohmann::ordered_json cj{{"model", spec.models[k.first].name}, {"dataset", spec.datasets[k.second].name},
+                                {"trials", c.trials}, {"input_size", c.input_size}, {"epochs", c.epochs},
+                                {"ranks_per_trial", c.ranks}, {"cost_gflop", c.cost}};
+      cj["gpu_hours"] = throughput.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.hours);
+      j["cells"].push_back(cj);
+    }
+    j["total_cost_gflop"] = total_cost;
+    j["gpu_hours"] = hours_complete ? nlohmann::json(total_hours) : nlohmann::json(nullptr);
+    j["unchecked_paths"] = unchecked;
+    j["unknown_sizes"] = unknown_sizes;
+    j["unknown_gmacs"] = unknown_gmacs;
+    j["missing_throughput"] = missing_throughput;
+    if (o.list) {
+      j["trials"] = nlohmann::json::array();
+      for (size_t i = 0; i < trials.size(); ++i) {
+        const auto& t = trials[i].config;
+        j["trials"].push_back({{"key", trials[i].key.str()}, {"model", t.model}, {"dataset", t.dataset},
+                               {"optimizer", t.optimizer}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
+                               {"wd_mode", t.wd_mode}, {"augmentation", t.augmentation}, {"seed", t.seed},
+                               {"epochs", t.epochs}, {"batch_size", t.batch_size}, {"input_size", t.input_size},
+                               {"ranks_per_trial", t.ranks_per_trial}, {"cost_gflop", trial_cost[i]}});
+      }
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+
+  std::cout << fmt::format("Study \"{}\" ({}): {} models × {} datasets → {} trials\n", spec.study.name, spec.path,
+                           spec.models.size(), spec.datasets.size(), trials.size());
+  std::cout << fmt::format("Results: {}\n",
+                           spec.study.results.resolved() ? spec.study.results.path : spec.study.results.raw);
+  std::cout << fmt::format("Selection: {}\n", spec.study.selection == "paper"
+                                                  ? "paper (select and report on the same held-out set where a "
+                                                    "dataset has no validation split — optimistic)"
+                                                  : "holdout (validation carved from train; test untouched)");
+  size_t mw = 5, dw = 7;
+  for (const auto& m : spec.models) mw = std::max(mw, m.name.size());
+  for (const auto& d : spec.datasets) dw = std::max(dw, d.name.size());
+  std::cout << "\n";
+  std::cout << fmt::format("{:<{}} {:<{}} {:>6} {:>5} {:>6} {:>5} {:>14} {:>6} {:>9}\n", "model", mw, "dataset", dw,
+                           "trials", "S", "epochs", "ranks", "cost", "share", "GPU-h");
+  for (const auto& [k, c] : cells) {
+    std::string hours = throughput.empty() ? "-" : (missing_throughput.count(spec.models[k.first].name) ? "?"
+                                                                                                       : fmt::format("{:.1f}", c.hours));
+    std::cout << fmt::format("{:<{}} {:<{}} {:>6} {:>5} {:>6} {:>5} {:>14} {:>5.1f}% {:>9}\n", spec.models[k.first].name,
+                             mw, spec.datasets[k.second].name, dw, c.trials, c.input_size, c.epochs, c.ranks, fmt_cost(c.cost),
+                             total_cost > 0 ? 100.0 * c.cost / total_cost : 0.0, hours);
+  }
+  std::cout << fmt::format("\nTotal: {} trials, {} estimated compute", trials.size(), fmt_cost(total_cost));
+  if (hours_complete) std::cout << fmt::format(", {:.1f} GPU-hours", total_hours);
+  else if (throughput.empty()) std::cout << " (GPU-hours: pass --throughput FILE)";
+  std::cout << "\n";
+  if (!missing_throughput.empty()) {
+    std::cout << "No throughput for:";
+    for (const auto& m : missing_throughput) std::cout << " " << m;
+    std::cout << "\n";
+  }
+  if (!unknown_gmacs.empty()) {
+    std::cout << "Cost assumes 1 GMAC/image for (set gmacs in [[model]]):";
+    for (const auto& m : unknown_gmacs) std::cout << " " << m;
+    std::cout << "\n";
+  }
+  if (!unknown_sizes.empty()) {
+    std::cout << "Dataset size unknown, cost counted as 0 for:";
+    for (const auto& d : unknown_sizes) std::cout << " " << d;
+    std::cout << "\n";
+  }
+  if (!unchecked.empty()) {
+    std::cout << "\nNot checked (under unset variables; `xfer run` refuses them until they are set):\n";
+    for (const auto& u : unchecked) std::cout << "  " << u << "\n";
+  }
+  if (o.list) {
+    std::cout << "\n"
+              << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", "key", "model", mw,
+                             "dataset", dw, "opt", "lr", "wd", "augmentation", "seed", "cost");
+    for (size_t i = 0; i < trials.size(); ++i) {
+      const auto& t = trials[i].config;
+      std::cout << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", trials[i].key.str(),
+                               t.model, mw, t.dataset, dw, t.optimizer, fmt_num(t.lr), fmt_num(t.weight_decay), t.augmentation,
+                               t.seed, fmt_cost(trial_cost[i]));
+    }
+  }
+  return 0;
+}
+
+}  // namespace xfer::app

@@ -1,0 +1,30 @@
+// Test support: a fresh folder per test under the build tree, removed when the test passes, kept when it fails.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace xfer::test {
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& name = "");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string str() const { return path_.string(); }
+  std::filesystem::path operator/(const std::string& rel) const { return path_ / rel; }
+  // Writes a file (creating folders) and returns its path.
+  std::string write(const std::string& rel, const std::string& content) const;
+  // Every regular file below, relative, sorted: to check that a failing command wrote nothing.
+  std::vector<std::string> listing() const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string read_file(const std::string& path);
+
+}  // namespace xfer::test

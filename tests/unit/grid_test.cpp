@@ -1,0 +1,270 @@
+// Grid expansion and TrialKey: stable golden keys, unchanged by unrelated axis values, different for any resolved
+// field; deterministic order; the cost model.
+#include <functional>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "support/tempdir.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/grid/grid.hpp"
+#include "xfer/spec/spec.hpp"
+
+namespace xfer::test {
+namespace {
+
+const char* kSpec = R"(
+[study]
+name = "g"
+results = "r.h5"
+seed = 7
+[[model]]
+name = "m1"
+backbone = "m1.pt"
+imagenet_top1 = 70
+gmacs = 1.5
+[[model]]
+name = "deit_like"
+backbone = "m1.pt"
+imagenet_top1 = 72
+input_size = 224
+[[dataset]]
+name = "a"
+kind = "aptos"
+root = "data"
+[[dataset]]
+name = "e"
+kind = "eurosat"
+root = "data"
+[grid]
+weight_decays = [1e-3, 0]
+seeds = [0]
+[[grid.optimizer]]
+family = "adamw"
+lrs = [1e-2, 1e-3]
+[[grid.optimizer]]
+family = "sgd"
+lrs = [0.1]
+)";
+
+class GridFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir.write("m1.pt", "x");
+    std::filesystem::create_directories(dir / "data");
+  }
+  std::vector<grid::Trial> expand(const std::string& text) {
+    return grid::expand(spec::load(dir.write("s.toml", text)));
+  }
+  static std::string with(std::string text, const std::string& from, const std::string& to) {
+    const auto p = text.find(from);
+    EXPECT_NE(p, std::string::npos) << from;
+    return text.replace(p, from.size(), to);
+  }
+  TempDir dir;
+};
+
+TEST_F(GridFixture, FullFactorialWithConditionalAxes) {
+  const auto trials = expand(kSpec);
+  // 2 models × 2 datasets × (adamw: 2 lr × 2 wd + sgd: 1 lr × 2 wd) = 24.
+  ASSERT_EQ(trials.size(), 24u);
+  std::set<std::string> keys;
+  for (const auto& t : trials) keys.insert(t.key.str());
+  EXPECT_EQ(keys.size(), trials.size());
+  for (const auto& t : trials) {
+    EXPECT_EQ(t.key.str().size(), grid::TrialKey::kHexDigits);
+    EXPECT_EQ(t.key, t.config.key());
+    if (t.config.model == "deit_like") EXPECT_EQ(t.config.input_size, 224) << "fixed-size models keep theirs";
+    else if (t.config.dataset == "e") EXPECT_EQ(t.config.input_size, 224) << "EuroSAT defaults to 224";
+    else EXPECT_EQ(t.config.input_size, 256);
+  }
+  EXPECT_EQ(trials.front().config.optimizer, "adamw");
+  EXPECT_DOUBLE_EQ(trials.front().config.optimizer_weight_decay(), 1e-3 / 1e-2) << "the paper's wd / lr";
+  const auto sgd = std::find_if(trials.begin(), trials.end(), [](const auto& t) { return t.config.optimizer == "sgd"; });
+  ASSERT_NE(sgd, trials.end());
+  EXPECT_DOUBLE_EQ(sgd->config.optimizer_weight_decay(), sgd->config.weight_decay);
+}
+
+TEST_F(GridFixture, GoldenKeysAreStableAcrossRunsAndVersions) {
+  // If one of these changes, every results file ever written would re-run its trials: don't, unless on purpose.
+  const auto trials = expand(kSpec);
+  EXPECT_EQ(trials[0].config.canonical_text(),
+            "xfer.trial.v1\nmodel=m1\nweights=unspecified\ninput_size=256\ncrop_pct=1\n"
+            "mean=0.485,0.456,0.406\nstd=0.229,0.224,0.225\ndataset=a\nkind=aptos\nmetric=qwk\nflips=h\n"
+            "bgr_quirk=false\nvalidation=paper\nheldout_fraction=0.2\nheldout_seed=414\noptimizer=adamw\nlr=0.01\n"
+            "weight_decay=0.001\nwd_mode=over_lr\nbeta1=0.9\nbeta2=0.999\neps=1e-08\nschedule=cosine\n"
+            "augmentation=none\nseed=0\nepochs=30\nbatch_size=128\nprecision=auto\n");
+  EXPECT_EQ(trials[0].key.str(), "a7231247a43087ae");
+  EXPECT_EQ(trials[23].key.str(), "2e9529fb8d1b40c9");
+  // And the same on a second expansion (deterministic order).
+  const auto again = expand(kSpec);
+  ASSERT_EQ(again.size(), trials.size());
+  for (size_t i = 0; i < trials.size(); ++i) {
+    EXPECT_EQ(again[i].key, trials[i].key);
+    EXPECT_EQ(again[i].order, i);
+  }
+}
+
+TEST_F(GridFixture, AddingAxisValuesLeavesExistingKeysUnchanged) {
+  const auto base = expand(kSpec);
+  std::set<std::string> base_keys;
+  for (const auto& t : base) base_keys.insert(t.key.str());
+  const std::vector<std::pair<std::string, std::string>> additions = {
+      {"seeds = [0]", "seeds = [0, 1, 2]"},
+      {"lrs = [1e-2, 1e-3]", "lrs = [1e-2, 1e-3, 1e-4]"},
+      {"weight_decays = [1e-3, 0]", "weight_decays = [1e-3, 0, 1e-5]"},
+      {"seeds = [0]", "seeds = [0]\naugmentations = [\"none\", \"randaugment\"]"},
+      {"[[dataset]]\nname = \"a\"", "[[dataset]]\nname = \"c\"\nkind = \"cassava\"\nroot = \"data\"\n[[dataset]]\nname = \"a\""},
+      {"[[model]]\nname = \"m1\"", "[[model]]\nname = \"m0\"\nbackbone = \"m1.pt\"\nimagenet_top1 = 60\n[[model]]\nname = \"m1\""},
+      {"lrs = [0.1]", "lrs = [0.1]\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [1e-3]\nwd_mode = \"plain\""},
+      {"seeds = [0]", "seeds = [0]\nranks_per_trial = 2"},  // execution, not configuration
+  };
+  for (const auto& [from, to] : additions) {
+    const auto grown = expand(with(kSpec, from, to));
+    std::set<std::string> grown_keys;
+    for (const auto& t : grown) grown_keys.insert(t.key.str());
+    for (const auto& k : base_keys) EXPECT_TRUE(grown_keys.count(k)) << "adding '" << to << "' changed key " << k;
+    EXPECT_GE(grown_keys.size(), base_keys.size());
+  }
+}
+
+TEST_F(GridFixture, EveryResolvedFieldChangesTheKey) {
+  const grid::TrialConfig base = expand(kSpec)[0].config;
+  using Mut = std::function<void(grid::TrialConfig&)>;
+  const std::vector<std::pair<const char*, Mut>> mutations = {
+      {"model", [](auto& t) { t.model = "m2"; }},
+      {"weights", [](auto& t) { t.weights = "random-init"; }},
+      {"input_size", [](auto& t) { t.input_size = 224; }},
+      {"crop_pct", [](auto& t) { t.crop_pct = 0.875; }},
+      {"mean", [](auto& t) { t.mean[2] = 0.5; }},
+      {"std", [](auto& t) { t.std[0] = 0.5; }},
+      {"dataset", [](auto& t) { t.dataset = "b"; }},
+      {"kind", [](auto& t) { t.kind = "cassava"; }},
+      {"metric", [](auto& t) { t.metric = "accuracy"; }},
+      {"flips", [](auto& t) { t.flips = "hv"; }},
+      {"bgr_quirk", [](auto& t) { t.bgr_quirk = true; }},
+      {"validation", [](auto& t) { t.validation = "holdout"; }},
+      {"heldout_fraction", [](auto& t) { t.heldout_fraction = 0.25; }},
+      {"heldout_seed", [](auto& t) { t.heldout_seed = 415; }},
+      {"limit_train", [](auto& t) { t.limit_train = 100; }},
+      {"limit_test", [](auto& t) { t.limit_test = 100; }},
+      {"optimizer", [](auto& t) { t.optimizer = "sgd"; }},
+      {"lr", [](auto& t) { t.lr = 0.0100000001; }},
+      {"weight_decay", [](auto& t) { t.weight_decay = 1e-4; }},
+      {"wd_mode", [](auto& t) { t.wd_mode = "plain"; }},
+      {"beta1", [](auto& t) { t.beta1 = 0.8; }},
+      {"beta2", [](auto& t) { t.beta2 = 0.99; }},
+      {"eps", [](auto& t) { t.eps = 1e-6; }},
+      {"schedule", [](auto& t) { t.schedule = "cosine_step"; }},
+      {"warmup_epochs", [](auto& t) { t.warmup_epochs = 1; }},
+      {"label_smoothing", [](auto& t) { t.label_smoothing = 0.1; }},
+      {"augmentation", [](auto& t) { t.augmentation = "augmix"; }},
+      {"seed", [](auto& t) { t.seed = 1; }},
+      {"epochs", [](auto& t) { t.epochs = 29; }},
+      {"batch_size", [](auto& t) { t.batch_size = 64; }},
+      {"precision", [](auto& t) { t.precision = "fp32"; }},
+  };
+  std::set<std::string> keys{base.key().str()};
+  for (const auto& [name, mut] : mutations) {
+    grid::TrialConfig t = base;
+    mut(t);
+    EXPECT_NE(t.key(), base.key()) << name;
+    EXPECT_TRUE(keys.insert(t.key().str()).second) << name << " collides with another mutation";
+  }
+  // Fields of other branches: SGD momentum, holdout split, step schedule.
+  grid::TrialConfig sgd = base;
+  sgd.optimizer = "sgd";
+  grid::TrialConfig sgd2 = sgd;
+  sgd2.momentum = 0.8;
+  EXPECT_NE(sgd.key(), sgd2.key());
+  sgd2 = sgd;
+  sgd2.nesterov = false;
+  EXPECT_NE(sgd.key(), sgd2.key());
+  grid::TrialConfig ho = base;
+  ho.validation = "holdout";
+  grid::TrialConfig ho2 = ho;
+  ho2.val_seed += 1;
+  EXPECT_NE(ho.key(), ho2.key());
+  ho2 = ho;
+  ho2.val_fraction = 0.2;
+  EXPECT_NE(ho.key(), ho2.key());
+  grid::TrialConfig st = base;
+  st.schedule = "step";
+  grid::TrialConfig st2 = st;
+  st2.step_milestones = {10, 20};
+  EXPECT_NE(st.key(), st2.key());
+  // Execution settings and fields irrelevant to the branch do not.
+  grid::TrialConfig same = base;
+  same.ranks_per_trial = 8;
+  same.momentum = 0.5;           // adamw ignores momentum
+  same.step_milestones = {1};    // cosine ignores milestones
+  same.val_seed = 12345;         // paper validation ignores val_seed
+  EXPECT_EQ(same.key(), base.key());
+}
+
+TEST_F(GridFixture, OverridesApplyInOrderAndRespectGlobs) {
+  const auto trials = expand(std::string(kSpec) + R"(
+[[override]]
+model = "m*"
+batch_size = 64
+[[override]]
+model = "m1"
+dataset = "e"
+batch_size = 32
+epochs = 3
+ranks_per_trial = 2
+)");
+  for (const auto& t : trials) {
+    if (t.config.model == "m1" && t.config.dataset == "e") {
+      EXPECT_EQ(t.config.batch_size, 32);
+      EXPECT_EQ(t.config.epochs, 3);
+      EXPECT_EQ(t.config.ranks_per_trial, 2);
+    } else if (t.config.model == "m1") {
+      EXPECT_EQ(t.config.batch_size, 64);
+      EXPECT_EQ(t.config.epochs, 30);
+    } else {
+      EXPECT_EQ(t.config.batch_size, 128);
+    }
+  }
+}
+
+TEST_F(GridFixture, DuplicateGridPointsAndUndersizedBatchesAreRefused) {
+  const std::string dup = with(kSpec, "lrs = [0.1]", "lrs = [0.1]\n[[grid.optimizer]]\nfamily = \"sgd\"\nlrs = [0.1]");
+  try {
+    expand(dup);
+    FAIL() << "expected a duplicate-trial error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("same trial"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("grid.optimizer[2]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(expand(with(kSpec, "seeds = [0]", "seeds = [0]\nbatch_size = 2\nranks_per_trial = 4")), Error);
+}
+
+TEST_F(GridFixture, CostScalesWithPixelsEpochsAndImages) {
+  const auto trials = expand(kSpec);
+  grid::TrialConfig t = trials[0].config;
+  grid::DataSize size{1000, 0, 200, true, "catalog"};
+  const double c = grid::trial_cost_gflop(t, 1.5, size);
+  EXPECT_DOUBLE_EQ(c, 30 * 2 * 1.5 * (256.0 / 224) * (256.0 / 224) * (3 * 1000 + 200));
+  t.epochs = 15;
+  EXPECT_DOUBLE_EQ(grid::trial_cost_gflop(t, 1.5, size), c / 2);
+  grid::DataSize separate{1000, 100, 200, false, "data"};
+  EXPECT_GT(grid::trial_cost_gflop(t, 1.5, separate), grid::trial_cost_gflop(t, 1.5, size));
+  EXPECT_DOUBLE_EQ(grid::trial_gpu_hours(t, 100.0, size), 15 * (1000 / 100.0 + 200 / 300.0) / 3600);
+}
+
+TEST_F(GridFixture, CatalogSizesFollowTheSelectionRule) {
+  const auto s = spec::load(dir.write("s.toml", kSpec));
+  const auto paper = grid::catalog_size(s, s.datasets[0]);
+  EXPECT_EQ(paper.n_train, 2931);
+  EXPECT_EQ(paper.n_test, 731);
+  EXPECT_TRUE(paper.val_is_test);
+  const auto s2 = spec::load(dir.write("s2.toml", with(kSpec, "seed = 7", "seed = 7\nselection = \"holdout\"")));
+  const auto holdout = grid::catalog_size(s2, s2.datasets[0]);
+  EXPECT_EQ(holdout.n_val, 293);
+  EXPECT_EQ(holdout.n_train, 2931 - 293);
+  EXPECT_FALSE(holdout.val_is_test);
+}
+
+}  // namespace
+}  // namespace xfer::test

@@ -1,0 +1,235 @@
+// The spec reader: defaults, the catalog, overrides, paths and variables.
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "support/tempdir.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/spec/catalog.hpp"
+#include "xfer/spec/spec.hpp"
+
+namespace xfer::test {
+namespace {
+
+using spec::Spec;
+
+class SpecFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir.write("models/m1.pt", "x");
+    dir.write("models/m2.pt", "x");
+    std::filesystem::create_directories(dir / "data/a");
+    std::filesystem::create_directories(dir / "data/b");
+  }
+  Spec parse(const std::string& text) { return spec::load(dir.write("s.toml", text)); }
+  TempDir dir;
+};
+
+const char* kMinimal = R"(
+[study]
+name = "mini"
+results = "res/r.h5"
+[[model]]
+name = "m1"
+backbone = "models/m1.pt"
+imagenet_top1 = 70
+[[dataset]]
+name = "a"
+kind = "imagefolder"
+root = "data/a"
+[grid]
+weight_decays = [0]
+[[grid.optimizer]]
+family = "adamw"
+lrs = [0.001]
+)";
+
+TEST_F(SpecFixture, DefaultsFollowThePaper) {
+  const Spec s = parse(kMinimal);
+  EXPECT_EQ(s.study.name, "mini");
+  EXPECT_EQ(s.study.selection, "paper");
+  EXPECT_EQ(s.study.results.path, (dir / "res/r.h5").string()) << "relative to the spec's folder";
+  EXPECT_EQ(s.study.checkpoint_dir.path, (dir / "res/r.h5.ckpt").string());
+  EXPECT_EQ(s.grid.epochs, 30);
+  EXPECT_EQ(s.grid.batch_size, 128);
+  EXPECT_EQ(s.grid.input_size, 256);
+  EXPECT_EQ(s.grid.schedule, "cosine");
+  ASSERT_EQ(s.grid.optimizers.size(), 1u);
+  EXPECT_EQ(s.grid.optimizers[0].wd_mode, "over_lr");
+  EXPECT_EQ(s.grid.augmentations, std::vector<std::string>{"none"});
+  EXPECT_EQ(s.grid.seeds, std::vector<int64_t>{0});
+  ASSERT_EQ(s.models.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.models[0].imagenet_top1, 70.0);
+  EXPECT_DOUBLE_EQ(s.models[0].mean[0], 0.485);
+  EXPECT_EQ(s.models[0].weights, "unspecified");
+  EXPECT_EQ(s.datasets[0].metric, "accuracy");
+  EXPECT_EQ(s.text.find("[study]"), 1u) << "the full text is kept for the results file";
+}
+
+TEST_F(SpecFixture, PaperKindsTakeTheirMetricFlipsAndSeeds) {
+  const Spec s = parse(std::string(kMinimal) + R"(
+[[dataset]]
+name = "ap"
+kind = "aptos"
+root = "data/b"
+[[dataset]]
+name = "eu"
+kind = "eurosat"
+root = "data/b"
+[[dataset]]
+name = "hp"
+kind = "hpa"
+root = "data/b"
+)");
+  const auto* ap = s.find_dataset("ap");
+  ASSERT_TRUE(ap);
+  EXPECT_EQ(ap->metric, "qwk");
+  EXPECT_EQ(ap->flips, "h");
+  EXPECT_EQ(s.validation_of(*ap), "paper");
+  const auto* eu = s.find_dataset("eu");
+  EXPECT_EQ(eu->input_size, 224);
+  EXPECT_EQ(eu->flips, "none");
+  const auto* hp = s.find_dataset("hp");
+  EXPECT_EQ(hp->metric, "macro_f1");
+  EXPECT_EQ(hp->flips, "hv");
+  EXPECT_EQ(s.validation_of(*hp), "fixed");
+}
+
+TEST_F(SpecFixture, CatalogGivesTheNineteenModelsAndEntriesOverrideThem) {
+  std::string text = kMinimal;
+  text.replace(text.find("[[model]]"), std::string("[[model]]\nname = \"m1\"\nbackbone = \"models/m1.pt\"\nimagenet_top1 = 70\n").size(),
+               "");
+  text.replace(text.find("results = \"res/r.h5\""), 20, "results = \"res/r.h5\"\ncatalog = \"paper\"\nmodels_dir = \"cat\"");
+  for (const auto& m : spec::paper_models()) dir.write("cat/" + m.name + ".pt", "x");
+  const Spec s = parse(text + "[[model]]\nname = \"resnet50\"\nimagenet_top1 = 80.9\nweights = \"timm:resnet50.a1_in1k\"\n");
+  ASSERT_EQ(s.models.size(), 19u);
+  const auto* r50 = s.find_model("resnet50");
+  ASSERT_TRUE(r50);
+  EXPECT_DOUBLE_EQ(r50->imagenet_top1, 80.9);
+  EXPECT_EQ(r50->weights, "timm:resnet50.a1_in1k");
+  EXPECT_EQ(r50->backbone.path, (dir / "cat/resnet50.pt").string());
+  EXPECT_DOUBLE_EQ(r50->gmacs, 4.09) << "unset fields keep the catalog's";
+  const auto* deit = s.find_model("deit_tiny_patch16_224");
+  ASSERT_TRUE(deit);
+  EXPECT_EQ(deit->input_size, 224);
+  // A subset.
+  const Spec sub = parse(text.replace(text.find("models_dir = \"cat\""), 18,
+                                      "models_dir = \"cat\"\nmodels = [\"alexnet\", \"resnet50\"]"));
+  EXPECT_EQ(sub.models.size(), 2u);
+}
+
+TEST_F(SpecFixture, CatalogBackboneMissingSaysHowToExportIt) {
+  std::string text = kMinimal;
+  text.replace(text.find("results = \"res/r.h5\""), 20,
+               "results = \"res/r.h5\"\ncatalog = \"paper\"\nmodels_dir = \"models\"\nmodels = [\"alexnet\"]");
+  try {
+    parse(text);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::input);
+    EXPECT_NE(std::string(e.what()).find("s.toml:6: key 'study.models_dir'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("export_backbones.py alexnet"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(SpecFixture, VariablesExpandAndUnsetOnesStayUnchecked) {
+  ::setenv("XFER_TEST_DATA", (dir / "data").c_str(), 1);
+  ::unsetenv("XFER_TEST_UNSET");
+  std::string text = kMinimal;
+  text.replace(text.find("root = \"data/a\""), 15, "root = \"${XFER_TEST_DATA}/a\"");
+  text += "[[dataset]]\nname = \"later\"\nkind = \"eurosat\"\nroot = \"${XFER_TEST_UNSET}/eurosat\"\n";
+  text.replace(text.find("results = \"res/r.h5\""), 20, "results = \"${XFER_TEST_UNSET:-out}/r.h5\"");
+  const Spec s = parse(text);
+  EXPECT_EQ(s.datasets[0].root.path, (dir / "data/a").string());
+  EXPECT_FALSE(s.datasets[1].root.resolved());
+  EXPECT_EQ(s.datasets[1].root.unset_var, "XFER_TEST_UNSET");
+  EXPECT_EQ(s.study.results.path, (dir / "out/r.h5").string()) << "${VAR:-default}";
+  // A variable that is set but points nowhere is a typo to catch, not a path to defer.
+  ::setenv("XFER_TEST_UNSET", "/nonexistent-xfer", 1);
+  EXPECT_THROW(parse(text), Error);
+  ::unsetenv("XFER_TEST_UNSET");
+  ::unsetenv("XFER_TEST_DATA");
+}
+
+TEST_F(SpecFixture, OverridesAndPerFamilyWeightDecays) {
+  const Spec s = parse(std::string(kMinimal) + R"(
+[[grid.optimizer]]
+family = "sgd"
+lrs = [0.1, 0.01]
+weight_decays = [1e-4, 5e-4]
+[[override]]
+model = "m*"
+dataset = "a"
+batch_size = 64
+precision = "bf16"
+)");
+  ASSERT_EQ(s.grid.optimizers.size(), 2u);
+  EXPECT_EQ(s.grid.optimizers[1].family, "sgd");
+  EXPECT_TRUE(s.grid.optimizers[1].nesterov);
+  EXPECT_DOUBLE_EQ(s.grid.optimizers[1].momentum, 0.9);
+  EXPECT_EQ(s.grid.optimizers[1].weight_decays.size(), 2u);
+  ASSERT_EQ(s.overrides.size(), 1u);
+  EXPECT_EQ(*s.overrides[0].batch_size, 64);
+  EXPECT_EQ(*s.overrides[0].precision, "bf16");
+}
+
+TEST_F(SpecFixture, BackboneMetadataFromTheExportToolFillsDefaults) {
+  dir.write("models/m1.json", R"({"name": "m1", "weights": "random-init", "imagenet_top1": 67.7, "gmacs": 0.06,
+                                  "feature_dim": 1024, "input_size": 0, "mean": [0.5, 0.5, 0.5]})");
+  std::string text = kMinimal;
+  text.replace(text.find("imagenet_top1 = 70\n"), 19, "");
+  const Spec s = parse(text);
+  EXPECT_EQ(s.models[0].weights, "random-init");
+  EXPECT_DOUBLE_EQ(s.models[0].imagenet_top1, 67.7);
+  EXPECT_DOUBLE_EQ(s.models[0].gmacs, 0.06);
+  EXPECT_EQ(s.models[0].feature_dim, 1024);
+  EXPECT_DOUBLE_EQ(s.models[0].mean[1], 0.5);
+  // Keys written in the spec win over the metadata.
+  const Spec t = parse(kMinimal);
+  EXPECT_DOUBLE_EQ(t.models[0].imagenet_top1, 70.0);
+  dir.write("models/m1.json", "{not json");
+  try {
+    parse(kMinimal);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("m1.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ExpandVars, Forms) {
+  ::setenv("XFER_EV", "abc", 1);
+  ::unsetenv("XFER_EV_UNSET");
+  std::string unset;
+  EXPECT_EQ(*spec::expand_vars("x/${XFER_EV}/y", &unset), "x/abc/y");
+  EXPECT_EQ(*spec::expand_vars("${XFER_EV_UNSET:-d}/y", &unset), "d/y");
+  EXPECT_EQ(*spec::expand_vars("$HOME-literal", &unset), "$HOME-literal") << "only ${...} is expanded";
+  EXPECT_FALSE(spec::expand_vars("${XFER_EV_UNSET}/y", &unset).has_value());
+  EXPECT_EQ(unset, "XFER_EV_UNSET");
+}
+
+TEST(Glob, Patterns) {
+  EXPECT_TRUE(spec::glob_match("*", "anything"));
+  EXPECT_TRUE(spec::glob_match("deit_*", "deit_tiny_patch16_224"));
+  EXPECT_FALSE(spec::glob_match("deit_*", "resnet50"));
+  EXPECT_TRUE(spec::glob_match("resnet?0", "resnet50"));
+  EXPECT_TRUE(spec::glob_match("*net*", "resnext50_32x4d") == false);
+  EXPECT_TRUE(spec::glob_match("*ne*", "resnext50_32x4d"));
+  EXPECT_TRUE(spec::glob_match("vgg1[36]_bn", "vgg16_bn"));
+  EXPECT_FALSE(spec::glob_match("vgg1[!36]_bn", "vgg16_bn"));
+  EXPECT_FALSE(spec::glob_match("", "x"));
+}
+
+TEST(Catalog, NineteenModelsInTop1Order) {
+  const auto& m = spec::paper_models();
+  ASSERT_EQ(m.size(), 19u);
+  for (size_t i = 1; i < m.size(); ++i) EXPECT_LE(m[i - 1].imagenet_top1, m[i].imagenet_top1) << m[i].name;
+  EXPECT_DOUBLE_EQ(spec::find_catalog_model("alexnet")->imagenet_top1, 56.5);
+  EXPECT_DOUBLE_EQ(spec::find_catalog_model("efficientnet_b4")->imagenet_top1, 83.4);
+  for (const auto& x : m) {
+    EXPECT_GT(x.gmacs, 0) << x.name;
+    EXPECT_GT(x.feature_dim, 0) << x.name;
+  }
+}
+
+}  // namespace
+}  // namespace xfer::test

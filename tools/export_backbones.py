@@ -1,0 +1,246 @@
+#!/usr/bin/python3
+"""Export ImageNet models as TorchScript *backbones* (features out, head removed) with a metadata JSON beside each.
+
+    tools/export_backbones.py --list
+    tools/export_backbones.py resnet50 densenet121 --out models/            # pretrained (needs the weights hub)
+    tools/export_backbones.py mobilenet_v3_small --random-init --out build/models
+
+Writes <out>/<name>.pt (torch.jit.script of the backbone) and <out>/<name>.json: the metadata xfer's spec reader takes
+as defaults for the model (ImageNet top-1, weights tag, fixed input size, mean/std, crop, feature dimension, GMACs).
+Pretrained weights come from torchvision/timm/open_clip hubs; on a machine that cannot reach them, --random-init gives
+the same architecture with random weights and says so in the metadata (its `weights` becomes "random-init", so its
+trials never mix with pretrained ones). Export with a PyTorch no newer than the LibTorch that will load the file.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import sys
+
+import torch
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+# name: (source, constructor, head path the paper replaces, top-1, weights tag, fixed input size)
+# Top-1 values are those in the paper's table (library values); the catalog in src/spec/catalog.cpp holds the same.
+MODELS = {
+    "alexnet": ("torchvision", "alexnet", "classifier.6", 56.5, "AlexNet_Weights.IMAGENET1K_V1", 0),
+    "squeezenet1_1": ("torchvision", "squeezenet1_1", "classifier", 58.2, "SqueezeNet1_1_Weights.IMAGENET1K_V1", 0),
+    "shufflenet_v2_x0_5": ("torchvision", "shufflenet_v2_x0_5", "fc", 60.6,
+                           "ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1", 0),
+    "mobilenet_v3_small": ("torchvision", "mobilenet_v3_small", "classifier.3", 67.7,
+                           "MobileNet_V3_Small_Weights.IMAGENET1K_V1", 0),
+    "mnasnet0_5": ("torchvision", "mnasnet0_5", "classifier.1", 67.7, "MNASNet0_5_Weights.IMAGENET1K_V1", 0),
+    "shufflenet_v2_x1_0": ("torchvision", "shufflenet_v2_x1_0", "fc", 69.4,
+                           "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1", 0),
+    "vgg13_bn": ("torchvision", "vgg13_bn", "classifier.6", 71.6, "VGG13_BN_Weights.IMAGENET1K_V1", 0),
+    "deit_tiny_patch16_224": ("timm", "deit_tiny_patch16_224", "head", 72.2, "fb_in1k", 224),
+    "vgg16_bn": ("torchvision", "vgg16_bn", "classifier.6", 73.4, "VGG16_BN_Weights.IMAGENET1K_V1", 0),
+    "densenet121": ("torchvision", "densenet121", "classifier", 74.4, "DenseNet121_Weights.IMAGENET1K_V1", 0),
+    "resnet50": ("torchvision", "resnet50", "fc", 76.1, "ResNet50_Weights.IMAGENET1K_V1", 0),
+    "resnext50_32x4d": ("torchvision", "resnext50_32x4d", "fc", 77.6, "ResNeXt50_32X4D_Weights.IMAGENET1K_V1", 0),
+    "efficientnet_b0": ("timm", "efficientnet_b0", "classifier", 77.7, "ra_in1k", 0),
+    "resnet152": ("torchvision", "resnet152", "fc", 78.3, "ResNet152_Weights.IMAGENET1K_V1", 0),
+    "deit_small_patch16_224": ("timm", "deit_small_patch16_224", "head", 79.9, "fb_in1k", 224),
+    "inception_resnet_v2": ("timm", "inception_resnet_v2", "classif", 80.5, "tf_in1k", 0),
+    "convnext_tiny": ("timm", "convnext_tiny", "head.fc", 82.1, "fb_in1k", 0),
+    "pnasnet5large": ("timm", "pnasnet5large", "last_linear", 82.8, "tf_in1k", 0),
+    "efficientnet_b4": ("timm", "efficientnet_b4", "classifier", 83.4, "ra2_in1k", 0),
+    # Not in the paper's 19, useful for small studies and tests.
+    "resnet18": ("torchvision", "resnet18", "fc", 69.8, "ResNet18_Weights.IMAGENET1K_V1", 0),
+    # CLIP image encoders (open_clip); the paper fine-tunes them the same way.
+    "clip_vit_b16": ("open_clip", "ViT-B-16", "", 0.0, "openai", 224),
+    "clip_vit_l14": ("open_clip", "ViT-L-14", "", 0.0, "openai", 224),
+    "clip_vit_l14_336": ("open_clip", "ViT-L-14-336", "", 0.0, "openai", 336),
+}
+PAPER_19 = [n for n in MODELS if n not in ("resnet18", "clip_vit_b16", "clip_vit_l14", "clip_vit_l14_336")]
+
+
+class ExportError(Exception):
+    pass
+
+
+def _set_submodule(model, path, new):
+    parts = path.split(".")
+    parent = model
+    for p in parts[:-1]:
+        parent = getattr(parent, p) if not p.isdigit() else parent[int(p)]
+    last = parts[-1]
+    if last.isdigit():
+        parent[int(last)] = new
+    else:
+        setattr(parent, last, new)
+
+
+def build(name, random_init):
+    source, ctor, head, top1, weights, fixed = MODELS[name]
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if source == "torchvision":
+        import torchvision
+        fn = getattr(torchvision.models, ctor)
+        if random_init:
+            model = fn(weights=None)
+        else:
+            enum_name, member = weights.split(".")
+            try:
+                model = fn(weights=getattr(torchvision.models, enum_name)[member])
+            except Exception as e:  # no network, no cache
+                raise ExportError(f"{name}: cannot get pretrained weights {weights} ({e}); "
+                                  f"use --random-init on a machine without access to the weights hub")
+        if name.startswith("squeezenet"):
+            # The paper replaces the 1x1 conv classifier; as a backbone, pool the 512 feature maps instead.
+            model.classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1))
+        else:
+            _set_submodule(model, head, torch.nn.Identity())
+        tag = f"torchvision:{weights}"
+    elif source == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise ExportError(f"{name}: needs timm (pip install 'timm<0.10' into a venv made with "
+                              f"/usr/bin/python3 -m venv --system-site-packages)")
+        try:
+            model = timm.create_model(f"{ctor}.{weights}" if not random_init else ctor, pretrained=not random_init,
+                                      num_classes=0)
+        except Exception as e:
+            raise ExportError(f"{name}: timm could not build it ({e}); use --random-init without the weights hub")
+        cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
+        mean = list(cfg.get("mean", IMAGENET_MEAN))
+        std = list(cfg.get("std", IMAGENET_STD))
+        tag = f"timm:{ctor}.{weights}"
+    else:
+        try:
+            import open_clip
+        except ImportError:
+            raise ExportError(f"{name}: needs open_clip (pip install open-clip-torch)")
+        try:
+            clip = open_clip.create_model(ctor, pretrained=None if random_init else weights)
+        except Exception as e:
+            raise ExportError(f"{name}: open_clip could not build it ({e}); use --random-init without the hub")
+        model = clip.visual
+        mean = list(getattr(model, "image_mean", None) or [0.48145466, 0.4578275, 0.40821073])
+        std = list(getattr(model, "image_std", None) or [0.26862954, 0.26130258, 0.27577711])
+        tag = f"open_clip:{ctor}.{weights}"
+    if random_init:
+        tag = "random-init"
+    return model, tag, top1, fixed, mean, std
+
+
+def count_gmacs(model, size):
+    """Multiply-adds of convolutions and linear layers for one size×size image (attention matmuls not counted)."""
+    macs = [0]
+
+    def conv_hook(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1]
+        macs[0] += out.numel() * (m.in_channels // m.groups) * k
+
+    def linear_hook(m, inp, out):
+        macs[0] += out.numel() * m.in_features
+
+    hooks = []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            hooks.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, torch.nn.Linear):
+            hooks.append(mod.register_forward_hook(linear_hook))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return macs[0] / 1e9
+
+
+def export(name, out_dir, random_init, force):
+    pt = os.path.join(out_dir, name + ".pt")
+    meta_path = os.path.join(out_dir, name + ".json")
+    if os.path.exists(pt) and os.path.exists(meta_path) and not force:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if (meta.get("weights") == "random-init") == random_init:
+            print(f"{name}: up to date ({pt})")
+            return
+    torch.manual_seed(0)
+    model, tag, top1, fixed, mean, std = build(name, random_init)
+    model.eval()
+    probe = fixed or 224
+    gmacs = count_gmacs(model, 224 if not fixed else fixed) * (224.0 / probe) ** 2
+    with torch.no_grad():
+        y = model(torch.zeros(2, 3, probe, probe))
+    if y.dim() != 2 or y.shape[0] != 2:
+        raise ExportError(f"{name}: backbone output is {list(y.shape)}, expected [N, D]")
+    scripted = torch.jit.script(model)
+    # Check the scripted module trains (train-mode forward + backward), as xfer will use it.
+    scripted.train()
+    scripted(torch.randn(2, 3, probe, probe)).sum().backward()
+    scripted.eval()
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = pt + ".tmp"
+    scripted.save(tmp)
+    os.replace(tmp, pt)
+    with open(pt, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    source = MODELS[name][0]
+    meta = {
+        "name": name,
+        "source": source,
+        "constructor": MODELS[name][1],
+        "weights": tag,
+        "random_init": random_init,
+        "imagenet_top1": top1 if top1 > 0 else None,
+        "input_size": fixed,
+        "crop_pct": 1.0,
+        "mean": mean,
+        "std": std,
+        "feature_dim": int(y.shape[1]),
+        "gmacs": round(gmacs, 4),
+        "sha256": digest,
+        "torch_version": torch.__version__,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if random_init:
+        meta["note"] = "random weights: the architecture only; ImageNet top-1 is the published value of the real weights"
+    with open(meta_path + ".tmp", "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    os.replace(meta_path + ".tmp", meta_path)
+    print(f"{name}: {pt} (features {meta['feature_dim']}, {meta['gmacs']} GMACs at 224, weights {tag})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", help="model names (see --list), or 'paper' for the paper's 19")
+    ap.add_argument("--out", default="models", help="output folder (default: models)")
+    ap.add_argument("--random-init", action="store_true", help="random weights (no weights hub needed)")
+    ap.add_argument("--force", action="store_true", help="export even if an up-to-date file exists")
+    ap.add_argument("--list", action="store_true", help="list the models this tool knows")
+    args = ap.parse_args()
+    if args.list:
+        print(f"{'name':<24} {'source':<12} {'top-1':>6}  weights")
+        for n, (src, ctor, head, top1, w, fixed) in MODELS.items():
+            paper = "" if n in PAPER_19 else "  (not in the paper's 19)"
+            print(f"{n:<24} {src:<12} {top1 if top1 else '-':>6}  {w}{paper}")
+        return 0
+    names = []
+    for n in args.models:
+        names.extend(PAPER_19 if n == "paper" else [n])
+    if not names:
+        ap.error("name at least one model, or 'paper', or use --list")
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        print(f"export_backbones: unknown model(s): {', '.join(unknown)} (see --list)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    failed = 0
+    for n in names:
+        try:
+            export(n, args.out, args.random_init, args.force)
+        except ExportError as e:
+            print(f"export_backbones: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
