@@ -2,6 +2,7 @@
 // file behind a plain options struct, so commands can be called from tests without a shell.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace xfer::app {
@@ -13,5 +14,21 @@ struct PlanOptions {
   std::string throughput;  // CSV: model,images_per_second[,input_size]
 };
 int plan(const PlanOptions& o);
+
+}  // namespace xfer::app
+
+namespace xfer::app {
+
+struct ScoreOptions {
+  std::string metric;
+  std::string labels;
+  std::string scores;
+  std::string thresholds_from;  // "VAL_LABELS,VAL_SCORES"
+  bool json = false;
+  int bootstrap = 0;            // resamples; 0: no interval
+  uint64_t seed = 0;
+  double level = 0.95;
+};
+int score(const ScoreOptions& o);
 
 }  // namespace xfer::app

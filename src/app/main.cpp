@@ -28,6 +28,21 @@ int main(int argc, char** argv) {
                        "CSV with header model,images_per_second[,input_size]: training images/s per GPU, for "
                        "GPU-hour estimates");
 
+  xfer::app::ScoreOptions score;
+  auto* score_cmd = cli.add_subcommand("score", "Score a predictions file with a study metric (scikit-learn semantics)");
+  score_cmd->add_option("--metric", score.metric, "accuracy|balanced_accuracy|qwk|macro_f1|roc_auc|log_loss")->required();
+  score_cmd->add_option("--labels", score.labels, "CSV, no header: one class per row, or k 0/1 columns (multi-label)")
+      ->required();
+  score_cmd->add_option("--scores", score.scores, "CSV, no header: k scores per row (binary: 1 column p(positive) or 2)")
+      ->required();
+  score_cmd->add_option("--thresholds-from", score.thresholds_from,
+                        "VAL_LABELS,VAL_SCORES: tune per-class thresholds on validation (multi-label macro_f1)");
+  score_cmd->add_flag("--json", score.json, "print {\"metric\": NAME, \"value\": V}");
+  score_cmd->add_option("--bootstrap", score.bootstrap, "resamples for a percentile interval (0: none)")
+      ->check(CLI::NonNegativeNumber);
+  score_cmd->add_option("--seed", score.seed, "bootstrap seed");
+  score_cmd->add_option("--level", score.level, "interval level")->check(CLI::Range(0.5, 0.9999));
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -37,6 +52,7 @@ int main(int argc, char** argv) {
   try {
     xfer::log::init(log_level);
     if (*plan_cmd) return xfer::app::plan(plan);
+    if (*score_cmd) return xfer::app::score(score);
   } catch (const xfer::Error& e) {
     std::fflush(stdout);
     std::cerr << "xfer: error: " << e.what() << std::endl;
