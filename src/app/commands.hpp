@@ -32,3 +32,23 @@ struct ScoreOptions {
 int score(const ScoreOptions& o);
 
 }  // namespace xfer::app
+
+namespace xfer::app {
+
+struct SplitsOptions {
+  std::string spec, dataset;  // from a spec …
+  std::string kind, root;     // … or a kind and a root
+  std::string out;
+  std::string validation = "paper";
+  int64_t heldout_seed = -1;  // -1: the kind's paper seed
+  double heldout_fraction = 0.2;
+  int64_t val_seed = 0;
+  double val_fraction = 0.1;
+  std::string split_file = "split.stratified.small.0.csv";
+  std::string manifest = "manifest.csv";
+  bool strict = false;
+  bool json = false;
+};
+int splits(const SplitsOptions& o);
+
+}  // namespace xfer::app

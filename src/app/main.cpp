@@ -43,6 +43,24 @@ int main(int argc, char** argv) {
   score_cmd->add_option("--seed", score.seed, "bootstrap seed");
   score_cmd->add_option("--level", score.level, "interval level")->check(CLI::Range(0.5, 0.9999));
 
+  xfer::app::SplitsOptions splits;
+  auto* splits_cmd = cli.add_subcommand("splits", "Write a dataset's exact splits (sample_id,split) and a summary");
+  splits_cmd->add_option("--spec", splits.spec, "experiment spec (with --dataset)");
+  splits_cmd->add_option("--dataset", splits.dataset, "dataset name in the spec");
+  splits_cmd->add_option("--kind", splits.kind, "cct20|aptos|hpa|melanoma|cassava|eurosat|imagefolder|csv|idx");
+  splits_cmd->add_option("--root", splits.root, "the dataset's folder as downloaded");
+  splits_cmd->add_option("--out", splits.out, "CSV to write: sample_id,split");
+  splits_cmd->add_option("--validation", splits.validation, "paper|holdout")->check(CLI::IsMember({"paper", "holdout"}));
+  splits_cmd->add_option("--heldout-seed", splits.heldout_seed, "default: the paper's seed for the kind");
+  splits_cmd->add_option("--heldout-fraction", splits.heldout_fraction, "default 0.2")->check(CLI::Range(0.0, 1.0));
+  splits_cmd->add_option("--val-seed", splits.val_seed, "holdout seed");
+  splits_cmd->add_option("--val-fraction", splits.val_fraction, "holdout share of train, default 0.1")
+      ->check(CLI::Range(0.0, 1.0));
+  splits_cmd->add_option("--split-file", splits.split_file, "hpa: the paper's split file");
+  splits_cmd->add_option("--manifest", splits.manifest, "csv: the manifest file");
+  splits_cmd->add_flag("--strict", splits.strict, "a bad sample is an error");
+  splits_cmd->add_flag("--json", splits.json, "summary as JSON");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -53,6 +71,7 @@ int main(int argc, char** argv) {
     xfer::log::init(log_level);
     if (*plan_cmd) return xfer::app::plan(plan);
     if (*score_cmd) return xfer::app::score(score);
+    if (*splits_cmd) return xfer::app::splits(splits);
   } catch (const xfer::Error& e) {
     std::fflush(stdout);
     std::cerr << "xfer: error: " << e.what() << std::endl;

@@ -40,15 +40,6 @@ class Canon {
   std::string text_ = "xfer.trial.v1\n";
 };
 
-int64_t derive_seed(int64_t root, const std::string& salt) {
-  // 32-bit seed derived from the root seed and a name (FNV-1a over both); stable across platforms.
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&](unsigned char c) { h = (h ^ c) * 1099511628211ULL; };
-  for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>((static_cast<uint64_t>(root) >> (8 * i)) & 0xff));
-  for (char c : salt) mix(static_cast<unsigned char>(c));
-  return static_cast<int64_t>((h ^ (h >> 32)) & 0xffffffffULL);
-}
-
 }  // namespace
 
 std::string TrialConfig::canonical_text() const {
@@ -67,6 +58,7 @@ std::string TrialConfig::canonical_text() const {
   if (limit_test > 0) c.add_int("limit_test", limit_test);
   if (kind == "melanoma") c.add_bool("melanoma_2019", melanoma_2019);
   if (kind == "csv") c.add("manifest", manifest);
+  if (kind == "hpa" && split_file != "split.stratified.small.0.csv") c.add("split_file", split_file);
   c.add("optimizer", optimizer).add("lr", lr).add("weight_decay", weight_decay).add("wd_mode", wd_mode);
   if (optimizer == "sgd") c.add("momentum", momentum).add_bool("nesterov", nesterov);
   if (optimizer == "adamw") c.add("beta1", beta1).add("beta2", beta2).add("eps", eps);
@@ -111,7 +103,6 @@ std::vector<Trial> expand(const spec::Spec& spec) {
         throw Error::input(fmt::format("{}: model \"{}\" on dataset \"{}\": batch_size {} is smaller than its group of "
                                        "{} ranks; every rank needs at least one sample per step",
                                        spec.path, m.name, d.name, batch_size, ranks));
-      const spec::DatasetKind* kind = spec::find_dataset_kind(d.kind);
       for (const auto& opt : g.optimizers) {
         const auto& wds = opt.weight_decays.empty() ? g.weight_decays : opt.weight_decays;
         for (double lr : opt.lrs)
@@ -132,14 +123,14 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                 t.bgr_quirk = d.bgr_quirk;
                 t.validation = spec.validation_of(d);
                 t.heldout_fraction = d.heldout_fraction;
-                t.heldout_seed = d.heldout_seed >= 0 ? d.heldout_seed : (kind ? kind->heldout_seed : 0);
-                if (t.heldout_seed < 0) t.heldout_seed = 0;
+                t.heldout_seed = spec.heldout_seed_of(d);
                 t.val_fraction = d.val_fraction;
-                t.val_seed = d.val_seed >= 0 ? d.val_seed : derive_seed(spec.study.seed, "val/" + d.name);
+                t.val_seed = spec.val_seed_of(d);
                 t.limit_train = d.limit_train;
                 t.limit_test = d.limit_test;
                 t.melanoma_2019 = d.melanoma_2019;
                 t.manifest = d.manifest;
+                t.split_file = d.split_file;
                 t.optimizer = opt.family;
                 t.lr = lr;
                 t.weight_decay = wd;

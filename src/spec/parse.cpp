@@ -447,6 +447,8 @@ DatasetSpec read_dataset(TableReader& r, const PathResolver& paths) {
   d.limit_test = r.integer("limit_test", 1).value_or(0);
   if (r.has("manifest") && d.kind != "csv") r.fail("manifest", "applies only to kind = \"csv\"");
   if (auto v = r.str("manifest")) d.manifest = *v;
+  if (r.has("split_file") && d.kind != "hpa") r.fail("split_file", "applies only to kind = \"hpa\"");
+  if (auto v = r.str("split_file")) d.split_file = *v;
   if (r.has("melanoma_2019") && d.kind != "melanoma") r.fail("melanoma_2019", "applies only to kind = \"melanoma\"");
   d.melanoma_2019 = r.boolean("melanoma_2019").value_or(true);
   if (info->native_validation && r.has("validation"))
@@ -666,6 +668,22 @@ std::string Spec::validation_of(const DatasetSpec& d) const {
   const DatasetKind* k = find_dataset_kind(d.kind);
   if (k && k->native_validation) return "fixed";
   return d.validation.empty() ? study.selection : d.validation;
+}
+
+int64_t Spec::heldout_seed_of(const DatasetSpec& d) const {
+  if (d.heldout_seed >= 0) return d.heldout_seed;
+  const DatasetKind* k = find_dataset_kind(d.kind);
+  return k && k->heldout_seed >= 0 ? k->heldout_seed : 0;
+}
+
+int64_t Spec::val_seed_of(const DatasetSpec& d) const {
+  if (d.val_seed >= 0) return d.val_seed;
+  // 32-bit seed from the root seed and the dataset's name (FNV-1a); stable across platforms.
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&](unsigned char c) { h = (h ^ c) * 1099511628211ULL; };
+  for (int i = 0; i < 8; ++i) mix(static_cast<unsigned char>((static_cast<uint64_t>(study.seed) >> (8 * i)) & 0xff));
+  for (char c : "val/" + d.name) mix(static_cast<unsigned char>(c));
+  return static_cast<int64_t>((h ^ (h >> 32)) & 0xffffffffULL);
 }
 
 Spec parse(const std::string& text, const std::string& path) {

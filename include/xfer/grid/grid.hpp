@@ -53,6 +53,7 @@ struct TrialConfig {
   int64_t limit_train = 0, limit_test = 0;
   bool melanoma_2019 = true;
   std::string manifest;
+  std::string split_file;
   // Recipe.
   std::string optimizer;   // adamw | sgd
   double lr = 0;

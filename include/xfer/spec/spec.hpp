@@ -77,6 +77,7 @@ struct DatasetSpec {
   int64_t val_seed = -1;         // -1: derived from study.seed and the dataset name
   // Kind-specific.
   std::string manifest = "manifest.csv";  // csv kind: manifest file under root
+  std::string split_file = "split.stratified.small.0.csv";  // hpa kind: the paper's split file (root or root/splits/hpa)
   bool melanoma_2019 = true;     // melanoma: add the 2019 challenge images as the paper does
   int64_t limit_train = 0;       // > 0: seeded stratified subsample of train (demo, smoke tests)
   int64_t limit_test = 0;        // > 0: same for the held-out / test set
@@ -135,6 +136,10 @@ struct Spec {
   // The validation mode in force for a dataset: "fixed" where the dataset has its own validation split,
   // else the dataset's `validation`, else study.selection.
   std::string validation_of(const DatasetSpec& d) const;
+  // The seeds in force for a dataset: its own, else the kind's paper seed (held-out draw), else derived from
+  // study.seed and the dataset's name (holdout carve).
+  int64_t heldout_seed_of(const DatasetSpec& d) const;
+  int64_t val_seed_of(const DatasetSpec& d) const;
 };
 
 // Reads and validates a spec. Throws xfer::Error (input) naming file:line and key on the first problem:

@@ -1,0 +1,73 @@
+// data/loader: batches of transformed samples as contiguous float32 N×C×S×S buffers, decoded and augmented by worker
+// threads into a bounded ring of batch slots (memory: prefetch × batch bytes plus one decode buffer per thread,
+// whatever the dataset's size), delivered in order. Each rank of a data-parallel group takes its shard of every
+// global batch; the epoch's order is a permutation drawn from (seed, epoch), so a resumed trial sees the same
+// stream from any batch on.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xfer/data/dataset.hpp"
+#include "xfer/data/transform.hpp"
+
+namespace xfer::data {
+
+struct LoaderOptions {
+  int batch_size = 128;     // the global batch: all ranks of the group together
+  int rank = 0, world = 1;  // this rank's place in its data-parallel group
+  bool shuffle = false;     // training: a fresh permutation per epoch from (seed, epoch)
+  bool drop_last = false;
+  int threads = 1;          // decode/augment threads
+  int prefetch = 2;         // batch slots: the most batches decoded ahead of the consumer
+  uint64_t seed = 0;
+  // Where batch buffers live: pinned host memory when training on CUDA (the trainer passes cudaHostAlloc-backed
+  // allocators through torch); plain aligned memory otherwise.
+  std::function<void*(size_t)> allocate;
+  std::function<void(void*)> release;
+  // Keep transformed images (uint8 S×S) in memory for transforms without randomness (evaluation): the second
+  // epoch on does no decoding. Bounded by cache_bytes; images beyond it are decoded each time.
+  bool cache = false;
+  size_t cache_bytes = size_t(2) << 30;
+};
+
+struct Batch {
+  int64_t index = 0;      // batch number within the epoch
+  int64_t n = 0;          // samples in this rank's shard
+  int64_t global_n = 0;   // samples in the whole global batch (for the loss's normalisation)
+  int channels = 3, size = 0;
+  float* data = nullptr;  // n × channels × size × size
+  std::vector<int32_t> labels;     // single-label: n
+  std::vector<float> targets;      // multi-label: n × classes, 0/1
+  std::vector<int64_t> samples;    // dataset indices
+  std::vector<Problem> skipped;    // samples of this shard that could not be decoded (dropped from it)
+};
+
+class Loader {
+ public:
+  Loader(const Dataset& d, std::vector<int64_t> indices, TransformSettings t, LoaderOptions o);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t size() const;               // samples per epoch (all ranks)
+  int64_t batches_per_epoch() const;
+  // Starts an epoch at `first_batch` (resume). Batches of a previous epoch not yet consumed are discarded.
+  void start_epoch(int epoch, int64_t first_batch = 0);
+  // The next batch of this rank's shard, or nullptr at the end of the epoch. Hold at most prefetch - 1 batches at
+  // once. Throws the worker's error: DecodeError under strict, anything unexpected otherwise.
+  std::shared_ptr<const Batch> next();
+  // Every sample dropped so far (decode failures), each once.
+  std::vector<Problem> problems() const;
+  // Peak bytes of batch buffers held (the bound: prefetch × batch bytes).
+  size_t buffer_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xfer::data

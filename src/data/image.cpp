@@ -1,0 +1,322 @@
+// Decoding (OpenCV imgcodecs) and Pillow-exact bilinear resampling.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+
+#include <opencv2/core.hpp>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "xfer/data/transform.hpp"
+
+namespace xfer::data {
+
+namespace {
+
+void quiet_opencv() {
+  static std::once_flag once;
+  std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
+}
+
+bool read_bytes(const std::string& path, std::vector<uint8_t>& buf) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return false;
+  const std::streamsize n = in.tellg();
+  if (n < 0) return false;
+  buf.resize(static_cast<size_t>(n));
+  in.seekg(0);
+  return n == 0 || static_cast<bool>(in.read(reinterpret_cast<char*>(buf.data()), n));
+}
+
+// libjpeg decodes a truncated JPEG into a grey-padded image with only a warning, and Pillow refuses it ("image
+// file is truncated"): refuse it too. A JPEG must end with EOI (FFD9), a PNG with an IEND chunk.
+void check_complete(const std::string& path, const std::vector<uint8_t>& b) {
+  if (b.size() >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) {
+    const size_t from = b.size() > 1024 ? b.size() - 1024 : 0;
+    for (size_t i = b.size() - 1; i > from; --i)
+      if (b[i - 1] == 0xFF && b[i] == 0xD9) return;
+    throw DecodeError(path + ": truncated JPEG (no end-of-image marker)");
+  }
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() >= 8 && std::equal(kPng, kPng + 8, b.begin())) {
+    const size_t from = b.size() > 64 ? b.size() - 64 : 0;
+    for (size_t i = from; i + 4 <= b.size(); ++i)
+      if (b[i] == 'I' && b[i + 1] == 'E' && b[i + 2] == 'N' && b[i + 3] == 'D') return;
+    throw DecodeError(path + ": truncated PNG (no IEND chunk)");
+  }
+}
+
+cv::Mat decode_mat(const std::string& path) {
+  quiet_opencv();
+  thread_local std::vector<uint8_t> buf;
+  if (!read_bytes(path, buf)) throw DecodeError(path + ": cannot read the file");
+  if (buf.empty()) throw DecodeError(path + ": empty file");
+  check_complete(path, buf);
+  cv::Mat m;
+  try {
+    m = cv::imdecode(cv::_InputArray(buf.data(), static_cast<int>(buf.size())), cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    throw DecodeError(path + ": cannot decode (" + e.err + ")");
+  }
+  if (m.empty()) throw DecodeError(path + ": not a decodable image (corrupt, or a format OpenCV cannot read)");
+  if (m.depth() == CV_16U) {
+    cv::Mat e;
+    m.convertTo(e, CV_8U, 1.0 / 257.0);  // rounds to nearest
+    m = e;
+  } else if (m.depth() != CV_8U) {
+    throw DecodeError(path + ": unsupported pixel depth (8- and 16-bit images are supported)");
+  }
+  return m;
+}
+
+Image to_image(const cv::Mat& m) {
+  Image img;
+  img.rows = m.rows;
+  img.cols = m.cols;
+  img.channels = m.channels();
+  img.px.resize(static_cast<size_t>(m.rows) * m.cols * m.channels());
+  for (int y = 0; y < m.rows; ++y)
+    std::memcpy(img.row(y), m.ptr(y), static_cast<size_t>(m.cols) * m.channels());
+  return img;
+}
+
+// Pillow's resampling coefficients (Resample.c, precompute_coeffs + normalize_coeffs_8bpc) for BILINEAR.
+constexpr int kPrecisionBits = 32 - 8 - 2;
+
+struct Coeffs {
+  int ksize = 0;
+  std::vector<int> xmin, xcount;
+  std::vector<int32_t> k;
+};
+
+Coeffs precompute(int in_size, int out_size) {
+  Coeffs c;
+  const double scale = static_cast<double>(static_cast<float>(in_size)) / out_size;
+  const double filterscale = scale < 1.0 ? 1.0 : scale;
+  const double support = 1.0 * filterscale;
+  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+  c.xmin.resize(out_size);
+  c.xcount.resize(out_size);
+  c.k.assign(static_cast<size_t>(out_size) * c.ksize, 0);
+  std::vector<double> w(c.ksize);
+  for (int xx = 0; xx < out_size; ++xx) {
+    const double center = (xx + 0.5) * scale;
+    const double ss = 1.0 / filterscale;
+    int xmin = static_cast<int>(center - support + 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = static_cast<int>(center + support + 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) {
+      double t = (x + xmin - center + 0.5) * ss;
+      if (t < 0.0) t = -t;
+      w[x] = t < 1.0 ? 1.0 - t : 0.0;
+      ww += w[x];
+    }
+    for (int x = 0; x < xmax; ++x) {
+      const double v = ww != 0.0 ? w[x] / ww : w[x];
+      c.k[static_cast<size_t>(xx) * c.ksize + x] =
+          static_cast<int32_t>(v < 0 ? -0.5 + v * (1 << kPrecisionBits) : 0.5 + v * (1 << kPrecisionBits));
+    }
+    c.xmin[xx] = xmin;
+    c.xcount[xx] = xmax;
+  }
+  return c;
+}
+
+inline uint8_t clip8(int32_t v) {
+  v >>= kPrecisionBits;
+  return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+template <int C>
+void horizontal(const uint8_t* src, size_t src_stride, int rows, const Coeffs& c, int x0, int w, uint8_t* dst,
+                size_t dst_stride) {
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* in = src + y * src_stride;
+    uint8_t* out = dst + y * dst_stride;
+    for (int xx = x0; xx < x0 + w; ++xx) {
+      const int32_t* k = &c.k[static_cast<size_t>(xx) * c.ksize];
+      const uint8_t* p = in + static_cast<size_t>(c.xmin[xx]) * C;
+      int32_t acc[C];
+      for (int ch = 0; ch < C; ++ch) acc[ch] = 1 << (kPrecisionBits - 1);
+      for (int x = 0; x < c.xcount[xx]; ++x)
+        for (int ch = 0; ch < C; ++ch) acc[ch] += p[x * C + ch] * k[x];
+      for (int ch = 0; ch < C; ++ch) out[(xx - x0) * C + ch] = clip8(acc[ch]);
+    }
+  }
+}
+
+template <int C>
+void vertical(const uint8_t* src, size_t src_stride, int row_offset, int cols, const Coeffs& c, int y0, int h,
+              uint8_t* dst, size_t dst_stride) {
+  std::vector<int32_t> acc(static_cast<size_t>(cols) * C);
+  for (int yy = y0; yy < y0 + h; ++yy) {
+    const int32_t* k = &c.k[static_cast<size_t>(yy) * c.ksize];
+    std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
+    for (int y = 0; y < c.xcount[yy]; ++y) {
+      const uint8_t* in = src + static_cast<size_t>(c.xmin[yy] + y - row_offset) * src_stride;
+      const int32_t ky = k[y];
+      for (int i = 0; i < cols * C; ++i) acc[i] += in[i] * ky;
+    }
+    uint8_t* out = dst + static_cast<size_t>(yy - y0) * dst_stride;
+    for (int i = 0; i < cols * C; ++i) out[i] = clip8(acc[i]);
+  }
+}
+
+// Resizes the view (rows × cols × C at src with src_stride) to out_cols × out_rows, computing the window only.
+Image resize_view(const uint8_t* src, size_t src_stride, int rows, int cols, int channels, int out_cols, int out_rows,
+                  int x0, int y0, int w, int h) {
+  const Coeffs ch = precompute(cols, out_cols), cv = precompute(rows, out_rows);
+  // Source rows the vertical pass reads for output rows [y0, y0 + h).
+  const int first = cv.xmin[y0];
+  int last = first;
+  for (int yy = y0; yy < y0 + h; ++yy) last = std::max(last, cv.xmin[yy] + cv.xcount[yy]);
+  std::vector<uint8_t> tmp(static_cast<size_t>(last - first) * w * channels);
+  const size_t tmp_stride = static_cast<size_t>(w) * channels;
+  Image out;
+  out.rows = h;
+  out.cols = w;
+  out.channels = channels;
+  out.px.resize(static_cast<size_t>(w) * h * channels);
+  const uint8_t* rows_in = src + static_cast<size_t>(first) * src_stride;
+  if (channels == 3) {
+    horizontal<3>(rows_in, src_stride, last - first, ch, x0, w, tmp.data(), tmp_stride);
+    vertical<3>(tmp.data(), tmp_stride, first, w, cv, y0, h, out.px.data(), tmp_stride);
+  } else if (channels == 1) {
+    horizontal<1>(rows_in, src_stride, last - first, ch, x0, w, tmp.data(), tmp_stride);
+    vertical<1>(tmp.data(), tmp_stride, first, w, cv, y0, h, out.px.data(), tmp_stride);
+  } else {
+    throw std::invalid_argument("resize: 1 or 3 channels expected");
+  }
+  return out;
+}
+
+}  // namespace
+
+Image decode_file(const std::string& path, bool bgr_quirk) {
+  cv::Mat m = decode_mat(path);
+  cv::Mat rgb;
+  switch (m.channels()) {
+    case 1: rgb = m; break;
+    case 3:
+      if (bgr_quirk) rgb = m;
+      else cv::cvtColor(m, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4:
+      cv::cvtColor(m, rgb, bgr_quirk ? cv::COLOR_BGRA2BGR : cv::COLOR_BGRA2RGB);
+      break;
+    case 2: {  // grey + alpha
+      std::vector<cv::Mat> planes;
+      cv::split(m, planes);
+      rgb = planes[0];
+      break;
+    }
+    default: throw DecodeError(path + ": unsupported channel count " + std::to_string(m.channels()));
+  }
+  return to_image(rgb);
+}
+
+Image decode(const Dataset& d, int64_t index, bool bgr_quirk) {
+  const Sample& s = d.samples[static_cast<size_t>(index)];
+  if (s.memory_index >= 0) {
+    const auto& m = *d.memory;
+    Image img;
+    img.rows = m.rows;
+    img.cols = m.cols;
+    img.channels = 1;
+    img.px.assign(m.image(s.memory_index), m.image(s.memory_index) + static_cast<size_t>(m.rows) * m.cols);
+    return img;
+  }
+  if (s.paths.size() == 1) return decode_file(s.paths[0], bgr_quirk);
+  if (s.paths.size() < 3) throw DecodeError(s.id + ": expected 1 image or 3-4 planes");
+  // Planes (HPA red, green, blue[, yellow]): R, G, B; the yellow plane is dropped.
+  std::array<Image, 3> planes;
+  for (int p = 0; p < 3; ++p) {
+    planes[p] = decode_file(s.paths[p], false);
+    if (planes[p].channels != 1) {
+      cv::Mat m(planes[p].rows, planes[p].cols, CV_8UC(planes[p].channels), planes[p].px.data()), g;
+      cv::cvtColor(m, g, planes[p].channels == 3 ? cv::COLOR_RGB2GRAY : cv::COLOR_RGBA2GRAY);
+      planes[p] = to_image(g);
+    }
+    if (planes[p].rows != planes[0].rows || planes[p].cols != planes[0].cols)
+      throw DecodeError(s.paths[p] + ": plane size differs from " + s.paths[0]);
+  }
+  Image img;
+  img.rows = planes[0].rows;
+  img.cols = planes[0].cols;
+  img.channels = 3;
+  img.px.resize(static_cast<size_t>(img.rows) * img.cols * 3);
+  const int order[3] = {bgr_quirk ? 2 : 0, 1, bgr_quirk ? 0 : 2};
+  for (size_t i = 0; i < static_cast<size_t>(img.rows) * img.cols; ++i)
+    for (int c = 0; c < 3; ++c) img.px[i * 3 + c] = planes[order[c]].px[i];
+  return img;
+}
+
+Image resize_pil_bilinear(const Image& src, int out_cols, int out_rows, int x0, int y0, int w, int h) {
+  if (w <= 0 || h <= 0 || x0 < 0 || y0 < 0 || x0 + w > out_cols || y0 + h > out_rows)
+    throw std::invalid_argument("resize: window outside the output");
+  return resize_view(src.px.data(), static_cast<size_t>(src.cols) * src.channels, src.rows, src.cols, src.channels,
+                     out_cols, out_rows, x0, y0, w, h);
+}
+
+Image resize_pil_bilinear(const Image& src, int out_cols, int out_rows) {
+  return resize_pil_bilinear(src, out_cols, out_rows, 0, 0, out_cols, out_rows);
+}
+
+Image crop(const Image& src, int top, int left, int height, int width) {
+  Image out;
+  out.rows = height;
+  out.cols = width;
+  out.channels = src.channels;
+  out.px.resize(static_cast<size_t>(height) * width * src.channels);
+  for (int y = 0; y < height; ++y)
+    std::memcpy(out.row(y), src.row(top + y) + static_cast<size_t>(left) * src.channels,
+                static_cast<size_t>(width) * src.channels);
+  return out;
+}
+
+CropBox random_resized_crop_box(int rows, int cols, double scale_lo, double scale_hi, double ratio_lo,
+                                double ratio_hi, Rng& rng) {
+  const double area = static_cast<double>(rows) * cols;
+  const double log_lo = std::log(ratio_lo), log_hi = std::log(ratio_hi);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target_area = area * rng.uniform(scale_lo, scale_hi);
+    const double aspect = std::exp(rng.uniform(log_lo, log_hi));
+    // Python's round(): half to even, as std::nearbyint in the default rounding mode.
+    const int w = static_cast<int>(std::nearbyint(std::sqrt(target_area * aspect)));
+    const int h = static_cast<int>(std::nearbyint(std::sqrt(target_area / aspect)));
+    if (0 < w && w <= cols && 0 < h && h <= rows) {
+      const int top = static_cast<int>(rng.below(rows - h + 1));
+      const int left = static_cast<int>(rng.below(cols - w + 1));
+      return {top, left, h, w};
+    }
+  }
+  // Fallback to a central crop.
+  const double in_ratio = static_cast<double>(cols) / rows;
+  int w, h;
+  if (in_ratio < ratio_lo) {
+    w = cols;
+    h = static_cast<int>(std::nearbyint(w / ratio_lo));
+  } else if (in_ratio > ratio_hi) {
+    h = rows;
+    w = static_cast<int>(std::nearbyint(h * ratio_hi));
+  } else {
+    w = cols;
+    h = rows;
+  }
+  return {(rows - h) / 2, (cols - w) / 2, h, w};
+}
+
+// Used by the train transform: resize a crop box of `src` (crop first, then resize, as F.resized_crop).
+Image resize_box_pil_bilinear(const Image& src, const CropBox& b, int size) {
+  const uint8_t* origin = src.row(b.top) + static_cast<size_t>(b.left) * src.channels;
+  return resize_view(origin, static_cast<size_t>(src.cols) * src.channels, b.height, b.width, src.channels, size,
+                     size, 0, 0, size, size);
+}
+
+}  // namespace xfer::data
