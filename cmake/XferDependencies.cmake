@@ -65,6 +65,8 @@ find_package(CLI11 REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(ZLIB REQUIRED)
+# libjpeg(-turbo): xfer decodes JPEGs with it directly, as Pillow does (OpenCV handles every other format).
+find_package(JPEG REQUIRED)
 
 message(STATUS "xfer: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 message(STATUS "xfer: Kokkos ${Kokkos_VERSION} from ${Kokkos_DIR}")

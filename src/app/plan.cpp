@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 
@@ -81,8 +82,26 @@ int plan(const PlanOptions& o) {
   std::map<std::string, Throughput> throughput;
   if (!o.throughput.empty()) throughput = read_throughput(o.throughput);
 
+  // Datasets whose root is set are opened: their layout is checked (a wrong root fails here, on the login node,
+  // not in the queue), and their real split sizes drive the cost. The others are planned from the catalog.
   std::vector<grid::DataSize> sizes;
-  for (const auto& d : spec.datasets) sizes.push_back(grid::catalog_size(spec, d));
+  std::vector<size_t> problems(spec.datasets.size(), 0);
+  for (size_t i = 0; i < spec.datasets.size(); ++i) {
+    const auto& d = spec.datasets[i];
+    if (!d.root.resolved()) {
+      sizes.push_back(grid::catalog_size(spec, d));
+      continue;
+    }
+    const data::Dataset ds = data::open(spec, d);
+    grid::DataSize z;
+    z.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
+    z.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());
+    z.n_test = static_cast<int64_t>(ds.indices(data::Split::test).size());
+    z.val_is_test = ds.validation == "paper";
+    z.source = "data";
+    sizes.push_back(z);
+    problems[i] = ds.problems.size();
+  }
 
   struct Cell {
     size_t trials = 0;
@@ -163,7 +182,8 @@ int plan(const PlanOptions& o) {
                                {"validation", spec.validation_of(d)},
                                {"root", d.root.resolved() ? d.root.path : d.root.raw},
                                {"n_train", sizes[i].n_train}, {"n_val", sizes[i].n_val},
-                               {"n_test", sizes[i].n_test}, {"size_source", sizes[i].source}});
+                               {"n_test", sizes[i].n_test}, {"size_source", sizes[i].source},
+                               {"problems", problems[i]}});
     }
     j["cells"] = nlohmann::json::array();
     for (const auto& [k, c] : cells) {
@@ -234,6 +254,11 @@ int plan(const PlanOptions& o) {
     for (const auto& d : unknown_sizes) std::cout << " " << d;
     std::cout << "\n";
   }
+  for (size_t i = 0; i < spec.datasets.size(); ++i)
+    if (problems[i] > 0)
+      std::cout << fmt::format("Dataset {}: {} sample{} skipped (see `xfer splits --spec {} --dataset {}`)\n",
+                               spec.datasets[i].name, problems[i], problems[i] == 1 ? "" : "s", spec.path,
+                               spec.datasets[i].name);
   if (!unchecked.empty()) {
     std::cout << "\nNot checked (under unset variables; `xfer run` refuses them until they are set):\n";
     for (const auto& u : unchecked) std::cout << "  " << u << "\n";

@@ -186,6 +186,20 @@ TEST(PlanCli, ThroughputTableGivesGpuHours) {
   EXPECT_NE(bad.err.find("bad.csv:2:"), std::string::npos) << bad.err;
 }
 
+TEST(PlanCli, ADatasetRootThatMatchesNoLayoutFailsAtPlanTime) {
+  TempDir dir;
+  dir.write("m1.pt", "x");
+  dir.write("data/readme.txt", "not a dataset");
+  std::string text = kBase;
+  text.replace(text.find("kind = \"imagefolder\""), 20, "kind = \"aptos\"");
+  dir.write("spec.toml", text);
+  const Result r = run(quote(xfer()) + " plan spec.toml", dir.str());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("not a aptos dataset as downloaded: expected train.csv and train_images/"), std::string::npos)
+      << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
 TEST(PlanCli, UnknownFlagAndMissingSpecFail) {
   EXPECT_NE(run(quote(xfer()) + " plan").status, 0);
   const Result r = run(quote(xfer()) + " plan /nonexistent/spec.toml");
