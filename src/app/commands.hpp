@@ -52,3 +52,22 @@ struct SplitsOptions {
 int splits(const SplitsOptions& o);
 
 }  // namespace xfer::app
+
+namespace xfer::app {
+
+struct TrainOptions {
+  std::string spec;
+  std::string trial;        // key (or a unique prefix)
+  int index = -1;           // or the position in the expansion
+  std::string device = "auto";
+  int threads = 0;
+  std::string checkpoint_dir;  // default: the spec's, /<key>
+  bool json = false;
+  std::string predictions;     // folder for val/test predictions CSVs
+  bool deterministic_input = false;
+  std::string head_init;
+  std::string step_log;
+};
+int train(const TrainOptions& o);
+
+}  // namespace xfer::app

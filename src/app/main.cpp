@@ -61,6 +61,22 @@ int main(int argc, char** argv) {
   splits_cmd->add_flag("--strict", splits.strict, "a bad sample is an error");
   splits_cmd->add_flag("--json", splits.json, "summary as JSON");
 
+  xfer::app::TrainOptions train;
+  auto* train_cmd = cli.add_subcommand("train", "Run one trial of a spec standalone (no results file): debug, time, check");
+  train_cmd->add_option("spec", train.spec, "experiment spec (TOML)")->required();
+  auto* trial_opt = train_cmd->add_option("--trial", train.trial, "trial key, or a unique prefix of it (xfer plan --list)");
+  auto* index_opt = train_cmd->add_option("--index", train.index, "the trial's position in the expansion");
+  trial_opt->excludes(index_opt);
+  train_cmd->add_option("--device", train.device, "auto | cpu | cuda | cuda:N");
+  train_cmd->add_option("--threads", train.threads, "torch threads (default: from the allocation)");
+  train_cmd->add_option("--checkpoint-dir", train.checkpoint_dir, "default: the spec's checkpoint_dir");
+  train_cmd->add_option("--predictions", train.predictions, "write val.csv / test.csv of the selected epoch here");
+  train_cmd->add_flag("--json", train.json, "the result as JSON on stdout");
+  train_cmd->add_flag("--deterministic-input", train.deterministic_input,
+                      "reproducibility checks: train on the eval transform, no shuffle");
+  train_cmd->add_option("--head-init", train.head_init, "TorchScript nn.Linear to initialise the head from");
+  train_cmd->add_option("--step-log", train.step_log, "append epoch,step,lr,loss,samples per step to this CSV");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -72,6 +88,10 @@ int main(int argc, char** argv) {
     if (*plan_cmd) return xfer::app::plan(plan);
     if (*score_cmd) return xfer::app::score(score);
     if (*splits_cmd) return xfer::app::splits(splits);
+    if (*train_cmd) {
+      if (train.trial.empty() && train.index < 0) throw xfer::Error::input("xfer train: give --trial KEY or --index N");
+      return xfer::app::train(train);
+    }
   } catch (const xfer::Error& e) {
     std::fflush(stdout);
     std::cerr << "xfer: error: " << e.what() << std::endl;

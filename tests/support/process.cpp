@@ -20,6 +20,32 @@ std::string quote(const std::string& s) {
 
 std::string xfer() { return XFER_BINARY; }
 
+int spawn(const std::string& command, const std::string& out_file, const std::string& err_file) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string full = "exec " + command + " >" + quote(out_file) + " 2>" + quote(err_file);
+    ::execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return static_cast<int>(pid);
+}
+
+int wait_for(int pid) {
+  int raw = 0;
+  if (::waitpid(pid, &raw, 0) < 0) return -1;
+  if (WIFEXITED(raw)) return WEXITSTATUS(raw);
+  if (WIFSIGNALED(raw)) return 128 + WTERMSIG(raw);
+  return -1;
+}
+
+bool eventually(double seconds, const std::function<bool()>& predicate) {
+  for (double waited = 0; waited < seconds; waited += 0.02) {
+    if (predicate()) return true;
+    ::usleep(20000);
+  }
+  return predicate();
+}
+
 Result run(const std::string& command, const std::string& cwd) {
   TempDir io("proc");
   const std::string out = (io / "stdout").string(), err = (io / "stderr").string();

@@ -1,0 +1,49 @@
+// model: a TorchScript backbone (features out) plus a fresh linear head sized to the dataset — the network every
+// trial fine-tunes — and its device placement. Torch appears in this module and in train/ only.
+// Knows nothing of datasets, metrics, MPI or HDF5.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/script.h>
+#include <torch/nn/modules/linear.h>
+
+namespace xfer::model {
+
+class Classifier {
+ public:
+  // Loads the backbone, finds its feature dimension by a dry forward pass of 2 × 3 × input_size² zeros, and
+  // attaches Linear(D, num_classes) initialised from `seed` (torch's default init, as nn.Linear in the paper's
+  // code). Throws xfer::Error (input) naming the file when it is not TorchScript, when its output is not [N, D],
+  // or when it rejects input_size (a fixed-size architecture given another size).
+  Classifier(const std::string& backbone_path, int input_size, int num_classes, uint64_t seed);
+
+  torch::Tensor forward(const torch::Tensor& x);
+  void train(bool on);
+  void to(const torch::Device& device);
+  std::vector<torch::Tensor> parameters();
+  // Backbone then head, by name, for checkpoints: parameters and buffers (BatchNorm statistics).
+  std::vector<std::pair<std::string, torch::Tensor>> state();
+  // Copies a head initialisation from a TorchScript module with `weight` and `bias` (parity tests).
+  void load_head(const std::string& path);
+  // Buffers only (BatchNorm running statistics): synchronised across a data-parallel group before evaluation.
+  std::vector<torch::Tensor> buffers();
+
+  int feature_dim() const { return feature_dim_; }
+  int64_t parameter_count();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  torch::jit::Module backbone_;
+  torch::nn::Linear head_{nullptr};
+  int feature_dim_ = 0;
+};
+
+// The device a rank trains on: "cpu", "cuda" (auto: one GPU per local rank) or "cuda:N". With "auto", CUDA when
+// torch sees a GPU, each local rank bound to GPU (local_rank mod visible GPUs), else CPU.
+torch::Device choose_device(const std::string& request, int local_rank);
+std::string describe(const torch::Device& d);  // "cpu", "cuda:0 (NVIDIA H200, 139 GiB)"
+
+}  // namespace xfer::model

@@ -1,0 +1,105 @@
+// train: fine-tunes one trial — a backbone, a dataset, a recipe — with the paper's protocol: per-epoch schedules,
+// validation and test after every epoch, the best-by-validation epoch kept with its predictions; atomic
+// checkpoints, exact resume, faults kept inside the trial, data parallelism over a rank group. This header is plain
+// C++ (no torch); torch lives in the .cpp files of model/ and train/.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xfer/data/dataset.hpp"
+#include "xfer/grid/grid.hpp"
+#include "xfer/train/group.hpp"
+
+namespace xfer::train {
+
+enum class Status { done, diverged, oom, failed, interrupted };
+const char* status_name(Status s);
+
+struct EpochRecord {
+  int epoch = 0;                 // 0-based
+  double lr = 0;                 // the learning rate used (per-epoch schedules; the first step's for per-step ones)
+  double train_loss = 0;         // mean over the epoch's steps
+  double val_metric = std::numeric_limits<double>::quiet_NaN();
+  double test_metric = std::numeric_limits<double>::quiet_NaN();
+  double val_loss = std::numeric_limits<double>::quiet_NaN();
+  double train_seconds = 0, eval_seconds = 0;
+  double images_per_second = 0;  // training images per second (all ranks)
+  int64_t peak_memory_bytes = 0; // CUDA: peak allocated on this device; CPU: process peak RSS
+  std::string note;              // e.g. why a metric is undefined
+};
+
+// Per-sample outputs at the selected epoch: probabilities (softmax, or sigmoid for multi-label), n × classes.
+struct Predictions {
+  int classes = 0;
+  std::vector<int64_t> samples;     // dataset indices
+  std::vector<float> scores;
+  bool empty() const { return samples.empty(); }
+};
+
+struct Result {
+  Status status = Status::failed;
+  std::string message;
+  std::vector<EpochRecord> epochs;
+  int best_epoch = -1;
+  double best_val = std::numeric_limits<double>::quiet_NaN();
+  double test_at_best = std::numeric_limits<double>::quiet_NaN();
+  Predictions val, test;            // at best_epoch; test empty when validation is the test set (paper mode)
+  int resumed_from_epoch = -1;      // -1: started from scratch
+  int micro_batches = 1;            // > 1 after an out-of-memory retry
+  std::string device;
+  int threads = 0;
+  double seconds = 0;
+  std::vector<data::Problem> data_problems;  // samples the loader could not decode
+  int64_t parameters = 0;
+  int feature_dim = 0;
+};
+
+// How a trial runs, as opposed to what it is (grid::TrialConfig).
+struct Environment {
+  std::string backbone;            // the model's TorchScript file
+  std::string checkpoint_dir;      // this trial's folder (created if missing)
+  Group* group = nullptr;          // data-parallel group; nullptr: alone
+  int local_rank = 0;              // for the rank → GPU binding
+  std::string device = "auto";     // auto | cpu | cuda | cuda:N
+  int threads = 0;                 // torch intra-op threads; 0: from the allocation (see README)
+  int loader_threads = 0;          // 0: derived from threads
+  bool keep_best_model = false;    // keep <checkpoint_dir>/best.pt after the trial
+  bool oom_retry = true;           // CUDA out of memory: halve the micro-batch and accumulate
+  int micro_batches = 1;           // start with the batch split in this many micro-batches
+  const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
+  std::optional<std::chrono::steady_clock::time_point> deadline;  // do not start an epoch that cannot finish
+  std::function<void(const EpochRecord&)> on_epoch;                // after each epoch, on group rank 0
+  // Reproducibility checks (parity with a PyTorch script): the eval transform for training and no shuffle, a head
+  // initialisation from a file, a CSV of per-step losses and samples.
+  bool deterministic_input = false;
+  std::string head_init;
+  std::string step_log;
+};
+
+// The environment the spec gives a trial: its backbone, its checkpoint folder (<checkpoint_dir>/<key>), whether to
+// keep the best model. Throws Error (input) if the backbone path names an unset variable.
+Environment environment_for(const spec::Spec& spec, const grid::Trial& trial);
+
+// Runs (or resumes) the trial. Never throws for the trial's own faults: a diverged loss, an out-of-memory, a bad
+// backbone or any other exception end as a Result with its status and message. Throws only for programming errors
+// of the caller (e.g. no checkpoint_dir).
+Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment& env);
+
+// Threads for this rank: SLURM_CPUS_PER_TASK, else the cores visible to the process divided by the ranks on this
+// node (OMPI_COMM_WORLD_LOCAL_SIZE / SLURM_NTASKS_PER_NODE), at least 1 — never oversubscribed.
+int default_threads();
+
+// Information about the training backend for provenance: LibTorch version, CUDA, cuDNN, devices.
+struct Backend {
+  std::string torch_version, cuda_version, cudnn_version, devices;
+};
+Backend backend();
+
+}  // namespace xfer::train

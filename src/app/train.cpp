@@ -1,0 +1,112 @@
+// `xfer train SPEC --trial KEY`: one trial, standalone, without the sweep or the results file — to debug a failing
+// trial, to time a model, or to check xfer against a PyTorch script.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "commands.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/core/stop.hpp"
+#include "xfer/data/dataset.hpp"
+#include "xfer/grid/grid.hpp"
+#include "xfer/metrics/metrics.hpp"
+#include "xfer/spec/spec.hpp"
+#include "xfer/train/trial.hpp"
+
+namespace xfer::app {
+
+namespace {
+
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+void write_predictions(const data::Dataset& d, const train::Predictions& p, const std::string& path) {
+  std::ofstream out(path);
+  out << "sample_id";
+  for (int c = 0; c < p.classes; ++c) out << ",p" << c;
+  out << "\n";
+  for (size_t i = 0; i < p.samples.size(); ++i) {
+    out << d.samples[static_cast<size_t>(p.samples[i])].id;
+    for (int c = 0; c < p.classes; ++c) out << "," << fmt::format("{:.9g}", p.scores[i * p.classes + c]);
+    out << "\n";
+  }
+}
+
+}  // namespace
+
+const grid::Trial& find_trial(const std::vector<grid::Trial>& trials, const std::string& key, int index,
+                              const std::string& spec_path) {
+  if (index >= 0) {
+    if (index >= static_cast<int>(trials.size()))
+      throw Error::input(fmt::format("--index {}: {} has {} trials", index, spec_path, trials.size()));
+    return trials[static_cast<size_t>(index)];
+  }
+  const grid::Trial* found = nullptr;
+  for (const auto& t : trials)
+    if (t.key.str().rfind(key, 0) == 0) {
+      if (found) throw Error::input("--trial " + key + ": more than one trial key starts with it; give more digits");
+      found = &t;
+    }
+  if (!found) throw Error::input("--trial " + key + ": no trial of " + spec_path + " has that key (xfer plan --list)");
+  return *found;
+}
+
+int train(const TrainOptions& o) {
+  metrics::Runtime kokkos;
+  install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
+  const spec::Spec spec = spec::load(o.spec);
+  const auto trials = grid::expand(spec);
+  const grid::Trial& trial = find_trial(trials, o.trial, o.index, o.spec);
+  const data::Dataset d = data::open(spec, spec.datasets[trial.dataset_index]);
+  train::Environment env = train::environment_for(spec, trial);
+  if (!o.checkpoint_dir.empty()) env.checkpoint_dir = (std::filesystem::path(o.checkpoint_dir) / trial.key.str()).string();
+  env.device = o.device;
+  env.threads = o.threads;
+  env.stop = &stop_requested();
+  env.deterministic_input = o.deterministic_input;
+  env.head_init = o.head_init;
+  env.step_log = o.step_log;
+  env.on_epoch = [&](const train::EpochRecord& r) {
+    spdlog::info("trial {} epoch {}/{}: train loss {:.4f}, val {} {:.4f}, test {:.4f}, lr {:.3g}, {:.1f} img/s",
+                 trial.key.str(), r.epoch + 1, trial.config.epochs, r.train_loss, trial.config.metric, r.val_metric,
+                 r.test_metric, r.lr, r.images_per_second);
+  };
+  spdlog::info("trial {}: {} on {} ({} lr {} wd {}), {} epochs", trial.key.str(), trial.config.model,
+               trial.config.dataset, trial.config.optimizer, trial.config.lr, trial.config.weight_decay,
+               trial.config.epochs);
+  const train::Result r = train::run(trial.config, d, env);
+  if (!o.predictions.empty()) {
+    std::filesystem::create_directories(o.predictions);
+    if (!r.val.empty()) write_predictions(d, r.val, o.predictions + "/val.csv");
+    if (!r.test.empty()) write_predictions(d, r.test, o.predictions + "/test.csv");
+  }
+  if (o.json) {
+    nlohmann::ordered_json j{{"key", trial.key.str()}, {"status", train::status_name(r.status)},
+                             {"message", r.message}, {"best_epoch", r.best_epoch}, {"best_val", number(r.best_val)},
+                             {"test_at_best", number(r.test_at_best)}, {"resumed_from_epoch", r.resumed_from_epoch},
+                             {"micro_batches", r.micro_batches}, {"device", r.device}, {"threads", r.threads},
+                             {"seconds", r.seconds}, {"parameters", r.parameters}, {"feature_dim", r.feature_dim},
+                             {"data_problems", r.data_problems.size()}};
+    j["epochs"] = nlohmann::json::array();
+    for (const auto& e : r.epochs)
+      j["epochs"].push_back({{"epoch", e.epoch}, {"lr", e.lr}, {"train_loss", number(e.train_loss)},
+                             {"val_metric", number(e.val_metric)}, {"test_metric", number(e.test_metric)},
+                             {"val_loss", number(e.val_loss)}, {"images_per_second", e.images_per_second},
+                             {"peak_memory_bytes", e.peak_memory_bytes}, {"note", e.note}});
+    std::cout << j.dump(2) << std::endl;
+  } else {
+    std::cout << fmt::format("trial {}: {}{}\n", trial.key.str(), train::status_name(r.status),
+                             r.message.empty() ? "" : " — " + r.message);
+    if (r.best_epoch >= 0)
+      std::cout << fmt::format("best epoch {}: validation {} {:.6g}, test {:.6g}\n", r.best_epoch + 1,
+                               trial.config.metric, r.best_val, r.test_at_best);
+  }
+  // Interrupted (a signal): exit 0 after the checkpoint, as a preempted job should.
+  return r.status == train::Status::failed ? 1 : 0;
+}
+
+}  // namespace xfer::app

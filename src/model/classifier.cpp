@@ -1,0 +1,125 @@
+#include "xfer/model/classifier.hpp"
+
+#include <torch/cuda.h>
+#include <torch/version.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/nn/init.h>
+
+#include "xfer/core/error.hpp"
+
+namespace xfer::model {
+
+Classifier::Classifier(const std::string& backbone_path, int input_size, int num_classes, uint64_t seed)
+    : path_(backbone_path) {
+  // The profiling graph executor costs 10-15 % in training here (platform notes); plain interpretation is faster.
+  torch::jit::setGraphExecutorOptimize(false);
+  try {
+    backbone_ = torch::jit::load(backbone_path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    throw Error::input(backbone_path + ": not a TorchScript file that this LibTorch (" + std::string(TORCH_VERSION) +
+                       ") can load — export it with tools/export_backbones.py (torch.jit.script + save) from a "
+                       "PyTorch no newer than this LibTorch. Loader said: " + std::string(e.what_without_backtrace()).substr(0, 300));
+  }
+  backbone_.eval();
+  torch::Tensor y;
+  try {
+    torch::NoGradGuard ng;
+    y = backbone_.forward({torch::zeros({2, 3, input_size, input_size})}).toTensor();
+  } catch (const c10::Error& e) {
+    throw Error::input(backbone_path + ": the backbone rejects " + std::to_string(input_size) + "×" +
+                       std::to_string(input_size) + " input (a fixed-size architecture? set input_size in its "
+                       "[[model]] entry): " + std::string(e.what_without_backtrace()).substr(0, 300));
+  } catch (const std::exception& e) {  // e.g. an exception raised by the scripted code itself
+    throw Error::input(backbone_path + ": the backbone rejects " + std::to_string(input_size) + "×" +
+                       std::to_string(input_size) + " input (a fixed-size architecture? set input_size in its "
+                       "[[model]] entry): " + std::string(e.what()).substr(0, 300));
+  }
+  if (y.dim() != 2 || y.size(0) != 2) {
+    std::string shape;
+    for (auto s : y.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(s);
+    throw Error::input(backbone_path + ": backbone output is [" + shape +
+                       "], expected [N, D] features (export the model with its classifier replaced by Identity)");
+  }
+  feature_dim_ = static_cast<int>(y.size(1));
+  torch::manual_seed(seed);
+  head_ = torch::nn::Linear(feature_dim_, num_classes);
+}
+
+torch::Tensor Classifier::forward(const torch::Tensor& x) {
+  return head_->forward(backbone_.forward({x}).toTensor());
+}
+
+void Classifier::train(bool on) {
+  backbone_.train(on);
+  head_->train(on);
+}
+
+void Classifier::to(const torch::Device& device) {
+  backbone_.to(device);
+  head_->to(device);
+}
+
+std::vector<torch::Tensor> Classifier::parameters() {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : backbone_.parameters()) out.push_back(p);
+  for (const auto& p : head_->parameters()) out.push_back(p);
+  return out;
+}
+
+std::vector<torch::Tensor> Classifier::buffers() {
+  std::vector<torch::Tensor> out;
+  for (const auto& b : backbone_.buffers()) out.push_back(b);
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Classifier::state() {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : backbone_.named_parameters()) out.emplace_back("backbone." + p.name, p.value);
+  for (const auto& b : backbone_.named_buffers()) out.emplace_back("backbone." + b.name, b.value);
+  for (const auto& p : head_->named_parameters()) out.emplace_back("head." + p.key(), p.value());
+  return out;
+}
+
+void Classifier::load_head(const std::string& path) {
+  torch::jit::Module m;
+  try {
+    m = torch::jit::load(path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    throw Error::input(path + ": not a TorchScript head (a scripted nn.Linear is expected)");
+  }
+  torch::Tensor w, b;
+  for (const auto& p : m.named_parameters()) {
+    if (p.name == "weight") w = p.value;
+    if (p.name == "bias") b = p.value;
+  }
+  if (!w.defined() || !b.defined() || w.sizes() != head_->weight.sizes() || b.sizes() != head_->bias.sizes())
+    throw Error::input(path + ": head weight/bias shapes do not match Linear(" + std::to_string(feature_dim_) + ", " +
+                       std::to_string(head_->weight.size(0)) + ")");
+  torch::NoGradGuard ng;
+  head_->weight.copy_(w);
+  head_->bias.copy_(b);
+}
+
+int64_t Classifier::parameter_count() {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+torch::Device choose_device(const std::string& request, int local_rank) {
+  if (request == "cpu") return torch::Device(torch::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (request.rfind("cuda", 0) == 0) {
+    if (!cuda) throw Error::input("device \"" + request + "\" requested but torch sees no CUDA device");
+    if (request.size() > 5) return torch::Device(request);
+  } else if (request != "auto") {
+    throw Error::input("device \"" + request + "\": expected auto, cpu, cuda or cuda:N");
+  }
+  if (!cuda) return torch::Device(torch::kCPU);
+  const int n = static_cast<int>(torch::cuda::device_count());
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % n));
+}
+
+std::string describe(const torch::Device& d) { return d.str(); }
+
+}  // namespace xfer::model

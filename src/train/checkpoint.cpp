@@ -1,0 +1,212 @@
+#include "checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <boost/archive/text_iarchive.hpp>
+#include <boost/archive/text_oarchive.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "xfer/core/digest.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/spec/spec.hpp"
+
+namespace fs = std::filesystem;
+
+namespace boost::serialization {
+
+// NaN does not survive a text archive: store doubles as their bit patterns.
+template <class Archive>
+void save_double(Archive& ar, double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  ar& bits;
+}
+template <class Archive>
+double load_double(Archive& ar) {
+  uint64_t bits = 0;
+  ar& bits;
+  double v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+template <class Archive>
+void serialize(Archive& ar, xfer::train::EpochRecord& r, const unsigned) {
+  ar& r.epoch;
+  for (double* d : {&r.lr, &r.train_loss, &r.val_metric, &r.test_metric, &r.val_loss, &r.train_seconds,
+                    &r.eval_seconds, &r.images_per_second}) {
+    if constexpr (Archive::is_saving::value) save_double(ar, *d);
+    else *d = load_double(ar);
+  }
+  ar& r.peak_memory_bytes;
+  ar& r.note;
+}
+
+template <class Archive>
+void serialize(Archive& ar, xfer::train::Predictions& p, const unsigned) {
+  ar& p.classes;
+  ar& p.samples;
+  ar& p.scores;
+}
+
+template <class Archive>
+void serialize(Archive& ar, xfer::train::CheckpointMeta& m, const unsigned) {
+  ar& m.trial_key;
+  ar& m.canonical;
+  ar& m.epochs_done;
+  ar& m.next_batch;
+  ar& m.partial_steps;
+  ar& m.partial_images;
+  for (double* d : {&m.partial_loss_sum, &m.partial_seconds, &m.best_val, &m.test_at_best, &m.loss_scale, &m.first_loss}) {
+    if constexpr (Archive::is_saving::value) save_double(ar, *d);
+    else *d = load_double(ar);
+  }
+  ar& m.epochs;
+  ar& m.best_epoch;
+  ar& m.val;
+  ar& m.test;
+  ar& m.rng_state;
+  ar& m.micro_batches;
+}
+
+}  // namespace boost::serialization
+
+namespace xfer::train {
+
+namespace {
+
+constexpr const char* kMagic = "xfer-checkpoint 1";
+
+void fsync_path(const std::string& path, bool dir) {
+  const int fd = ::open(path.c_str(), dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+struct Named {
+  int epoch;
+  int64_t batch;
+  fs::path path;
+};
+
+std::vector<Named> list(const std::string& dir) {
+  std::vector<Named> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    int ep = 0;
+    long long b = 0;
+    if (e.path().extension() == ".ckpt" && std::sscanf(n.c_str(), "epoch-%d-step-%lld.ckpt", &ep, &b) == 2)
+      out.push_back({ep, static_cast<int64_t>(b), e.path()});
+  }
+  std::sort(out.begin(), out.end(), [](const Named& a, const Named& b) {
+    return a.epoch != b.epoch ? a.epoch > b.epoch : a.batch > b.batch;
+  });
+  return out;
+}
+
+}  // namespace
+
+std::string write_checkpoint(const std::string& dir, const Checkpoint& c, int keep) {
+  fs::create_directories(dir);
+  std::ostringstream meta_stream;
+  {
+    boost::archive::text_oarchive oa(meta_stream);
+    oa << c.meta;
+  }
+  const std::string meta = meta_stream.str();
+  Sha256 h;
+  h.update(meta);
+  h.update(c.tensors);
+  const std::string header = fmt::format("{}\n{}\n{}\n", kMagic, h.hex(), meta.size());
+  const std::string name = fmt::format("epoch-{}-step-{}.ckpt", c.meta.epochs_done, c.meta.next_batch);
+  const fs::path final_path = fs::path(dir) / name, tmp = fs::path(dir) / (name + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << header << meta;
+    out.write(c.tensors.data(), static_cast<std::streamsize>(c.tensors.size()));
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error(tmp.string() + ": cannot write the checkpoint (disk full or not writable?)");
+    }
+  }
+  fsync_path(tmp.string(), false);
+  fs::rename(tmp, final_path);
+  fsync_path(dir, true);
+  const auto all = list(dir);
+  for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) {
+    std::error_code ec;
+    fs::remove(all[i].path, ec);
+  }
+  return final_path.string();
+}
+
+std::optional<Checkpoint> load_latest_checkpoint(const std::string& dir, const std::string& key,
+                                                 const std::string& canonical) {
+  for (const auto& n : list(dir)) {
+    const std::string path = n.path.string();
+    try {
+      std::ifstream in(path, std::ios::binary);
+      std::string magic, digest, len_s;
+      if (!std::getline(in, magic) || magic != kMagic) throw Error("not an xfer checkpoint");
+      if (!std::getline(in, digest) || !std::getline(in, len_s)) throw Error("truncated header");
+      const size_t len = std::stoull(len_s);
+      std::string rest((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (rest.size() < len) throw Error("truncated");
+      Sha256 h;
+      h.update(rest);
+      if (h.hex() != digest) throw Error("checksum mismatch (partial write or corruption)");
+      Checkpoint c;
+      std::istringstream meta(rest.substr(0, len));
+      boost::archive::text_iarchive ia(meta);
+      ia >> c.meta;
+      if (c.meta.trial_key != key || c.meta.canonical != canonical)
+        throw Error("belongs to trial " + c.meta.trial_key + ", not " + key);
+      c.tensors = rest.substr(len);
+      c.path = path;
+      return c;
+    } catch (const std::exception& e) {
+      spdlog::warn("trial {}: checkpoint {} is unusable ({}); trying the previous one", key, path, e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+Environment environment_for(const spec::Spec& spec, const grid::Trial& trial) {
+  const auto& m = spec.models[trial.model_index];
+  if (!m.backbone.resolved())
+    throw Error::input(m.backbone.where.str() + ": backbone of model \"" + m.name + "\" names ${" + m.backbone.unset_var +
+                       "}, which is unset");
+  if (!spec.study.checkpoint_dir.resolved())
+    throw Error::input(spec.study.checkpoint_dir.where.str() + ": checkpoint_dir names ${" +
+                       spec.study.checkpoint_dir.unset_var + "}, which is unset");
+  Environment env;
+  env.backbone = m.backbone.path;
+  env.checkpoint_dir = (fs::path(spec.study.checkpoint_dir.path) / trial.key.str()).string();
+  env.keep_best_model = spec.study.keep_best_model;
+  return env;
+}
+
+void remove_checkpoints(const std::string& dir, bool keep_best_model) {
+  std::error_code ec;
+  for (const auto& n : list(dir)) fs::remove(n.path, ec);
+  if (!keep_best_model) fs::remove(fs::path(dir) / "best.pt", ec);
+  if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) fs::remove(dir, ec);
+}
+
+}  // namespace xfer::train
