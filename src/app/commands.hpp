@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <string>
 
+namespace xfer::sweep {
+class MpiRuntime;
+}
+
 namespace xfer::app {
 
 struct PlanOptions {
@@ -67,7 +71,27 @@ struct TrainOptions {
   bool deterministic_input = false;
   std::string head_init;
   std::string step_log;
+  int micro_batches = 1;
 };
-int train(const TrainOptions& o);
+// Under mpirun, the ranks form one data-parallel group for the trial.
+int train(const TrainOptions& o, sweep::MpiRuntime* mpi);
+
+}  // namespace xfer::app
+
+namespace xfer::sweep {
+class MpiRuntime;
+struct RunOptions;
+}  // namespace xfer::sweep
+
+namespace xfer::app {
+
+int run(const sweep::RunOptions& o, bool dry_run, bool json, sweep::MpiRuntime* mpi);
+
+struct StatusOptions {
+  std::string results;
+  bool json = false;
+  bool trials = false;  // list every trial
+};
+int status(const StatusOptions& o);
 
 }  // namespace xfer::app

@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "xfer/sweep/mpi.hpp"
+#include "xfer/sweep/sweep.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/log.hpp"
@@ -76,6 +78,30 @@ int main(int argc, char** argv) {
                       "reproducibility checks: train on the eval transform, no shuffle");
   train_cmd->add_option("--head-init", train.head_init, "TorchScript nn.Linear to initialise the head from");
   train_cmd->add_option("--step-log", train.step_log, "append epoch,step,lr,loss,samples per step to this CSV");
+  train_cmd->add_option("--micro-batches", train.micro_batches, "split each batch in N micro-batches (accumulate)")
+      ->check(CLI::PositiveNumber);
+
+  xfer::sweep::RunOptions run;
+  bool run_dry = false, run_json = false;
+  auto* run_cmd = cli.add_subcommand("run", "Run the sweep (under mpirun/srun or alone) into the results file");
+  run_cmd->add_option("spec", run.spec, "experiment spec (TOML)")->required();
+  run_cmd->add_option("--results", run.results, "results file (default: the spec's)");
+  run_cmd->add_flag("--dry-run", run_dry, "show what would run; change nothing");
+  run_cmd->add_flag("--json", run_json, "with --dry-run: JSON output");
+  run_cmd->add_option("--time-limit", run.time_limit, "seconds from the start (default: SLURM_JOB_END_TIME)");
+  run_cmd->add_option("--grace", run.grace, "seconds kept in hand before the end; the bound after a signal (default 60)");
+  run_cmd->add_option("--device", run.device, "auto | cpu | cuda");
+  run_cmd->add_option("--threads", run.threads, "torch threads per rank (default: from the allocation)");
+  run_cmd->add_option("--heartbeat-timeout", run.heartbeat_timeout, "seconds of silence before a group is declared hung");
+  run_cmd->add_option("--simulate", run.simulate, "benchmark: no training, each trial sleeps cost_gflop × this µs");
+  bool no_progress = false;
+  run_cmd->add_flag("--no-progress", no_progress, "no live progress line");
+
+  xfer::app::StatusOptions status;
+  auto* status_cmd = cli.add_subcommand("status", "Progress of a sweep, from its results file alone");
+  status_cmd->add_option("results", status.results, "results file (HDF5)")->required();
+  status_cmd->add_flag("--json", status.json, "machine-readable");
+  status_cmd->add_flag("--trials", status.trials, "list every trial");
 
   try {
     cli.parse(argc, argv);
@@ -84,13 +110,19 @@ int main(int argc, char** argv) {
   }
 
   try {
-    xfer::log::init(log_level);
+    // MPI first (run, train), then Kokkos, then torch's threads: the order platform-notes.md prescribes.
+    std::unique_ptr<xfer::sweep::MpiRuntime> mpi;
+    if ((*run_cmd && !run_dry) || *train_cmd) mpi = std::make_unique<xfer::sweep::MpiRuntime>(&argc, &argv);
+    xfer::log::init(log_level, mpi && mpi->size() > 1 ? std::optional<int>(mpi->rank()) : std::nullopt);
+    run.progress = !no_progress;
+    if (*run_cmd) return xfer::app::run(run, run_dry, run_json, mpi.get());
+    if (*status_cmd) return xfer::app::status(status);
     if (*plan_cmd) return xfer::app::plan(plan);
     if (*score_cmd) return xfer::app::score(score);
     if (*splits_cmd) return xfer::app::splits(splits);
     if (*train_cmd) {
       if (train.trial.empty() && train.index < 0) throw xfer::Error::input("xfer train: give --trial KEY or --index N");
-      return xfer::app::train(train);
+      return xfer::app::train(train, mpi.get());
     }
   } catch (const xfer::Error& e) {
     std::fflush(stdout);

@@ -16,6 +16,7 @@
 #include "xfer/grid/grid.hpp"
 #include "xfer/metrics/metrics.hpp"
 #include "xfer/spec/spec.hpp"
+#include "xfer/sweep/mpi.hpp"
 #include "xfer/train/trial.hpp"
 
 namespace xfer::app {
@@ -55,8 +56,11 @@ const grid::Trial& find_trial(const std::vector<grid::Trial>& trials, const std:
   return *found;
 }
 
-int train(const TrainOptions& o) {
+int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   metrics::Runtime kokkos;
+  std::unique_ptr<sweep::MpiGroup> group;
+  if (mpi && mpi->size() > 1) group = sweep::MpiGroup::world();
+  const bool root = !mpi || mpi->rank() == 0;
   install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
   const spec::Spec spec = spec::load(o.spec);
   const auto trials = grid::expand(spec);
@@ -70,6 +74,9 @@ int train(const TrainOptions& o) {
   env.deterministic_input = o.deterministic_input;
   env.head_init = o.head_init;
   env.step_log = o.step_log;
+  env.micro_batches = o.micro_batches;
+  env.group = group.get();
+  if (mpi) env.local_rank = mpi->local_rank();
   env.on_epoch = [&](const train::EpochRecord& r) {
     spdlog::info("trial {} epoch {}/{}: train loss {:.4f}, val {} {:.4f}, test {:.4f}, lr {:.3g}, {:.1f} img/s",
                  trial.key.str(), r.epoch + 1, trial.config.epochs, r.train_loss, trial.config.metric, r.val_metric,
@@ -79,6 +86,7 @@ int train(const TrainOptions& o) {
                trial.config.dataset, trial.config.optimizer, trial.config.lr, trial.config.weight_decay,
                trial.config.epochs);
   const train::Result r = train::run(trial.config, d, env);
+  if (!root) return r.status == train::Status::failed ? 1 : 0;
   if (!o.predictions.empty()) {
     std::filesystem::create_directories(o.predictions);
     if (!r.val.empty()) write_predictions(d, r.val, o.predictions + "/val.csv");

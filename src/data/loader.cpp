@@ -65,6 +65,8 @@ struct Loader::Impl {
     max_shard = (o.batch_size + o.world - 1) / o.world;
     const int64_t n = static_cast<int64_t>(indices.size());
     batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+    if (!o.drop_last && o.min_shard > 0 && n % o.batch_size != 0 && (n % o.batch_size) < int64_t(o.min_shard) * o.world)
+      batches = n / o.batch_size;
     slots.resize(static_cast<size_t>(o.prefetch));
     for (auto& s : slots) {
       s.buffer = static_cast<float*>(o.allocate(sample_floats * max_shard * sizeof(float)));

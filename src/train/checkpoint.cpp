@@ -202,6 +202,8 @@ Environment environment_for(const spec::Spec& spec, const grid::Trial& trial) {
   return env;
 }
 
+void remove_trial_checkpoints(const std::string& dir, bool keep_best_model) { remove_checkpoints(dir, keep_best_model); }
+
 void remove_checkpoints(const std::string& dir, bool keep_best_model) {
   std::error_code ec;
   for (const auto& n : list(dir)) fs::remove(n.path, ec);

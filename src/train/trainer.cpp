@@ -183,6 +183,7 @@ class Trainer {
       o.rank = g_.rank();
       o.world = g_.size();
       o.shuffle = train && !env_.deterministic_input;
+      o.min_shard = train ? 2 : 0;
       o.seed = static_cast<uint64_t>(t_.seed);
       o.threads = loader_threads;
       o.prefetch = std::max(2, 2 * loader_threads);
@@ -331,7 +332,8 @@ class Trainer {
   double forward_backward(const data::Batch& b, torch::Tensor& x) {
     double loss_value = 0;
     const int64_t n = b.n;
-    const int m = static_cast<int>(std::min<int64_t>(micro_, std::max<int64_t>(1, n)));
+    // Never a micro-batch of one sample (BatchNorm cannot train on it).
+    const int m = static_cast<int>(std::min<int64_t>(micro_, std::max<int64_t>(1, n / 2)));
     for (int k = 0; k < m && n > 0; ++k) {
       const int64_t lo = n * k / m, hi = n * (k + 1) / m;
       if (hi <= lo) continue;
@@ -601,10 +603,14 @@ class Trainer {
         return;
       }
     }
-    if (r.status == Status::done) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+    if (r.status == Status::done && env_.remove_checkpoints) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
   }
 
-  void finish_early(Result& r) { remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model); }
+  // A diverged or out-of-memory trial is over. Under the sweep its checkpoints stay until the result is recorded
+  // (a job that dies in between finds them and recomputes at most one epoch, deterministically).
+  void finish_early(Result&) {
+    if (env_.remove_checkpoints) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+  }
 
   void save_best() {
     torch::serialize::OutputArchive a;

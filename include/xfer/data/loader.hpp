@@ -21,6 +21,9 @@ struct LoaderOptions {
   int rank = 0, world = 1;  // this rank's place in its data-parallel group
   bool shuffle = false;     // training: a fresh permutation per epoch from (seed, epoch)
   bool drop_last = false;
+  // Training: a last batch too small to give every rank this many samples is dropped (BatchNorm cannot train on a
+  // single sample; PyTorch fails there too). 0: keep it.
+  int min_shard = 0;
   int threads = 1;          // decode/augment threads
   int prefetch = 2;         // batch slots: the most batches decoded ahead of the consumer
   uint64_t seed = 0;

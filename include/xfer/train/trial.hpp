@@ -71,6 +71,9 @@ struct Environment {
   int threads = 0;                 // torch intra-op threads; 0: from the allocation (see README)
   int loader_threads = 0;          // 0: derived from threads
   bool keep_best_model = false;    // keep <checkpoint_dir>/best.pt after the trial
+  // Remove the checkpoints when the trial ends (done, diverged, out of memory). The sweep says no and removes
+  // them itself once the result is in the results file, so a job that dies in between loses nothing.
+  bool remove_checkpoints = true;
   bool oom_retry = true;           // CUDA out of memory: halve the micro-batch and accumulate
   int micro_batches = 1;           // start with the batch split in this many micro-batches
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
@@ -91,6 +94,9 @@ Environment environment_for(const spec::Spec& spec, const grid::Trial& trial);
 // backbone or any other exception end as a Result with its status and message. Throws only for programming errors
 // of the caller (e.g. no checkpoint_dir).
 Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment& env);
+
+// Removes a trial's checkpoint folder (keeping best.pt if asked).
+void remove_trial_checkpoints(const std::string& checkpoint_dir, bool keep_best_model);
 
 // Threads for this rank: SLURM_CPUS_PER_TASK, else the cores visible to the process divided by the ranks on this
 // node (OMPI_COMM_WORLD_LOCAL_SIZE / SLURM_NTASKS_PER_NODE), at least 1 — never oversubscribed.

@@ -1,0 +1,32 @@
+// sweep: `xfer run` — a coordinator on rank 0 hands trials out dynamically, longest first, to groups of ranks; an
+// exactly-once ledger in the results file decides what runs (done trials never again, orphaned ones resumed,
+// failed ones retried up to max_attempts); signals and the allocation's end stop the sweep cleanly. Trial
+// descriptors and results travel as Boost.Serialization archives over Boost.MPI.
+#pragma once
+
+#include <string>
+
+#include "xfer/sweep/mpi.hpp"
+
+namespace xfer::sweep {
+
+struct RunOptions {
+  std::string spec;
+  std::string results;             // overrides the spec's results file
+  double time_limit = 0;           // seconds from the start; 0: SLURM_JOB_END_TIME if set, else none
+  double grace = 60;               // stop this many seconds before the end; and the bound after a signal
+  std::string device = "auto";
+  int threads = 0;                 // torch threads per rank (0: from the allocation)
+  double heartbeat = 30;           // seconds between a busy worker's heartbeats
+  double heartbeat_timeout = 600;  // a group silent this long is declared hung; its trial fails and is retried
+  bool progress = true;            // the live progress line on rank 0
+  double simulate = 0;             // > 0: benchmark mode — no training; each trial sleeps cost_gflop × simulate µs
+};
+
+// Runs the sweep on every rank (collective over MPI_COMM_WORLD). Returns the process exit status.
+int run(const RunOptions& o, MpiRuntime& mpi);
+
+// `xfer run --dry-run`: what a run would do with the results file as it is (no MPI, no lock, nothing written).
+int dry_run(const RunOptions& o, bool json);
+
+}  // namespace xfer::sweep

@@ -1,0 +1,129 @@
+// `xfer status FILE`: a sweep's progress from the results file alone — usable over SSH while the job writes.
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/store/store.hpp"
+
+namespace xfer::app {
+
+namespace {
+std::string hours(double h) {
+  if (!std::isfinite(h)) return "–";
+  if (h < 1) return fmt::format("{:.0f} min", h * 60);
+  return fmt::format("{:.1f} h", h);
+}
+}  // namespace
+
+int status(const StatusOptions& o) {
+  const auto results = store::Results::open_existing(o.results);
+  const auto trials = results.trials();
+  const auto runs = results.runs();
+  const bool writer = std::filesystem::exists(o.results + ".lock");
+  static const std::vector<std::string> kStatuses = {"done", "running", "pending", "failed", "diverged", "oom",
+                                                     "interrupted"};
+  std::map<std::string, size_t> total;
+  struct Cell {
+    std::map<std::string, size_t> n;
+  };
+  std::map<std::pair<std::string, std::string>, Cell> cells;
+  std::vector<std::string> model_order, dataset_order;
+  double seconds = 0, rank_seconds = 0, done_cost = 0, done_seconds = 0, left_cost = 0;
+  std::map<std::string, std::vector<std::string>> failures;  // message → keys
+  for (const auto& t : trials) {
+    total[t.status]++;
+    auto& c = cells[{t.model, t.dataset}];
+    c.n[t.status]++;
+    if (std::find(model_order.begin(), model_order.end(), t.model) == model_order.end()) model_order.push_back(t.model);
+    if (std::find(dataset_order.begin(), dataset_order.end(), t.dataset) == dataset_order.end()) dataset_order.push_back(t.dataset);
+    seconds += t.seconds;
+    rank_seconds += t.seconds * std::max(1, t.group_size);
+    if (t.status == "done" || t.status == "diverged") {
+      done_cost += t.cost_gflop;
+      done_seconds += t.seconds * std::max(1, t.group_size);
+    } else if (t.status != "failed" || true) {
+      if (t.status != "done" && t.status != "diverged") left_cost += t.cost_gflop;
+    }
+    if (t.status == "failed" || t.status == "oom") {
+      std::string m = t.message.substr(0, 120);
+      failures[m.empty() ? "(no message)" : m].push_back(t.key);
+    }
+  }
+  const int ranks = runs.empty() ? 1 : std::max(1, runs.back().ranks);
+  const double eta_h = done_cost > 0 ? left_cost * (done_seconds / done_cost) / ranks / 3600 : NAN;
+  const bool orphaned = total["running"] > 0 && !writer;
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["results"] = o.results;
+    j["total"] = trials.size();
+    for (const auto& s : kStatuses) j[s] = total[s];
+    j["writer_active"] = writer;
+    j["hours_spent"] = seconds / 3600;
+    j["rank_hours_spent"] = rank_seconds / 3600;
+    j["eta_hours"] = std::isfinite(eta_h) ? nlohmann::json(eta_h) : nlohmann::json(nullptr);
+    j["by_model_dataset"] = nlohmann::json::array();
+    for (const auto& [k, c] : cells) {
+      nlohmann::ordered_json cj{{"model", k.first}, {"dataset", k.second}};
+      for (const auto& s : kStatuses) cj[s] = c.n.count(s) ? c.n.at(s) : 0;
+      j["by_model_dataset"].push_back(cj);
+    }
+    j["failures"] = nlohmann::json::array();
+    for (const auto& [m, keys] : failures) j["failures"].push_back({{"message", m}, {"count", keys.size()}, {"keys", keys}});
+    if (o.trials) {
+      j["trials"] = nlohmann::json::array();
+      for (const auto& t : trials)
+        j["trials"].push_back({{"key", t.key}, {"model", t.model}, {"dataset", t.dataset}, {"status", t.status},
+                               {"attempts", t.attempts}, {"epochs_done", t.epochs_done}, {"epochs", t.epochs},
+                               {"val_metric", std::isfinite(t.val_metric) ? nlohmann::json(t.val_metric) : nlohmann::json(nullptr)},
+                               {"test_metric", std::isfinite(t.test_metric) ? nlohmann::json(t.test_metric) : nlohmann::json(nullptr)},
+                               {"message", t.message}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+
+  std::cout << fmt::format("{}: {} trials — {} done, {} running, {} pending, {} failed, {} diverged, {} oom, {} interrupted\n",
+                           o.results, trials.size(), total["done"], total["running"], total["pending"], total["failed"],
+                           total["diverged"], total["oom"], total["interrupted"]);
+  std::cout << fmt::format("time spent: {} wall ({} rank-time); estimated remaining: {} on {} rank(s)\n", hours(seconds / 3600),
+                           hours(rank_seconds / 3600), hours(eta_h), ranks);
+  std::cout << (writer ? "an xfer run holds the file now\n"
+                       : orphaned ? "no xfer run holds the file: 'running' trials were orphaned by a stopped job and "
+                                    "will resume on the next run\n"
+                                  : "no xfer run holds the file\n");
+  size_t mw = 5, dw = 7;
+  for (const auto& m : model_order) mw = std::max(mw, m.size());
+  for (const auto& d : dataset_order) dw = std::max(dw, d.size());
+  std::cout << fmt::format("\n{:<{}} {:<{}} {:>6} {:>7} {:>7} {:>6} {:>8} {:>4} {:>11}\n", "model", mw, "dataset", dw,
+                           "done", "running", "pending", "failed", "diverged", "oom", "interrupted");
+  for (const auto& m : model_order)
+    for (const auto& d : dataset_order) {
+      auto it = cells.find({m, d});
+      if (it == cells.end()) continue;
+      auto n = [&](const char* s) { return it->second.n.count(s) ? it->second.n.at(s) : size_t(0); };
+      std::cout << fmt::format("{:<{}} {:<{}} {:>6} {:>7} {:>7} {:>6} {:>8} {:>4} {:>11}\n", m, mw, d, dw, n("done"),
+                               n("running"), n("pending"), n("failed"), n("diverged"), n("oom"), n("interrupted"));
+    }
+  if (!failures.empty()) {
+    std::cout << "\nfailures:\n";
+    for (const auto& [m, keys] : failures)
+      std::cout << fmt::format("  {}× {}  (e.g. {})\n", keys.size(), m, keys.front());
+  }
+  if (o.trials) {
+    std::cout << "\n";
+    for (const auto& t : trials)
+      std::cout << fmt::format("{} {:<{}} {:<{}} {:<11} epochs {}/{} val {:.4g} test {:.4g} {}\n", t.key, t.model, mw,
+                               t.dataset, dw, t.status, t.epochs_done, t.epochs, t.val_metric, t.test_metric, t.message);
+  }
+  return 0;
+}
+
+}  // namespace xfer::app

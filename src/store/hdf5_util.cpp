@@ -1,0 +1,219 @@
+#include "hdf5_util.hpp"
+
+#include <mutex>
+
+namespace xfer::store::h5 {
+
+namespace {
+void quiet() {
+  static std::once_flag once;
+  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+herr_t walk(unsigned n, const H5E_error2_t* e, void* client) {
+  auto* out = static_cast<std::string*>(client);
+  if (n == 0 && e && e->desc) *out = e->desc;
+  return 0;
+}
+}  // namespace
+
+std::string last_error() {
+  std::string msg;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk, &msg);
+  H5Eclear2(H5E_DEFAULT);
+  return msg.empty() ? "HDF5 error" : msg;
+}
+
+hid_t check(hid_t id, const std::string& what) {
+  if (id < 0) throw Error(what + ": " + last_error());
+  return id;
+}
+
+void check_status(herr_t status, const std::string& what) {
+  if (status < 0) throw Error(what + ": " + last_error());
+}
+
+namespace {
+Handle fapl() {
+  Handle p(check(H5Pcreate(H5P_FILE_ACCESS), "file access properties"), H5Pclose);
+  // Use the file system's locks where it has them; on Lustre/GPFS mounts without flock, go on without (xfer holds
+  // its own writer lock file).
+  H5Pset_file_locking(p, true, true);
+  return p;
+}
+}  // namespace
+
+Handle open_file(const std::string& path, bool write) {
+  quiet();
+  const auto p = fapl();
+  const hid_t f = H5Fopen(path.c_str(), write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, p);
+  if (f < 0) throw Error::input(path + ": cannot open as HDF5 (" + last_error() + ")");
+  return Handle(f, H5Fclose);
+}
+
+Handle create_file(const std::string& path) {
+  quiet();
+  const auto p = fapl();
+  return Handle(check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, p), path + ": cannot create"), H5Fclose);
+}
+
+bool exists(hid_t loc, const std::string& path) {
+  // Checks each component, as H5Lexists requires.
+  size_t start = 0;
+  while (true) {
+    const size_t slash = path.find('/', start);
+    const std::string prefix = path.substr(0, slash);
+    if (!prefix.empty() && H5Lexists(loc, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    if (slash == std::string::npos) return true;
+    start = slash + 1;
+  }
+}
+
+Handle open_group(hid_t loc, const std::string& name) {
+  return Handle(check(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), "group " + name), H5Gclose);
+}
+
+Handle ensure_group(hid_t loc, const std::string& name) {
+  if (exists(loc, name)) return open_group(loc, name);
+  return Handle(check(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create group " + name),
+                H5Gclose);
+}
+
+Handle open_dataset(hid_t loc, const std::string& name) {
+  return Handle(check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), "dataset " + name), H5Dclose);
+}
+
+Compound::Compound(size_t size) : type_(check(H5Tcreate(H5T_COMPOUND, size), "compound type"), H5Tclose) {}
+
+void Compound::text(const char* name, size_t offset, size_t width) {
+  Handle s(check(H5Tcopy(H5T_C_S1), "string type"), H5Tclose);
+  H5Tset_size(s, width);
+  H5Tset_strpad(s, H5T_STR_NULLPAD);
+  H5Tset_cset(s, H5T_CSET_UTF8);
+  check_status(H5Tinsert(type_, name, offset, s), std::string("field ") + name);
+  strings_.push_back(std::move(s));
+}
+void Compound::f64(const char* name, size_t offset) { check_status(H5Tinsert(type_, name, offset, H5T_NATIVE_DOUBLE), name); }
+void Compound::f32(const char* name, size_t offset) { check_status(H5Tinsert(type_, name, offset, H5T_NATIVE_FLOAT), name); }
+void Compound::i64(const char* name, size_t offset) { check_status(H5Tinsert(type_, name, offset, H5T_NATIVE_INT64), name); }
+void Compound::i32(const char* name, size_t offset) { check_status(H5Tinsert(type_, name, offset, H5T_NATIVE_INT32), name); }
+void Compound::i8(const char* name, size_t offset) { check_status(H5Tinsert(type_, name, offset, H5T_NATIVE_INT8), name); }
+
+void create_table(hid_t loc, const std::string& name, hid_t type, hsize_t chunk, const std::string& description,
+                  int deflate) {
+  hsize_t dims[1] = {0}, maxdims[1] = {H5S_UNLIMITED}, chunks[1] = {chunk};
+  Handle space(check(H5Screate_simple(1, dims, maxdims), "dataspace"), H5Sclose);
+  Handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "dataset properties"), H5Pclose);
+  H5Pset_chunk(dcpl, 1, chunks);
+  if (deflate > 0) {
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, static_cast<unsigned>(deflate));
+  }
+  Handle d(check(H5Dcreate2(loc, name.c_str(), type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), "create " + name), H5Dclose);
+  if (!description.empty()) set_attr(d, "description", description);
+}
+
+hsize_t rows(hid_t dset) {
+  Handle space(check(H5Dget_space(dset), "dataspace"), H5Sclose);
+  hsize_t dims[1] = {0};
+  H5Sget_simple_extent_dims(space, dims, nullptr);
+  return dims[0];
+}
+
+void write_rows(hid_t dset, hid_t type, const void* data, hsize_t first, hsize_t n) {
+  if (n == 0) return;
+  Handle file_space(check(H5Dget_space(dset), "dataspace"), H5Sclose);
+  hsize_t start[1] = {first}, count[1] = {n};
+  check_status(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "select rows");
+  Handle mem(check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
+  check_status(H5Dwrite(dset, type, mem, file_space, H5P_DEFAULT, data), "write rows");
+}
+
+void append(hid_t dset, hid_t type, const void* data, hsize_t n) {
+  if (n == 0) return;
+  const hsize_t old = rows(dset);
+  hsize_t size[1] = {old + n};
+  check_status(H5Dset_extent(dset, size), "extend table");
+  write_rows(dset, type, data, old, n);
+}
+
+void read_rows(hid_t dset, hid_t type, void* data, hsize_t first, hsize_t n) {
+  if (n == 0) return;
+  Handle file_space(check(H5Dget_space(dset), "dataspace"), H5Sclose);
+  hsize_t start[1] = {first}, count[1] = {n};
+  check_status(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "select rows");
+  Handle mem(check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
+  check_status(H5Dread(dset, type, mem, file_space, H5P_DEFAULT, data), "read rows");
+}
+
+namespace {
+Handle vlen_string() {
+  Handle t(check(H5Tcopy(H5T_C_S1), "string type"), H5Tclose);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return t;
+}
+}  // namespace
+
+void set_attr(hid_t obj, const std::string& name, const std::string& value) {
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  const auto type = vlen_string();
+  Handle space(check(H5Screate(H5S_SCALAR), "scalar"), H5Sclose);
+  Handle a(check(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), "attribute " + name), H5Aclose);
+  const char* p = value.c_str();
+  check_status(H5Awrite(a, type, &p), "write attribute " + name);
+}
+
+std::string get_attr(hid_t obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) <= 0) return "";
+  Handle a(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "attribute " + name), H5Aclose);
+  Handle ftype(check(H5Aget_type(a), "attribute type"), H5Tclose);
+  if (H5Tis_variable_str(ftype) > 0) {
+    const auto type = vlen_string();
+    char* p = nullptr;
+    check_status(H5Aread(a, type, &p), "read attribute " + name);
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  const size_t n = H5Tget_size(ftype);
+  std::string s(n, '\0');
+  Handle mtype(check(H5Tcopy(H5T_C_S1), "string"), H5Tclose);
+  H5Tset_size(mtype, n);
+  check_status(H5Aread(a, mtype, s.data()), "read attribute " + name);
+  s.resize(strnlen(s.c_str(), n));
+  return s;
+}
+
+std::vector<std::string> attr_names(hid_t obj) {
+  std::vector<std::string> out;
+  hsize_t idx = 0;
+  H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx,
+              [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+                static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+                return 0;
+              },
+              &out);
+  return out;
+}
+
+void write_string_dataset(hid_t loc, const std::string& name, const std::string& text) {
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0) H5Ldelete(loc, name.c_str(), H5P_DEFAULT);
+  const auto type = vlen_string();
+  Handle space(check(H5Screate(H5S_SCALAR), "scalar"), H5Sclose);
+  Handle d(check(H5Dcreate2(loc, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "create " + name),
+           H5Dclose);
+  const char* p = text.c_str();
+  check_status(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "write " + name);
+}
+
+std::string read_string_dataset(hid_t loc, const std::string& name) {
+  Handle d = open_dataset(loc, name);
+  const auto type = vlen_string();
+  char* p = nullptr;
+  check_status(H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p), "read " + name);
+  std::string s = p ? p : "";
+  H5free_memory(p);
+  return s;
+}
+
+}  // namespace xfer::store::h5

@@ -1,0 +1,249 @@
+// The sweep under mpirun: every trial exactly once (checked with h5py/pandas), resume after kill -9 and after SIGTERM,
+// one writer, corrupt files refused, data-parallel groups matching single-rank training.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/process.hpp"
+#include "support/tempdir.hpp"
+#include "xfer/core/digest.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::test {
+namespace {
+
+const std::string kModels = XFER_TEST_MODELS;
+const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe --bind-to none";
+
+class Sweep : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new TempDir("data");
+    const Result r = run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tests/fixtures/make_datasets.py") +
+                         " " + quote(data_->str()));
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  static void TearDownTestSuite() {
+    delete data_;
+    data_ = nullptr;
+  }
+  std::string spec(int epochs, const std::string& lrs, const std::string& extra = "", const std::string& dataset_extra = "",
+                   int batch = 32) {
+    return dir.write("spec.toml",
+                     "[study]\nname = \"sweep\"\nresults = \"out/results.h5\"\nmax_attempts = 2\n\n"
+                     "[[model]]\nname = \"shufflenet_v2_x0_5\"\nbackbone = \"" + kModels + "/shufflenet_v2_x0_5.pt\"\n"
+                     "[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels + "/squeezenet1_1.pt\"\n\n"
+                     "[[dataset]]\nname = \"eurosat\"\nkind = \"eurosat\"\nroot = \"" + (*data_ / "eurosat").string() +
+                     "\"\ninput_size = 32\n" + dataset_extra + "\n[grid]\nepochs = " + std::to_string(epochs) +
+                     "\nbatch_size = " + std::to_string(batch) + "\ninput_size = 32\nweight_decays = [1e-4]\n" + extra +
+                     "\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [" + lrs + "]\n");
+  }
+  std::string results() const { return (dir / "out/results.h5").string(); }
+  Result xfer_run(int ranks, const std::string& args = "") {
+    return run(kMpirun + " -n " + std::to_string(ranks) + " " + quote(xfer()) + " run " +
+               quote((dir / "spec.toml").string()) + " --no-progress --threads 1 " + args);
+  }
+  std::string xfer_run_command(int ranks, const std::string& args = "") {
+    return kMpirun + " -n " + std::to_string(ranks) + " " + quote(xfer()) + " run " + quote((dir / "spec.toml").string()) +
+           " --no-progress --threads 1 " + args;
+  }
+  nlohmann::json check(const std::string& file) {
+    const Result r = run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tests/reference/check_results.py") +
+                         " " + quote(file));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  }
+  static void expect_all_done_once(const nlohmann::json& j, size_t n, int epochs) {
+    EXPECT_EQ(j["trials"].get<size_t>(), n);
+    EXPECT_EQ(j["unique_keys"].get<size_t>(), n);
+    EXPECT_EQ(j["status"]["done"].get<size_t>(), n) << j.dump();
+    EXPECT_EQ(j["attempts"]["1"].get<size_t>(), n) << "no trial started from scratch twice: " << j.dump();
+    EXPECT_EQ(j["duplicate_curve_rows"].get<int>(), 0);
+    for (const auto& [k, e] : j["epochs_per_trial"].items()) EXPECT_EQ(e.size(), static_cast<size_t>(epochs)) << k;
+    EXPECT_EQ(j["prediction_sets"], j["prediction_sets_unique"]);
+    EXPECT_TRUE(j["predictions_valid"].get<bool>());
+    EXPECT_EQ(j["val_metric_finite"].get<size_t>(), n);
+  }
+  static std::vector<int> children(int pid) {
+    std::vector<int> out;
+    const Result r = run("pgrep -P " + std::to_string(pid));
+    std::stringstream ss(r.out);
+    for (int p; ss >> p;) out.push_back(p);
+    return out;
+  }
+  static TempDir* data_;
+  TempDir dir;
+};
+TempDir* Sweep::data_ = nullptr;
+
+TEST_F(Sweep, ThreeRanksRunEveryTrialExactlyOnceAndTheFileIsClean) {
+  spec(2, "1e-3, 3e-4, 1e-4");
+  const Result r = xfer_run(3);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = check(results());
+  expect_all_done_once(j, 6, 2);
+  EXPECT_EQ(j["prediction_sets"].get<int>(), 6) << "paper mode: validation is the test set, stored once";
+  EXPECT_EQ(j["format"], "xfer-results 1");
+  const Result dump = run("h5dump -H " + quote(results()));
+  EXPECT_EQ(dump.status, 0) << dump.err;
+  EXPECT_TRUE(dump.err.empty()) << dump.err;
+  // pandas reads the tables as they are.
+  const Result pd = run(std::string(XFER_PYTHON) + " -c " +
+                        quote("import h5py, pandas as pd; f = h5py.File('" + results() +
+                              "'); print(len(pd.DataFrame(f['trials'][()])), len(pd.DataFrame(f['curves'][()])), "
+                              "len(pd.DataFrame(f['study/datasets'][()])), len(pd.DataFrame(f['samples/eurosat'][()])))"));
+  EXPECT_EQ(pd.out, "6 12 1 238\n") << pd.err;
+  // Status, from the file alone.
+  const Result st = run(quote(xfer()) + " status " + quote(results()) + " --json");
+  ASSERT_EQ(st.status, 0) << st.err;
+  const auto s = nlohmann::json::parse(st.out);
+  for (const char* k : {"total", "done", "running", "pending", "failed", "diverged"}) EXPECT_TRUE(s.contains(k)) << k;
+  EXPECT_EQ(s["total"], 6);
+  EXPECT_EQ(s["done"], 6);
+  // A second run has nothing to do and changes no result.
+  const auto before = read_file(results());
+  const Result again = xfer_run(2);
+  ASSERT_EQ(again.status, 0) << again.err;
+  const auto k = check(results());
+  EXPECT_EQ(k["attempts"]["1"].get<int>(), 6);
+  EXPECT_EQ(k["runs"].get<int>(), 2);
+  EXPECT_EQ(k["curve_rows"], j["curve_rows"]);
+}
+
+TEST_F(Sweep, AddingLearningRatesRunsOnlyTheNewTrials) {
+  spec(1, "1e-3");
+  ASSERT_EQ(xfer_run(2).status, 0);
+  spec(1, "1e-3, 1e-4");
+  const Result dry = run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run --json");
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  const auto d = nlohmann::json::parse(dry.out);
+  EXPECT_EQ(d["would_run"].size(), 2u);
+  EXPECT_EQ(d["counts"]["done"], 2);
+  ASSERT_EQ(xfer_run(2).status, 0);
+  auto j = check(results());
+  expect_all_done_once(j, 4, 1);
+}
+
+TEST_F(Sweep, KillMinus9OfAWorkerThenARerunLosesNothingAndRunsNothingTwice) {
+  spec(4, "1e-3, 1e-4");
+  const std::string ckpt = (dir / "out/results.h5.ckpt").string();
+  const int pid = spawn(xfer_run_command(3), (dir / "a.out").string(), (dir / "a.err").string());
+  // Wait until some trial has checkpointed an epoch, then kill one rank with SIGKILL.
+  ASSERT_TRUE(eventually(300, [&] {
+    if (!fs::exists(ckpt)) return false;
+    for (const auto& e : fs::recursive_directory_iterator(ckpt))
+      if (e.path().filename() == "epoch-1-step-0.ckpt") return true;
+    return false;
+  })) << read_file((dir / "a.err").string());
+  auto kids = children(pid);
+  ASSERT_FALSE(kids.empty());
+  ::kill(kids.back(), SIGKILL);
+  EXPECT_NE(wait_for(pid), 0) << "the job ends when a rank dies";
+  const auto mid = check(results());
+  EXPECT_GE(mid["status"].value("running", 0), 1) << mid.dump();
+  const Result r = xfer_run(3);
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = check(results());
+  expect_all_done_once(j, 4, 4);
+  EXPECT_FALSE(j["resumed"].empty()) << "orphaned trials resume from their checkpoints: " << j.dump();
+}
+
+TEST_F(Sweep, SigtermStopsTheJobCleanlyWithinTheBoundAndARerunFinishes) {
+  spec(5, "1e-3, 1e-4");
+  const std::string ckpt = (dir / "out/results.h5.ckpt").string();
+  const int pid = spawn(xfer_run_command(2, "--grace 30"), (dir / "b.out").string(), (dir / "b.err").string());
+  ASSERT_TRUE(eventually(300, [&] {
+    if (!fs::exists(ckpt)) return false;
+    for (const auto& e : fs::recursive_directory_iterator(ckpt))
+      if (e.path().extension() == ".ckpt") return true;
+    return false;
+  }));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int kid : children(pid)) ::kill(kid, SIGTERM);  // as SLURM signals every task of the step
+  const int status = wait_for(pid);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(status, 0) << read_file((dir / "b.err").string());
+  EXPECT_LT(took, 30.0);
+  auto mid = check(results());
+  EXPECT_GE(mid["status"].value("interrupted", 0), 1) << mid.dump();
+  EXPECT_NE(mid["run_end_reasons"].back().get<std::string>().find("signal"), std::string::npos) << mid.dump();
+  bool checkpoints = false;
+  for (const auto& e : fs::recursive_directory_iterator(ckpt)) checkpoints |= e.path().extension() == ".ckpt";
+  EXPECT_TRUE(checkpoints);
+  ASSERT_EQ(xfer_run(2).status, 0);
+  auto j = check(results());
+  expect_all_done_once(j, 4, 5);
+}
+
+TEST_F(Sweep, ASecondWriterIsRefused) {
+  spec(1, "1e-3");
+  fs::create_directories(dir / "out");
+  dir.write("out/results.h5.lock", "{\"host\": \"" + run("hostname").out.substr(0, run("hostname").out.size() - 1) +
+                                       "\", \"pid\": " + std::to_string(::getpid()) + ", \"slurm_job_id\": \"4242\"}");
+  const Result r = xfer_run(1);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("is being written by another xfer run"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("SLURM job 4242"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(results()));
+}
+
+TEST_F(Sweep, ATruncatedOrForeignStoreIsRefusedAndNeverOverwritten) {
+  spec(1, "1e-3");
+  ASSERT_EQ(xfer_run(1).status, 0);
+  const std::string trunc = (dir / "trunc.h5").string(), foreign = (dir / "foreign.h5").string();
+  {
+    const auto bytes = read_file(results());
+    std::ofstream(trunc, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  }
+  ASSERT_EQ(run(std::string(XFER_PYTHON) + " -c " + quote("import h5py; h5py.File('" + foreign + "', 'w')['x'] = [1]")).status, 0);
+  for (const auto& [file, words] : {std::pair<std::string, std::string>{trunc, "cannot open as HDF5"},
+                                    {foreign, "not an xfer results file"}}) {
+    const std::string digest = sha256_file_hex(file);
+    const Result r = xfer_run(1, "--results " + quote(file));
+    EXPECT_EQ(r.status, 2) << file;
+    EXPECT_NE(r.err.find(words), std::string::npos) << r.err;
+    EXPECT_EQ(sha256_file_hex(file), digest) << "never overwritten";
+    const Result s = run(quote(xfer()) + " status " + quote(file));
+    EXPECT_EQ(s.status, 2);
+    EXPECT_NE(s.err.find(words), std::string::npos) << s.err;
+  }
+}
+
+TEST_F(Sweep, TwoRankGroupsMatchOneRankWithTheSameGlobalBatch) {
+  // 192 training images in batches of 16: 12 full steps per epoch, 24 in two epochs.
+  spec(2, "1e-3", "", "limit_train = 192\n", 16);
+  const std::string one = (dir / "one.csv").string(), two = (dir / "two.csv").string();
+  ASSERT_EQ(run(quote(xfer()) + " train " + quote((dir / "spec.toml").string()) + " --index 0 --threads 1 "
+                "--micro-batches 2 --checkpoint-dir " + quote((dir / "c1").string()) + " --step-log " + quote(one)).status, 0);
+  const Result r = run(kMpirun + " -n 2 " + quote(xfer()) + " train " + quote((dir / "spec.toml").string()) +
+                       " --index 0 --threads 1 --checkpoint-dir " + quote((dir / "c2").string()) + " --step-log " + quote(two));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto losses = [](const std::string& path) {
+    std::vector<double> out;
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      std::stringstream ss(line);
+      std::string f;
+      for (int i = 0; i < 4; ++i) std::getline(ss, f, ',');
+      out.push_back(std::stod(f));
+    }
+    return out;
+  };
+  const auto a = losses(one), b = losses(two);
+  ASSERT_EQ(a.size(), 24u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LE(std::abs(a[i] - b[i]), 1e-5 * std::abs(a[i])) << "step " << i;
+  // And a sweep with two-rank groups on three ranks.
+  spec(1, "1e-3, 1e-4", "ranks_per_trial = 2\n");
+  const Result s = xfer_run(3);
+  ASSERT_EQ(s.status, 0) << s.err;
+  auto j = check(results());
+  expect_all_done_once(j, 4, 1);
+}
+
+}  // namespace
+}  // namespace xfer::test
