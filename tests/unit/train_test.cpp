@@ -117,14 +117,15 @@ TEST_F(Engine, ResumesAfterKillMinus9AndEndsExactlyAsAnUninterruptedRun) {
   const bool saw = eventually(120, [&] {
     if (!fs::exists(ckpt)) return false;
     for (const auto& d : fs::recursive_directory_iterator(ckpt, fs::directory_options::skip_permission_denied))
-      if (d.path().filename().string().rfind("epoch-2-step-0.ckpt", 0) == 0) return true;
+      if (d.path().filename() == "epoch-2-step-0.ckpt") return true;  // not its .tmp
     return false;
   });
   ::kill(pid, SIGKILL);
   EXPECT_EQ(wait_for(pid), 128 + SIGKILL);
   ASSERT_TRUE(saw);
-  const auto resumed = train("--predictions " + quote((dir / "p_resumed").string()), ckpt);
-  EXPECT_GE(resumed["resumed_from_epoch"].get<int>(), 2);
+  Result rerun;
+  const auto resumed = train("--predictions " + quote((dir / "p_resumed").string()), ckpt, &rerun);
+  EXPECT_GE(resumed["resumed_from_epoch"].get<int>(), 2) << rerun.err;
   expect_same_run(straight, resumed);
   EXPECT_EQ(read_file((dir / "p_straight/val.csv").string()), read_file((dir / "p_resumed/val.csv").string()));
   // Finished trials leave no checkpoints behind.
