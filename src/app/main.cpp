@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   CLI::App cli{"xfer — does progress on ImageNet transfer to real-world datasets? Sweeps, results, statistics.",
                "xfer"};
   cli.require_subcommand(1);
+  cli.fallthrough();  // global flags (--log-level) also after the subcommand
   std::string log_level;
   cli.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off (default: $XFER_LOG, else info)");
   cli.set_version_flag("--version", "xfer " + xfer::build_info::version() + " (" + xfer::build_info::git_commit() +

@@ -1,6 +1,7 @@
 #include "xfer/core/digest.hpp"
 
 #include <fstream>
+#include <memory>
 #include <vector>
 
 #include <openssl/evp.h>
@@ -41,9 +42,14 @@ std::string Sha256::hex() {
 }
 
 std::string sha256_hex(std::string_view bytes) {
-  Sha256 h;
-  h.update(bytes);
-  return h.hex();
+  // One context per thread, re-initialised for each digest: keys for 10^5 trials without 10^5 allocations.
+  thread_local std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned n = 0;
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), bytes.data(), bytes.size()) != 1 || EVP_DigestFinal_ex(ctx.get(), md, &n) != 1)
+    throw Error("SHA-256: OpenSSL digest failed");
+  return to_hex(md, n);
 }
 
 std::string sha256_file_hex(const std::string& path) {

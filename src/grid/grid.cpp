@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -24,6 +25,10 @@ std::string num(double v) {
 
 class Canon {
  public:
+  explicit Canon(bool header = true) {
+    text_.reserve(512);
+    if (header) text_ = "xfer.trial.v1\n";
+  }
   Canon& add(const char* k, const std::string& v) {
     text_ += k;
     text_ += '=';
@@ -37,12 +42,14 @@ class Canon {
   std::string str() const { return text_; }
 
  private:
-  std::string text_ = "xfer.trial.v1\n";
+  std::string text_;
 };
 
 }  // namespace
 
-std::string TrialConfig::canonical_text() const {
+// The canonical text in three parts: what a (model, dataset) cell fixes, the recipe, and the cell's tail. The
+// expansion caches the cell parts; the text is the same as if written at once.
+std::string TrialConfig::canonical_head() const {
   Canon c;
   c.add("model", model).add("weights", weights).add_int("input_size", input_size).add("crop_pct", crop_pct);
   c.add("mean", num(mean[0]) + "," + num(mean[1]) + "," + num(mean[2]));
@@ -59,6 +66,11 @@ std::string TrialConfig::canonical_text() const {
   if (kind == "melanoma") c.add_bool("melanoma_2019", melanoma_2019);
   if (kind == "csv") c.add("manifest", manifest);
   if (kind == "hpa" && split_file != "split.stratified.small.0.csv") c.add("split_file", split_file);
+  return c.str();
+}
+
+std::string TrialConfig::canonical_recipe() const {
+  Canon c(false);
   c.add("optimizer", optimizer).add("lr", lr).add("weight_decay", weight_decay).add("wd_mode", wd_mode);
   if (optimizer == "sgd") c.add("momentum", momentum).add_bool("nesterov", nesterov);
   if (optimizer == "adamw") c.add("beta1", beta1).add("beta2", beta2).add("eps", eps);
@@ -70,16 +82,33 @@ std::string TrialConfig::canonical_text() const {
   }
   if (warmup_epochs > 0) c.add_int("warmup_epochs", warmup_epochs);
   if (label_smoothing > 0) c.add("label_smoothing", label_smoothing);
-  c.add("augmentation", augmentation).add_int("seed", seed).add_int("epochs", epochs).add_int("batch_size", batch_size);
-  c.add("precision", precision);
+  c.add("augmentation", augmentation).add_int("seed", seed);
   return c.str();
 }
 
+std::string TrialConfig::canonical_tail() const {
+  Canon c(false);
+  c.add_int("epochs", epochs).add_int("batch_size", batch_size).add("precision", precision);
+  return c.str();
+}
+
+std::string TrialConfig::canonical_text() const { return canonical_head() + canonical_recipe() + canonical_tail(); }
+
 TrialKey TrialConfig::key() const { return TrialKey(sha256_hex(canonical_text()).substr(0, TrialKey::kHexDigits)); }
+
+namespace {
+TrialKey key_of(const std::string& text) { return TrialKey(sha256_hex(text).substr(0, TrialKey::kHexDigits)); }
+}  // namespace
 
 std::vector<Trial> expand(const spec::Spec& spec) {
   std::vector<Trial> out;
-  std::map<TrialKey, std::pair<size_t, const spec::OptimizerSpec*>> seen;
+  size_t per_cell = 0;
+  for (const auto& opt : spec.grid.optimizers)
+    per_cell += opt.lrs.size() * (opt.weight_decays.empty() ? spec.grid.weight_decays : opt.weight_decays).size();
+  per_cell *= spec.grid.augmentations.size() * spec.grid.seeds.size();
+  out.reserve(per_cell * spec.models.size() * spec.datasets.size());
+  std::unordered_map<std::string, std::pair<size_t, const spec::OptimizerSpec*>> seen;
+  seen.reserve(out.capacity());
   const auto& g = spec.grid;
   for (size_t mi = 0; mi < spec.models.size(); ++mi) {
     const auto& m = spec.models[mi];
@@ -103,6 +132,7 @@ std::vector<Trial> expand(const spec::Spec& spec) {
         throw Error::input(fmt::format("{}: model \"{}\" on dataset \"{}\": batch_size {} is smaller than its group of "
                                        "{} ranks; every rank needs at least one sample per step",
                                        spec.path, m.name, d.name, batch_size, ranks));
+      std::string head, tail;  // this cell's canonical parts, from its first trial
       for (const auto& opt : g.optimizers) {
         const auto& wds = opt.weight_decays.empty() ? g.weight_decays : opt.weight_decays;
         for (double lr : opt.lrs)
@@ -151,8 +181,9 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                 t.batch_size = batch_size;
                 t.precision = precision;
                 t.ranks_per_trial = ranks;
-                Trial trial{t.key(), std::move(t), mi, di, out.size()};
-                if (auto [it, fresh] = seen.emplace(trial.key, std::make_pair(out.size(), &opt)); !fresh) {
+                if (head.empty()) head = t.canonical_head(), tail = t.canonical_tail();
+                Trial trial{key_of(head + t.canonical_recipe() + tail), std::move(t), mi, di, out.size()};
+                if (auto [it, fresh] = seen.emplace(trial.key.str(), std::make_pair(out.size(), &opt)); !fresh) {
                   const auto& first = out[it->second.first].config;
                   throw Error::input(fmt::format(
                       "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "

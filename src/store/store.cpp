@@ -422,6 +422,15 @@ std::string hostname() {
   gethostname(h, sizeof h - 1);
   return h;
 }
+// Alive and not a zombie (a killed job's rank may linger as one).
+bool process_alive(int pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  const auto close = line.rfind(')');
+  return !(close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z');
+}
 }  // namespace
 
 WriterLock::WriterLock(const std::string& results_path) : path_(results_path + ".lock") {
@@ -458,7 +467,7 @@ WriterLock::WriterLock(const std::string& results_path) : path_(results_path + "
     const double age = ::stat(path_.c_str(), &st) == 0 ? now_unix() - static_cast<double>(st.st_mtime) : 0;
     const std::string h = holder.value("host", "?");
     const int pid = holder.value("pid", 0);
-    const bool dead_here = h == host && pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH;
+    const bool dead_here = h == host && pid > 0 && !process_alive(pid);
     if (attempt == 0 && (dead_here || age > 900)) {
       spdlog::warn("{}: taking over a stale writer lock (held by {} pid {}, {}; last heartbeat {:.0f} s ago)", path_, h,
                    pid, dead_here ? "no longer running" : "silent", age);
@@ -652,6 +661,27 @@ std::vector<TrialRow> Results::trials() const {
     trial_row_[out.back().key] = static_cast<int64_t>(i);
   }
   trial_index_ = true;
+  return out;
+}
+
+std::vector<Results::LedgerEntry> Results::ledger() const {
+  // A memory type with three of the table's fields: HDF5 matches them by name and reads nothing else.
+  struct L {
+    char key[16];
+    char status[12];
+    int32_t attempts;
+  };
+  static const h5::Compound* type = new h5::Compound([] {
+    h5::Compound c(sizeof(L));
+    c.text("key", offsetof(L, key), sizeof(L::key));
+    c.text("status", offsetof(L, status), sizeof(L::status));
+    c.i32("attempts", offsetof(L, attempts));
+    return c;
+  }());
+  Session s(path_, false);
+  const auto rows = read_all<L>(s.file, "trials", *type);
+  std::vector<LedgerEntry> out(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) out[i] = {get(rows[i].key), get(rows[i].status), rows[i].attempts};
   return out;
 }
 

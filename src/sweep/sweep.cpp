@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <unordered_map>
 #include <set>
 #include <thread>
 
@@ -217,8 +218,9 @@ class Worker {
     // Benchmark executor: sleep for the trial's cost, in slices so a stop is honoured.
     const double cost = grid::trial_cost_gflop(trial.config, std::max(1e-9, sh_.spec.models[trial.model_index].gmacs),
                                                grid::catalog_size(sh_.spec, sh_.spec.datasets[trial.dataset_index]));
-    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(cost * o_.simulate * 1e-6));
+    const auto began = Clock::now();
+    const auto until = began + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(cost * o_.simulate * 1e-6));
     while (Clock::now() < until) {
       if (stop_requested().load()) {
         fin.status = "interrupted";
@@ -229,6 +231,7 @@ class Worker {
     }
     fin.status = "done";
     fin.message = "simulated";
+    fin.seconds = std::chrono::duration<double>(Clock::now() - began).count();
     fin.best_val = fin.test_at_best = kNaN;
     (void)order;
   }
@@ -798,8 +801,12 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
       lock = std::make_unique<store::WriterLock>(prep.results_path);
       results = std::make_unique<store::Results>(store::Results::open_or_create(prep.results_path, sh.spec.study.name, sh.spec.text));
       // The ledger.
-      std::map<std::string, store::TrialRow> existing;
-      for (auto& r : results->trials()) existing.emplace(r.key, std::move(r));
+      std::unordered_map<std::string, store::TrialRow> existing;
+      {
+        auto all = results->trials();
+        existing.reserve(all.size());
+        for (auto& r : all) existing.emplace(r.key, std::move(r));
+      }
       std::vector<store::TrialRow> fresh;
       for (size_t i = 0; i < sh.trials.size(); ++i) {
         const auto& t = sh.trials[i];
@@ -880,33 +887,49 @@ int dry_run(const RunOptions& o, bool json) {
   sh.spec = spec::load(o.spec);
   sh.trials = grid::expand(sh.spec);
   const std::string path = o.results.empty() ? resolved_or_throw(sh.spec.study.results, "results") : o.results;
-  std::map<std::string, store::TrialRow> existing;
-  if (fs::exists(path))
-    for (auto& r : store::Results::open_existing(path).trials()) existing.emplace(r.key, std::move(r));
+  std::unordered_map<std::string, store::TrialRow> existing;
+  if (fs::exists(path)) {
+    const auto ledger = store::Results::open_existing(path).ledger();
+    existing.reserve(ledger.size());
+    for (const auto& e : ledger) {
+      store::TrialRow r;
+      r.status = e.status;
+      r.attempts = e.attempts;
+      existing.emplace(e.key, std::move(r));
+    }
+  }
   std::map<std::string, size_t> counts;
-  nlohmann::ordered_json list = nlohmann::json::array();
-  for (const auto& t : sh.trials) {
-    auto it = existing.find(t.key.str());
+  std::vector<std::pair<size_t, Action>> would_run;
+  for (size_t i = 0; i < sh.trials.size(); ++i) {
+    auto it = existing.find(sh.trials[i].key.str());
     const Action a = decide(it == existing.end() ? nullptr : &it->second, sh.spec.study.max_attempts);
     counts[action_name(a)]++;
-    if (a == Action::fresh || a == Action::resume || a == Action::retry)
-      list.push_back({{"key", t.key.str()}, {"model", t.config.model}, {"dataset", t.config.dataset},
-                      {"optimizer", t.config.optimizer}, {"lr", t.config.lr}, {"weight_decay", t.config.weight_decay},
-                      {"seed", t.config.seed}, {"action", action_name(a)}});
+    if (a == Action::fresh || a == Action::resume || a == Action::retry) would_run.emplace_back(i, a);
   }
+  auto entry = [&](const std::pair<size_t, Action>& w) {
+    const auto& t = sh.trials[w.first];
+    return nlohmann::ordered_json{{"key", t.key.str()}, {"model", t.config.model}, {"dataset", t.config.dataset},
+                                  {"optimizer", t.config.optimizer}, {"lr", t.config.lr},
+                                  {"weight_decay", t.config.weight_decay}, {"seed", t.config.seed},
+                                  {"action", action_name(w.second)}};
+  };
   if (json) {
+    nlohmann::ordered_json list = nlohmann::json::array();
+    for (const auto& w : would_run) list.push_back(entry(w));
     nlohmann::ordered_json j{{"results", path}, {"total", sh.trials.size()}, {"counts", counts}, {"would_run", list}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::cout << fmt::format("{} ({}): {} trials\n", o.spec, path, sh.trials.size());
   for (const auto& [k, n] : counts) std::cout << fmt::format("  {:<28} {}\n", k, n);
-  std::cout << fmt::format("would run {} trial(s):\n", list.size());
-  for (const auto& x : list)
-    std::cout << fmt::format("  {} {:<24} {:<14} {} lr={} wd={} seed={}  [{}]\n", x["key"].get<std::string>(),
-                             x["model"].get<std::string>(), x["dataset"].get<std::string>(),
-                             x["optimizer"].get<std::string>(), x["lr"].get<double>(), x["weight_decay"].get<double>(),
-                             x["seed"].get<int64_t>(), x["action"].get<std::string>());
+  std::cout << fmt::format("would run {} trial(s){}:\n", would_run.size(),
+                           would_run.size() > 50 ? " (the first 50; --json lists all)" : "");
+  for (size_t i = 0; i < would_run.size() && i < 50; ++i) {
+    const auto& t = sh.trials[would_run[i].first];
+    std::cout << fmt::format("  {} {:<24} {:<14} {} lr={} wd={} seed={}  [{}]\n", t.key.str(), t.config.model,
+                             t.config.dataset, t.config.optimizer, t.config.lr, t.config.weight_decay, t.config.seed,
+                             action_name(would_run[i].second));
+  }
   return 0;
 }
 

@@ -28,41 +28,6 @@
 
 namespace xfer::train {
 
-const char* status_name(Status s) {
-  switch (s) {
-    case Status::done: return "done";
-    case Status::diverged: return "diverged";
-    case Status::oom: return "oom";
-    case Status::failed: return "failed";
-    case Status::interrupted: return "interrupted";
-  }
-  return "?";
-}
-
-int default_threads() {
-  auto env_int = [](const char* name) {
-    const char* v = std::getenv(name);
-    return v && *v ? std::atoi(v) : 0;
-  };
-  if (int n = env_int("SLURM_CPUS_PER_TASK"); n > 0) return n;
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  if (cores < 1) cores = 1;
-  int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE");
-  if (local <= 0) local = env_int("SLURM_NTASKS_PER_NODE");
-  if (local <= 0) local = env_int("MPI_LOCALNRANKS");
-  if (local <= 0) local = 1;
-  return std::max(1, cores / local);
-}
-
-Backend backend() {
-  Backend b;
-  b.torch_version = TORCH_VERSION;
-  b.cuda_version = torch::cuda::is_available() ? "available" : "none";
-  b.cudnn_version = torch::cuda::cudnn_is_available() ? "available" : "none";
-  b.devices = torch::cuda::is_available() ? fmt::format("{} CUDA device(s)", torch::cuda::device_count()) : "cpu";
-  return b;
-}
-
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -650,12 +615,23 @@ class Trainer {
 
 }  // namespace
 
-Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment& env) {
-  if (env.checkpoint_dir.empty()) throw std::invalid_argument("train::run: no checkpoint_dir");
-  SoloGroup solo;
-  Group& g = env.group ? *env.group : solo;
-  Trainer trainer(t, d, env, g);
-  return trainer.run();
+}  // namespace xfer::train
+
+// The module's entry points, looked up by name with dlsym (train/trial.cpp): the xfer executable does not link
+// LibTorch, so commands that do not train start in milliseconds instead of a second.
+extern "C" __attribute__((visibility("default"))) void xfer_trainer_run(const xfer::grid::TrialConfig* t,
+                                                                         const xfer::data::Dataset* d,
+                                                                         const xfer::train::Environment* env,
+                                                                         xfer::train::Result* out) {
+  xfer::train::SoloGroup solo;
+  xfer::train::Group& g = env->group ? *env->group : solo;
+  xfer::train::Trainer trainer(*t, *d, *env, g);
+  *out = trainer.run();
 }
 
-}  // namespace xfer::train
+extern "C" __attribute__((visibility("default"))) void xfer_trainer_backend(xfer::train::Backend* out) {
+  out->torch_version = TORCH_VERSION;
+  out->cuda_version = torch::cuda::is_available() ? "available" : "none";
+  out->cudnn_version = torch::cuda::cudnn_is_available() ? "available" : "none";
+  out->devices = torch::cuda::is_available() ? fmt::format("{} CUDA device(s)", torch::cuda::device_count()) : "cpu";
+}

@@ -143,6 +143,8 @@ TEST_F(Sweep, KillMinus9OfAWorkerThenARerunLosesNothingAndRunsNothingTwice) {
   ASSERT_FALSE(kids.empty());
   ::kill(kids.back(), SIGKILL);
   EXPECT_NE(wait_for(pid), 0) << "the job ends when a rank dies";
+  // mpirun returns while its ranks may still be going down; a requeued job starts after they are gone.
+  for (int kid : kids) eventually(60, [&] { return ::kill(kid, 0) != 0 || read_file("/proc/" + std::to_string(kid) + "/stat").find(") Z") != std::string::npos; });
   const auto mid = check(results());
   EXPECT_GE(mid["status"].value("running", 0), 1) << mid.dump();
   const Result r = xfer_run(3);

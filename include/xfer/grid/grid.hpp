@@ -80,6 +80,9 @@ struct TrialConfig {
   // "key=value" lines in a fixed order, only the fields that matter for this kind/family/schedule. A field added in
   // a later version must be written only when it differs from its default, so existing keys stay valid.
   std::string canonical_text() const;
+  std::string canonical_head() const;    // the lines a (model, dataset) cell fixes
+  std::string canonical_recipe() const;  // the recipe's lines
+  std::string canonical_tail() const;    // epochs, batch size, precision
   TrialKey key() const;
 };
 

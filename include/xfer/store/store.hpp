@@ -117,6 +117,12 @@ class Results {
   void add_problems(const std::vector<ProblemRow>& rows);
 
   std::vector<TrialRow> trials() const;
+  // Only what the ledger decides on (key, status, attempts): a fraction of the full rows to read.
+  struct LedgerEntry {
+    std::string key, status;
+    int32_t attempts = 0;
+  };
+  std::vector<LedgerEntry> ledger() const;
   // Appends rows for keys not yet present; returns how many were added.
   size_t add_trials(const std::vector<TrialRow>& rows);
   void update_trial(const TrialRow& row);  // by key

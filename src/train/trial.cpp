@@ -1,0 +1,99 @@
+// The torch-free half of the train module: names, thread counts, and the door to the trainer module
+// (libxfer_trainer.so, built beside the xfer executable), opened on first use.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "xfer/core/error.hpp"
+#include "xfer/train/trial.hpp"
+
+namespace xfer::train {
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::done: return "done";
+    case Status::diverged: return "diverged";
+    case Status::oom: return "oom";
+    case Status::failed: return "failed";
+    case Status::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+int default_threads() {
+  auto env_int = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : 0;
+  };
+  if (int n = env_int("SLURM_CPUS_PER_TASK"); n > 0) return n;
+  int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores < 1) cores = 1;
+  int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE");
+  if (local <= 0) local = env_int("SLURM_NTASKS_PER_NODE");
+  if (local <= 0) local = env_int("MPI_LOCALNRANKS");
+  if (local <= 0) local = 1;
+  return std::max(1, cores / local);
+}
+
+namespace {
+
+using RunFn = void (*)(const grid::TrialConfig*, const data::Dataset*, const Environment*, Result*);
+using BackendFn = void (*)(Backend*);
+
+struct Module {
+  RunFn run = nullptr;
+  BackendFn backend = nullptr;
+};
+
+std::string module_path() {
+  if (const char* v = std::getenv("XFER_TRAINER_MODULE"); v && *v) return v;
+  char exe[PATH_MAX] = {0};
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const std::filesystem::path dir = n > 0 ? std::filesystem::path(std::string(exe, static_cast<size_t>(n))).parent_path()
+                                          : std::filesystem::current_path();
+  for (const auto& candidate : {dir / "libxfer_trainer.so", dir / ".." / "lib" / "xfer" / "libxfer_trainer.so"})
+    if (std::filesystem::exists(candidate)) return candidate.string();
+  return (dir / "libxfer_trainer.so").string();
+}
+
+const Module& module() {
+  static Module m;
+  static std::once_flag once;
+  static std::string failure;
+  std::call_once(once, [] {
+    const std::string path = module_path();
+    void* h = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      failure = "cannot load the trainer module " + path + " (" + ::dlerror() +
+                "); it is built beside the xfer executable — rebuild, or set XFER_TRAINER_MODULE";
+      return;
+    }
+    m.run = reinterpret_cast<RunFn>(::dlsym(h, "xfer_trainer_run"));
+    m.backend = reinterpret_cast<BackendFn>(::dlsym(h, "xfer_trainer_backend"));
+    if (!m.run || !m.backend) failure = path + ": not an xfer trainer module (entry points missing)";
+  });
+  if (!failure.empty()) throw Error(failure);
+  return m;
+}
+
+}  // namespace
+
+Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment& env) {
+  if (env.checkpoint_dir.empty()) throw std::invalid_argument("train::run: no checkpoint_dir");
+  Result r;
+  module().run(&t, &d, &env, &r);
+  return r;
+}
+
+Backend backend() {
+  Backend b;
+  module().backend(&b);
+  return b;
+}
+
+}  // namespace xfer::train
