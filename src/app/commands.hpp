@@ -95,3 +95,21 @@ struct StatusOptions {
 int status(const StatusOptions& o);
 
 }  // namespace xfer::app
+
+namespace xfer::app {
+
+struct AnalyzeOptions {
+  std::string results;      // a results file …
+  std::string csv;          // … or a CSV table
+  std::string selection;    // paper | holdout | oracle
+  std::string out;          // folder for tables and figures; report: the HTML file
+  int resamples = 10000;
+  uint64_t seed = 0;
+  bool json = false;
+  bool figures = true;
+  bool write_back = true;   // /analysis in the results file
+};
+int analyze(const AnalyzeOptions& o);
+int report(const AnalyzeOptions& o);
+
+}  // namespace xfer::app

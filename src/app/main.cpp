@@ -104,6 +104,23 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status.json, "machine-readable");
   status_cmd->add_flag("--trials", status.trials, "list every trial");
 
+  xfer::app::AnalyzeOptions analyze;
+  auto add_analysis_options = [&](CLI::App* c, const char* out_help) {
+    c->add_option("results", analyze.results, "results file (HDF5)");
+    c->add_option("--csv", analyze.csv, "a table with header model,imagenet_top1,dataset,value[,n_test] instead");
+    c->add_option("--selection", analyze.selection, "paper | holdout | oracle (default: by validation, as run)");
+    c->add_option("--out", analyze.out, out_help);
+    c->add_option("--resamples", analyze.resamples, "bootstrap resamples over models (default 10000)");
+    c->add_option("--seed", analyze.seed, "bootstrap seed");
+    c->add_flag("!--no-figures", analyze.figures, "skip the gnuplot figures");
+    c->add_flag("!--no-write", analyze.write_back, "do not write /analysis into the results file");
+  };
+  auto* analyze_cmd = cli.add_subcommand("analyze", "Statistics of the study: correlations, fits, bootstrap intervals");
+  add_analysis_options(analyze_cmd, "folder for tables and figures (default: <input>.analysis)");
+  analyze_cmd->add_flag("--json", analyze.json, "the statistics as JSON on stdout");
+  auto* report_cmd = cli.add_subcommand("report", "One self-contained HTML page: tables, figures, provenance");
+  add_analysis_options(report_cmd, "the HTML file (default: <input>.report.html)");
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -118,6 +135,8 @@ int main(int argc, char** argv) {
     run.progress = !no_progress;
     if (*run_cmd) return xfer::app::run(run, run_dry, run_json, mpi.get());
     if (*status_cmd) return xfer::app::status(status);
+    if (*analyze_cmd) return xfer::app::analyze(analyze);
+    if (*report_cmd) return xfer::app::report(analyze);
     if (*plan_cmd) return xfer::app::plan(plan);
     if (*score_cmd) return xfer::app::score(score);
     if (*splits_cmd) return xfer::app::splits(splits);

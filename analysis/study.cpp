@@ -1,0 +1,420 @@
+// Selection (which point stands for each model on each dataset) and the per-dataset statistics.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "xfer/analysis/study.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/metrics/metrics.hpp"
+#include "xfer/store/store.hpp"
+
+namespace xfer::analysis {
+
+namespace {
+
+bool lower_is_better(const std::string& metric) { return metric == "log_loss"; }
+bool proportion_metric(const std::string& metric) {
+  return metric == "accuracy" || metric == "balanced_accuracy" || metric == "macro_f1" || metric == "roc_auc" ||
+         metric == "value";
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return kNaN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+struct Candidate {
+  const store::TrialRow* trial = nullptr;
+  int epoch = -1;
+  double val = kNaN, test = kNaN;
+};
+
+// The best (trial, epoch) of a set of trials by validation (or by test: the oracle), from the curves of each
+// trial's latest attempt; a trial without curves contributes its recorded best epoch.
+Candidate select(const std::vector<const store::TrialRow*>& trials,
+                 const std::map<std::string, std::vector<const store::CurveRow*>>& curves, const std::string& metric,
+                 bool by_test) {
+  Candidate best;
+  const bool lower = lower_is_better(metric);
+  auto better = [&](double a, double b) { return std::isfinite(a) && (!std::isfinite(b) || (lower ? a < b : a > b)); };
+  for (const auto* t : trials) {
+    auto it = curves.find(t->key);
+    if (it != curves.end() && !it->second.empty()) {
+      int attempt = 0;
+      for (const auto* c : it->second) attempt = std::max(attempt, c->attempt);
+      for (const auto* c : it->second) {
+        if (c->attempt != attempt) continue;
+        const double score = by_test ? c->test_metric : c->val_metric;
+        if (better(score, by_test ? best.test : best.val)) best = {t, c->epoch, c->val_metric, c->test_metric};
+      }
+    } else if (t->best_epoch >= 0) {
+      const double score = by_test ? t->test_metric : t->val_metric;
+      if (better(score, by_test ? best.test : best.val)) best = {t, t->best_epoch, t->val_metric, t->test_metric};
+    }
+  }
+  return best;
+}
+
+std::string grid_point(const store::TrialRow& t) {
+  return fmt::format("{} lr={} wd={}{}", t.optimizer, t.lr, t.weight_decay,
+                     t.augmentation == "none" ? "" : " aug=" + t.augmentation);
+}
+
+// Per-point interval from the selected trial's test predictions (bootstrap over test samples).
+void prediction_interval(const store::Results& res, const std::string& dataset, const std::string& metric,
+                         const std::map<std::string, std::vector<store::SampleRow>>& samples, Point& p,
+                         const Options& o) {
+  const auto sets = res.predictions(p.key);
+  const store::PredictionSet* test = nullptr;
+  for (const auto& s : sets)
+    if (s.split == "test") test = &s;
+  if (!test)
+    for (const auto& s : sets)
+      if (s.split == "val") test = &s;  // paper mode: the validation set is the test set
+  auto it = samples.find(dataset);
+  if (!test || it == samples.end() || test->samples.empty()) return;
+  const auto& rows = it->second;
+  metrics::Labels y;
+  y.n = static_cast<int64_t>(test->samples.size());
+  y.k = test->classes;
+  metrics::Scores s;
+  s.n = y.n;
+  s.k = test->classes;
+  s.values.assign(test->scores.begin(), test->scores.end());
+  const bool multi = metric == "macro_f1" && !rows.empty() && rows.front().label < 0;
+  y.multilabel = multi;
+  for (int64_t idx : test->samples) {
+    if (idx < 0 || idx >= static_cast<int64_t>(rows.size())) return;
+    const auto& r = rows[static_cast<size_t>(idx)];
+    if (multi) {
+      std::vector<uint8_t> row(test->classes, 0);
+      std::stringstream ss(r.labels);
+      for (int l; ss >> l;)
+        if (l >= 0 && l < test->classes) row[l] = 1;
+      y.multi.insert(y.multi.end(), row.begin(), row.end());
+    } else {
+      y.single.push_back(r.label);
+    }
+  }
+  try {
+    const auto iv = metrics::bootstrap(metrics::parse_metric(metric), y, s, o.point_resamples, o.seed, o.level);
+    p.lo = iv.lo;
+    p.hi = iv.hi;
+    p.interval = fmt::format("bootstrap over {} test samples", y.n);
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace
+
+Study from_results(const std::string& path, const Options& o) {
+  const auto res = store::Results::open_existing(path);
+  Study s;
+  s.source = path;
+  s.from_results = true;
+  s.provenance = res.provenance();
+  s.spec_text = res.spec_text();
+  const auto trials = res.trials();
+  const auto curves = res.curves();
+  const auto models = res.models();
+  const auto datasets = res.datasets();
+  std::map<std::string, double> top1;
+  for (const auto& m : models) top1[m.name] = m.imagenet_top1;
+  std::map<std::string, std::vector<const store::CurveRow*>> by_key;
+  for (const auto& c : curves) by_key[c.key].push_back(&c);
+  std::map<std::string, std::vector<store::SampleRow>> samples;
+  const bool by_test = o.selection == "oracle";
+  s.selection = o.selection.empty() ? "by validation" : o.selection;
+  if (by_test) s.selection_note = "oracle: grid point and epoch chosen on the test set — for comparison only, optimistic by construction";
+  if (s.selection == "by validation" || s.selection == "paper")
+    s.selection_note = "grid point and epoch chosen by the validation metric; test reported there";
+
+  for (const auto& d : datasets) {
+    DatasetResult dr;
+    dr.name = d.name;
+    dr.metric = d.metric;
+    dr.validation = d.validation;
+    if (d.validation == "paper" && !by_test)
+      dr.notes.push_back("no separate validation split: selection and report use the same held-out set (the paper's "
+                         "rule; optimistic)");
+    if (o.selection == "holdout" && d.validation == "paper") {
+      dr.notes.push_back("holdout selection needs results produced with selection = \"holdout\" (a validation set "
+                         "carved from train); this dataset was run in paper mode — no points");
+      s.datasets.push_back(std::move(dr));
+      continue;
+    }
+    // Trials of this dataset that finished, by model; the main analysis uses augmentation "none" where it exists.
+    std::map<std::string, std::vector<const store::TrialRow*>> by_model;
+    std::set<std::string> recipes;
+    for (const auto& t : trials)
+      if (t.dataset == d.name && (t.status == "done" || t.status == "diverged")) {
+        by_model[t.model].push_back(&t);
+        recipes.insert(t.augmentation);
+      }
+    for (const auto& [model, list] : by_model) {
+      std::vector<const store::TrialRow*> base;
+      for (const auto* t : list)
+        if (t->augmentation == "none") base.push_back(t);
+      if (base.empty()) base = list;
+      std::map<int64_t, std::vector<const store::TrialRow*>> by_seed;
+      for (const auto* t : base) by_seed[t->seed].push_back(t);
+      std::vector<double> values;
+      Point p;
+      p.model = model;
+      p.top1 = top1.count(model) ? top1[model] : base.front()->imagenet_top1;
+      for (const auto& [seed, ts] : by_seed) {
+        const Candidate c = select(ts, by_key, d.metric, by_test);
+        if (!c.trial || !std::isfinite(c.test)) continue;
+        values.push_back(c.test);
+        if (p.key.empty()) p.key = c.trial->key, p.grid_point = grid_point(*c.trial) + fmt::format(" epoch {}", c.epoch + 1);
+      }
+      if (values.empty()) continue;
+      p.seeds = static_cast<int>(values.size());
+      p.value = std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
+      p.n_test = d.n_test;
+      if (values.size() >= 2) {
+        std::tie(p.lo, p.hi) = mean_interval(values, o.level);
+        p.interval = fmt::format("t-interval over {} seeds", values.size());
+      } else if (d.metric == "accuracy" && d.n_test > 0) {
+        const int64_t k = static_cast<int64_t>(std::llround(p.value * static_cast<double>(d.n_test)));
+        std::tie(p.lo, p.hi) = clopper_pearson(k, d.n_test, o.level);
+        p.interval = fmt::format("Clopper–Pearson, n = {}", d.n_test);
+      } else if (!by_test && o.point_resamples > 0) {
+        if (!samples.count(d.name)) samples[d.name] = res.samples(d.name);
+        prediction_interval(res, d.name, d.metric, samples, p, o);
+      }
+      dr.points.push_back(p);
+      // Hyperparameter sensitivity: the selected point against the median grid point (seed of the first).
+      std::vector<double> tests;
+      for (const auto* t : by_seed.begin()->second)
+        if (std::isfinite(t->test_metric)) tests.push_back(t->test_metric);
+      if (tests.size() >= 2) {
+        const double gap = (values.front() - median(tests)) * 100.0 * (lower_is_better(d.metric) ? -1 : 1);
+        dr.sensitivity_pp = std::isfinite(dr.sensitivity_pp) ? dr.sensitivity_pp + gap : gap;
+        dr.sensitivity_models++;
+      }
+    }
+    if (dr.sensitivity_models > 0) dr.sensitivity_pp /= dr.sensitivity_models;
+    std::sort(dr.points.begin(), dr.points.end(), [](const Point& a, const Point& b) { return a.top1 < b.top1; });
+    // Augmentation deltas per recipe.
+    for (const auto& recipe : recipes) {
+      if (recipe == "none" || !recipes.count("none")) continue;
+      AugmentationDelta a;
+      a.recipe = recipe;
+      a.dataset = d.name;
+      std::vector<double> deltas;
+      for (const auto& [model, list] : by_model) {
+        std::vector<const store::TrialRow*> with, without;
+        for (const auto* t : list) {
+          if (t->augmentation == recipe) with.push_back(t);
+          else if (t->augmentation == "none") without.push_back(t);
+        }
+        const Candidate cw = select(with, by_key, d.metric, by_test), cn = select(without, by_key, d.metric, by_test);
+        if (cw.trial && cn.trial && std::isfinite(cw.test) && std::isfinite(cn.test))
+          deltas.push_back((cw.test - cn.test) * 100.0 * (lower_is_better(d.metric) ? -1 : 1));
+      }
+      a.models = static_cast<int>(deltas.size());
+      if (!deltas.empty()) {
+        a.mean_delta_pp = std::accumulate(deltas.begin(), deltas.end(), 0.0) / static_cast<double>(deltas.size());
+        a.min_delta_pp = *std::min_element(deltas.begin(), deltas.end());
+        a.max_delta_pp = *std::max_element(deltas.begin(), deltas.end());
+      }
+      s.augmentation.push_back(a);
+    }
+    s.datasets.push_back(std::move(dr));
+  }
+  return s;
+}
+
+Study from_csv(const std::string& path, const Options& o) {
+  std::ifstream in(path);
+  if (!in) throw Error::input(path + ": cannot open");
+  Study s;
+  s.source = path;
+  s.selection = "as given (CSV: one row per model and dataset, replicates averaged)";
+  std::string line;
+  int lineno = 0;
+  std::vector<std::string> header;
+  struct Row {
+    std::string model, dataset;
+    double top1, value;
+    int64_t n_test;
+    int line;
+  };
+  std::vector<Row> rows;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    std::vector<std::string> f(1);
+    for (char ch : line) {  // keeps a trailing empty field ("a,60,d,0.5," has an empty n_test)
+      if (ch == ',') f.emplace_back();
+      else f.back().push_back(ch);
+    }
+    if (header.empty()) {
+      header = f;
+      const bool ok = (f.size() == 4 || f.size() == 5) && f[0] == "model" && f[1] == "imagenet_top1" &&
+                      f[2] == "dataset" && f[3] == "value" && (f.size() == 4 || f[4] == "n_test");
+      if (!ok) throw Error::input(path + ":1: expected the header model,imagenet_top1,dataset,value[,n_test]");
+      continue;
+    }
+    if (f.size() != header.size())
+      throw Error::input(fmt::format("{}:{}: expected {} fields, got {}", path, lineno, header.size(), f.size()));
+    Row r;
+    r.model = f[0];
+    r.dataset = f[2];
+    r.line = lineno;
+    try {
+      size_t u1 = 0, u2 = 0;
+      r.top1 = std::stod(f[1], &u1);
+      r.value = std::stod(f[3], &u2);
+      if (u1 != f[1].size() || u2 != f[3].size()) throw std::invalid_argument("");
+      r.n_test = f.size() == 5 && !f[4].empty() ? std::stoll(f[4]) : 0;
+    } catch (const std::exception&) {
+      throw Error::input(fmt::format("{}:{}: imagenet_top1 and value must be numbers (n_test an integer): '{}'", path,
+                                     lineno, line));
+    }
+    if (!(r.top1 > 0 && r.top1 <= 100))
+      throw Error::input(fmt::format("{}:{}: imagenet_top1 {} is not a percentage in (0, 100]", path, lineno, r.top1));
+    if (!std::isfinite(r.value)) throw Error::input(fmt::format("{}:{}: value is not finite", path, lineno));
+    rows.push_back(r);
+  }
+  if (rows.empty()) throw Error::input(path + ": no rows");
+  std::vector<std::string> order;
+  for (const auto& r : rows)
+    if (std::find(order.begin(), order.end(), r.dataset) == order.end()) order.push_back(r.dataset);
+  for (const auto& name : order) {
+    DatasetResult dr;
+    dr.name = name;
+    dr.metric = "value";
+    double max_abs = 0;
+    for (const auto& r : rows)
+      if (r.dataset == name) max_abs = std::max(max_abs, std::abs(r.value));
+    const double scale = max_abs > 1.0 ? 0.01 : 1.0;
+    if (scale != 1.0) dr.notes.push_back("values read as percent (one exceeds 1)");
+    std::map<std::string, std::vector<const Row*>> by_model;
+    for (const auto& r : rows)
+      if (r.dataset == name) by_model[r.model].push_back(&r);
+    for (const auto& [model, list] : by_model) {
+      Point p;
+      p.model = model;
+      p.top1 = list.front()->top1;
+      std::vector<double> v;
+      for (const auto* r : list) {
+        if (r->top1 != p.top1)
+          throw Error::input(fmt::format("{}:{}: model {} has ImageNet top-1 {} here and {} on line {}", path, r->line,
+                                         model, r->top1, p.top1, list.front()->line));
+        v.push_back(r->value * scale);
+      }
+      p.seeds = static_cast<int>(v.size());
+      p.value = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+      p.n_test = list.front()->n_test;
+      if (v.size() >= 2) {
+        std::tie(p.lo, p.hi) = mean_interval(v, o.level);
+        p.interval = fmt::format("t-interval over {} replicates", v.size());
+      } else if (p.n_test > 0 && p.value >= 0 && p.value <= 1) {
+        std::tie(p.lo, p.hi) =
+            clopper_pearson(static_cast<int64_t>(std::llround(p.value * static_cast<double>(p.n_test))), p.n_test, o.level);
+        p.interval = fmt::format("Clopper–Pearson, n = {}", p.n_test);
+      }
+      dr.points.push_back(p);
+    }
+    std::sort(dr.points.begin(), dr.points.end(), [](const Point& a, const Point& b) { return a.top1 < b.top1; });
+    s.datasets.push_back(std::move(dr));
+  }
+  return s;
+}
+
+void compute(Study& s, const Options& o) {
+  s.resamples = o.resamples;
+  s.seed = o.seed;
+  s.level = o.level;
+  // z-scored performance per dataset and model, for ΔR².
+  std::map<std::string, std::map<std::string, double>> z;
+  for (const auto& d : s.datasets) {
+    std::vector<double> v;
+    for (const auto& p : d.points) v.push_back(p.value);
+    if (v.size() < 2) continue;
+    const double m = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    const double sd = std::sqrt(ss / static_cast<double>(v.size() - 1));
+    if (!(sd > 0)) continue;
+    for (const auto& p : d.points) z[d.name][p.model] = (p.value - m) / sd * (d.metric == "log_loss" ? -1 : 1);
+  }
+  for (size_t di = 0; di < s.datasets.size(); ++di) {
+    auto& d = s.datasets[di];
+    if (d.points.size() < 3) {
+      d.notes.push_back(fmt::format("{} model(s) with a result: the statistics need at least 3", d.points.size()));
+      continue;
+    }
+    std::vector<double> x, y;
+    for (const auto& p : d.points) x.push_back(p.top1), y.push_back(p.value * 100.0);
+    if (std::all_of(y.begin(), y.end(), [&](double v) { return v == y.front(); })) {
+      d.notes.push_back("the metric is the same for every model: correlations and the fit are undefined");
+      continue;
+    }
+    if (std::all_of(x.begin(), x.end(), [&](double v) { return v == x.front(); })) {
+      d.notes.push_back("every model has the same ImageNet top-1: nothing to relate");
+      continue;
+    }
+    d.has_stats = true;
+    d.pearson = pearson(x, y);
+    d.spearman = spearman(x, y);
+    d.kendall = kendall(x, y);
+    d.fit = ols(x, y);
+    const bool proportion = proportion_metric(d.metric);
+    const bool in_range = std::all_of(d.points.begin(), d.points.end(), [](const Point& p) { return p.value > 0 && p.value < 1; });
+    if (!proportion)
+      d.notes.push_back("no logit-scale fit: " + d.metric + " is not a proportion (it can be 0 or negative)");
+    else if (!in_range)
+      d.notes.push_back("no logit-scale fit: a value is 0 or 1 (logit undefined)");
+    else {
+      d.logit_ok = true;
+      std::vector<double> lx, ly;
+      for (const auto& p : d.points) lx.push_back(logit(p.top1 / 100.0)), ly.push_back(logit(p.value));
+      d.logit_fit = ols(lx, ly);
+    }
+    const double lo = *std::min_element(x.begin(), x.end()), hi = *std::max_element(x.begin(), x.end());
+    for (int k = 0; k <= 48; ++k) d.band_x.push_back(lo - 1 + (hi - lo + 2) * k / 48.0);
+    BootstrapOptions bo;
+    bo.resamples = o.resamples;
+    bo.seed = o.seed + di * 7919;
+    bo.level = o.level;
+    bo.band_x = d.band_x;
+    bo.logit = d.logit_ok;
+    d.boot = bootstrap(x, y, bo);
+    if (d.boot.undefined > 0)
+      d.notes.push_back(fmt::format("{} of {} bootstrap resamples had an undefined statistic (e.g. one distinct "
+                                    "model) and were left out of the intervals", d.boot.undefined, d.boot.resamples));
+    // ΔR²: the model's mean z-scored performance on the other datasets.
+    std::vector<double> xx, zz, yy;
+    for (const auto& p : d.points) {
+      double sum = 0;
+      int count = 0;
+      for (const auto& [other, zs] : z)
+        if (other != d.name)
+          if (auto it = zs.find(p.model); it != zs.end()) sum += it->second, ++count;
+      if (count == 0) continue;
+      xx.push_back(p.top1), zz.push_back(sum / count), yy.push_back(p.value * 100.0);
+    }
+    if (xx.size() >= 4) {
+      const double r1 = ols(xx, yy).r2;
+      d.r2_with_others = r2_two(xx, zz, yy);
+      d.delta_r2 = d.r2_with_others - r1;
+      d.delta_r2_ci = bootstrap_delta_r2(xx, zz, yy, o.resamples, o.seed + di * 104729, o.level);
+    } else if (s.datasets.size() > 1) {
+      d.notes.push_back("ΔR² needs at least 4 models with results on another dataset");
+    }
+  }
+}
+
+}  // namespace xfer::analysis

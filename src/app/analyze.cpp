@@ -1,0 +1,90 @@
+// `xfer analyze` and `xfer report`: the paper's answer from a results file or a per-model table.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "commands.hpp"
+#include "xfer/analysis/study.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/metrics/metrics.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::app {
+
+namespace {
+
+struct Done {
+  analysis::Study study;
+  std::string dir;
+  bool figures = false;
+};
+
+Done run_analysis(const AnalyzeOptions& o, const std::string& default_dir) {
+  if (o.results.empty() == o.csv.empty()) throw Error::input("give a results file, or --csv FILE (not both)");
+  if (!o.selection.empty() && o.selection != "paper" && o.selection != "holdout" && o.selection != "oracle")
+    throw Error::input("--selection: expected paper, holdout or oracle, got '" + o.selection + "'");
+  if (o.resamples < 100) throw Error::input("--resamples: at least 100");
+  analysis::Options opt;
+  opt.selection = o.selection;
+  opt.resamples = o.resamples;
+  opt.seed = o.seed;
+  Done d;
+  d.study = o.csv.empty() ? analysis::from_results(o.results, opt) : analysis::from_csv(o.csv, opt);
+  analysis::compute(d.study, opt);
+  d.dir = default_dir;
+  fs::create_directories(d.dir);
+  analysis::write_tables(d.study, d.dir);
+  if (o.figures) {
+    analysis::write_figures(d.study, d.dir);
+    d.figures = true;
+  }
+  if (!o.results.empty() && o.write_back) {
+    if (fs::exists(o.results + ".lock"))
+      spdlog::warn("{}: an xfer run holds the file; /analysis not written (tables and figures are in {})", o.results, d.dir);
+    else
+      analysis::write_to_results(d.study, o.results);
+  }
+  return d;
+}
+
+std::string source_of(const AnalyzeOptions& o) { return o.results.empty() ? o.csv : o.results; }
+
+}  // namespace
+
+int analyze(const AnalyzeOptions& o) {
+  metrics::Runtime kokkos;
+  const std::string dir = o.out.empty() ? source_of(o) + ".analysis" : o.out;
+  const Done d = run_analysis(o, dir);
+  if (o.json) {
+    std::cout << analysis::to_json(d.study) << "\n";
+    return 0;
+  }
+  std::cout << analysis::summary_text(d.study);
+  for (const auto& ds : d.study.datasets)
+    for (const auto& n : ds.notes) std::cout << "note: " << ds.name << ": " << n << "\n";
+  std::cout << "tables" << (d.figures ? " and figures" : "") << ": " << d.dir << "\n";
+  return 0;
+}
+
+int report(const AnalyzeOptions& o) {
+  metrics::Runtime kokkos;
+  const std::string html = o.out.empty() ? source_of(o) + ".report.html" : o.out;
+  const std::string dir = html + ".files";
+  const Done d = run_analysis(o, dir);
+  const std::string page = analysis::report_html(d.study, d.figures ? d.dir : "");
+  const std::string tmp = html + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << page;
+    if (!out) throw Error(html + ": cannot write the report");
+  }
+  fs::rename(tmp, html);
+  std::cout << analysis::summary_text(d.study);
+  std::cout << "report: " << fs::absolute(html).string() << "\n";
+  return 0;
+}
+
+}  // namespace xfer::app
