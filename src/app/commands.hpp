@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace xfer::sweep {
 class MpiRuntime;
@@ -111,5 +112,33 @@ struct AnalyzeOptions {
 };
 int analyze(const AnalyzeOptions& o);
 int report(const AnalyzeOptions& o);
+
+}  // namespace xfer::app
+
+namespace xfer::app {
+
+struct SubmitOptions {
+  std::string spec;
+  int nodes = 1;
+  int gpus_per_node = 0;
+  int ranks_per_node = 0;    // 0: one per GPU, or 1 on CPU nodes
+  int cpus_per_task = 0;     // 0: 8 with GPUs, 4 without
+  std::string time;
+  std::string partition, account, job_name;
+  bool preemptible = false;
+  int signal_seconds = 300;  // preemptible: warning before the end
+  int array = 0;             // > 1: a job array of that many shards, plus the merge job
+  double gflops_per_gpu = 20000, gflops_per_core = 40;  // assumed speeds for the time check
+  std::string xfer;          // the binary the job runs (default: this one)
+  std::string log_dir;       // default: <results folder>/logs
+  bool dry_run = false;
+};
+int submit(const SubmitOptions& o);
+
+struct MergeOptions {
+  std::string out;
+  std::vector<std::string> shards;
+};
+int merge(const MergeOptions& o);
 
 }  // namespace xfer::app

@@ -1,5 +1,6 @@
 // xfer: fine-tune ImageNet models on real-world datasets over a full grid, at cluster scale, and measure how
 // ImageNet accuracy relates to downstream performance (Fang, Kornblith & Schmidt 2023).
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -11,6 +12,7 @@
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/log.hpp"
+#include "xfer/core/stop.hpp"
 
 int main(int argc, char** argv) {
   CLI::App cli{"xfer — does progress on ImageNet transfer to real-world datasets? Sweeps, results, statistics.",
@@ -95,12 +97,14 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--threads", run.threads, "torch threads per rank (default: from the allocation)");
   run_cmd->add_option("--heartbeat-timeout", run.heartbeat_timeout, "seconds of silence before a group is declared hung");
   run_cmd->add_option("--simulate", run.simulate, "benchmark: no training, each trial sleeps cost_gflop × this µs");
+  std::string shard;
+  run_cmd->add_option("--shard", shard, "I/K: run shard I of K (job arrays); results go to <stem>.shard-I-of-K<ext>");
   bool no_progress = false;
   run_cmd->add_flag("--no-progress", no_progress, "no live progress line");
 
   xfer::app::StatusOptions status;
   auto* status_cmd = cli.add_subcommand("status", "Progress of a sweep, from its results file alone");
-  status_cmd->add_option("results", status.results, "results file (HDF5)")->required();
+  status_cmd->add_option("results", status.results, "results file (HDF5), or the spec that names it")->required();
   status_cmd->add_flag("--json", status.json, "machine-readable");
   status_cmd->add_flag("--trials", status.trials, "list every trial");
 
@@ -121,6 +125,31 @@ int main(int argc, char** argv) {
   auto* report_cmd = cli.add_subcommand("report", "One self-contained HTML page: tables, figures, provenance");
   add_analysis_options(report_cmd, "the HTML file (default: <input>.report.html)");
 
+  xfer::app::SubmitOptions submit;
+  auto* submit_cmd = cli.add_subcommand("submit", "Render the job script for a SLURM request and submit it (sbatch)");
+  submit_cmd->add_option("spec", submit.spec, "experiment spec (TOML)")->required();
+  submit_cmd->add_option("--nodes", submit.nodes, "nodes (default 1)");
+  submit_cmd->add_option("--gpus-per-node", submit.gpus_per_node, "GPUs per node (0: a CPU job)");
+  submit_cmd->add_option("--ranks-per-node", submit.ranks_per_node, "ranks per node (default: one per GPU, else 1)");
+  submit_cmd->add_option("--cpus-per-task", submit.cpus_per_task, "cores per rank (default 8 with GPUs, 4 without)");
+  submit_cmd->add_option("--time", submit.time, "time limit: minutes, HH:MM:SS or D-HH:MM:SS")->required();
+  submit_cmd->add_option("--partition", submit.partition, "SLURM partition");
+  submit_cmd->add_option("--account", submit.account, "SLURM account");
+  submit_cmd->add_option("--job-name", submit.job_name, "default: xfer-<study>");
+  submit_cmd->add_flag("--preemptible", submit.preemptible, "checkpoint on USR2 before the end and requeue while work remains");
+  submit_cmd->add_option("--signal-seconds", submit.signal_seconds, "preemptible: warning before the end (default 300)");
+  submit_cmd->add_option("--array", submit.array, "a job array of K shards, and a merge job after it");
+  submit_cmd->add_option("--gflops-per-gpu", submit.gflops_per_gpu, "assumed speed for the time check (default 20000)");
+  submit_cmd->add_option("--gflops-per-core", submit.gflops_per_core, "assumed speed per core without GPUs (default 40)");
+  submit_cmd->add_option("--xfer", submit.xfer, "the xfer binary the job runs (default: this one)");
+  submit_cmd->add_option("--log-dir", submit.log_dir, "job logs (default: <results folder>/logs)");
+  submit_cmd->add_flag("--dry-run", submit.dry_run, "print the script; submit nothing");
+
+  xfer::app::MergeOptions merge;
+  auto* merge_cmd = cli.add_subcommand("merge", "Combine shard results files (a job array's) into one, each trial once");
+  merge_cmd->add_option("out", merge.out, "the merged results file (must not exist)")->required();
+  merge_cmd->add_option("shards", merge.shards, "shard results files")->required();
+
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -130,12 +159,29 @@ int main(int argc, char** argv) {
   try {
     // MPI first (run, train), then Kokkos, then torch's threads: the order platform-notes.md prescribes.
     std::unique_ptr<xfer::sweep::MpiRuntime> mpi;
+    // Catch a stop signal from the first instant: SLURM may warn a short allocation before MPI is even up, and the
+    // default action would kill the rank instead of letting it stop cleanly.
+    if ((*run_cmd && !run_dry) || *train_cmd) xfer::install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
     if ((*run_cmd && !run_dry) || *train_cmd) mpi = std::make_unique<xfer::sweep::MpiRuntime>(&argc, &argv);
     xfer::log::init(log_level, mpi && mpi->size() > 1 ? std::optional<int>(mpi->rank()) : std::nullopt);
     run.progress = !no_progress;
+    if (!shard.empty()) {
+      const auto slash = shard.find('/');
+      try {
+        if (slash == std::string::npos) throw std::invalid_argument("");
+        run.shard = std::stoi(shard.substr(0, slash));
+        run.shards = std::stoi(shard.substr(slash + 1));
+      } catch (const std::exception&) {
+        throw xfer::Error::input("--shard: expected I/K (e.g. 0/4), got '" + shard + "'");
+      }
+      if (run.shards < 1 || run.shard < 0 || run.shard >= run.shards)
+        throw xfer::Error::input("--shard " + shard + ": need 0 ≤ I < K");
+    }
     if (*run_cmd) return xfer::app::run(run, run_dry, run_json, mpi.get());
     if (*status_cmd) return xfer::app::status(status);
     if (*analyze_cmd) return xfer::app::analyze(analyze);
+    if (*submit_cmd) return xfer::app::submit(submit);
+    if (*merge_cmd) return xfer::app::merge(merge);
     if (*report_cmd) return xfer::app::report(analyze);
     if (*plan_cmd) return xfer::app::plan(plan);
     if (*score_cmd) return xfer::app::score(score);

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.hpp"
+#include "sizes.hpp"
 #include "xfer/core/error.hpp"
-#include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 
@@ -84,24 +84,8 @@ int plan(const PlanOptions& o) {
 
   // Datasets whose root is set are opened: their layout is checked (a wrong root fails here, on the login node,
   // not in the queue), and their real split sizes drive the cost. The others are planned from the catalog.
-  std::vector<grid::DataSize> sizes;
-  std::vector<size_t> problems(spec.datasets.size(), 0);
-  for (size_t i = 0; i < spec.datasets.size(); ++i) {
-    const auto& d = spec.datasets[i];
-    if (!d.root.resolved()) {
-      sizes.push_back(grid::catalog_size(spec, d));
-      continue;
-    }
-    const data::Dataset ds = data::open(spec, d);
-    grid::DataSize z;
-    z.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
-    z.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());
-    z.n_test = static_cast<int64_t>(ds.indices(data::Split::test).size());
-    z.val_is_test = ds.validation == "paper";
-    z.source = "data";
-    sizes.push_back(z);
-    problems[i] = ds.problems.size();
-  }
+  std::vector<size_t> problems;
+  const std::vector<grid::DataSize> sizes = dataset_sizes(spec, &problems);
 
   struct Cell {
     size_t trials = 0;

@@ -10,6 +10,7 @@
 
 #include "commands.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/spec/spec.hpp"
 #include "xfer/store/store.hpp"
 
 namespace xfer::app {
@@ -22,7 +23,18 @@ std::string hours(double h) {
 }
 }  // namespace
 
-int status(const StatusOptions& o) {
+int status(const StatusOptions& given) {
+  StatusOptions o = given;
+  // A spec names its results file: `xfer status spec.toml` is what users type.
+  if (std::filesystem::path(o.results).extension() == ".toml") {
+    const auto spec = spec::load(o.results);
+    if (!spec.study.results.resolved())
+      throw Error::input(o.results + ": results \"" + spec.study.results.raw + "\" names ${" +
+                         spec.study.results.unset_var + "}, which is unset");
+    o.results = spec.study.results.path;
+    if (!std::filesystem::exists(o.results))
+      throw Error::input(given.results + ": its results file " + o.results + " does not exist yet (nothing has run)");
+  }
   const auto results = store::Results::open_existing(o.results);
   const auto trials = results.trials();
   const auto runs = results.runs();
@@ -35,10 +47,12 @@ int status(const StatusOptions& o) {
   };
   std::map<std::pair<std::string, std::string>, Cell> cells;
   std::vector<std::string> model_order, dataset_order;
+  int64_t epochs_done = 0;
   double seconds = 0, rank_seconds = 0, done_cost = 0, done_seconds = 0, left_cost = 0;
   std::map<std::string, std::vector<std::string>> failures;  // message → keys
   for (const auto& t : trials) {
     total[t.status]++;
+    epochs_done += t.epochs_done;
     auto& c = cells[{t.model, t.dataset}];
     c.n[t.status]++;
     if (std::find(model_order.begin(), model_order.end(), t.model) == model_order.end()) model_order.push_back(t.model);
@@ -48,8 +62,8 @@ int status(const StatusOptions& o) {
     if (t.status == "done" || t.status == "diverged") {
       done_cost += t.cost_gflop;
       done_seconds += t.seconds * std::max(1, t.group_size);
-    } else if (t.status != "failed" || true) {
-      if (t.status != "done" && t.status != "diverged") left_cost += t.cost_gflop;
+    } else {
+      left_cost += t.cost_gflop;
     }
     if (t.status == "failed" || t.status == "oom") {
       std::string m = t.message.substr(0, 120);
@@ -65,6 +79,7 @@ int status(const StatusOptions& o) {
     j["results"] = o.results;
     j["total"] = trials.size();
     for (const auto& s : kStatuses) j[s] = total[s];
+    j["epochs_done"] = epochs_done;  // summed over trials: a job script's measure of progress
     j["writer_active"] = writer;
     j["hours_spent"] = seconds / 3600;
     j["rank_hours_spent"] = rank_seconds / 3600;

@@ -714,6 +714,74 @@ void Results::update_trials(const std::vector<TrialRow>& rows) {
 
 void Results::update_trial(const TrialRow& row) { update_trials({row}); }
 
+namespace {
+CurveC curve_c(const CurveRow& r) {
+  CurveC c{};
+  put(c.key, r.key);
+  c.attempt = r.attempt;
+  c.epoch = r.epoch;
+  c.lr = r.lr;
+  c.train_loss = r.train_loss;
+  c.val_metric = r.val_metric;
+  c.test_metric = r.test_metric;
+  c.val_loss = r.val_loss;
+  c.train_seconds = r.train_seconds;
+  c.eval_seconds = r.eval_seconds;
+  c.images_per_second = r.images_per_second;
+  c.peak_memory_bytes = r.peak_memory_bytes;
+  return c;
+}
+}  // namespace
+
+void Results::put_curves(const std::vector<CurveRow>& rows) {
+  if (rows.empty()) return;
+  if (!curve_index_) curves();
+  Session s(path_, true);
+  Handle d = h5::open_dataset(s.file, "curves");
+  std::vector<CurveC> fresh;
+  int64_t next = static_cast<int64_t>(h5::rows(d));
+  for (const auto& r : rows) {
+    const CurveC c = curve_c(r);
+    const auto id = std::make_tuple(r.key, r.attempt, r.epoch);
+    if (auto it = curve_row_.find(id); it != curve_row_.end()) {
+      h5::write_rows(d, curve_type().id(), &c, static_cast<hsize_t>(it->second), 1);
+    } else {
+      curve_row_[id] = next++;
+      fresh.push_back(c);
+    }
+  }
+  h5::append(d, curve_type().id(), fresh.data(), fresh.size());
+}
+
+void Results::put_predictions(const std::vector<PredictionSet>& sets) {
+  for (const auto& p : sets) put_predictions(p);
+}
+
+std::vector<PredictionSet> Results::all_predictions() const {
+  Session s(path_, false);
+  std::vector<PredictionSet> out;
+  std::map<std::pair<std::string, std::string>, size_t> at;
+  const auto rows = read_all<PredIndexC>(s.file, "predictions/index", pred_index_type());
+  Handle samples = h5::open_dataset(s.file, "predictions/samples");
+  Handle scores = h5::open_dataset(s.file, "predictions/scores");
+  for (const auto& r : rows) {
+    PredictionSet p;
+    p.key = get(r.key);
+    p.split = get(r.split);
+    p.dataset = get(r.dataset);
+    p.classes = r.classes;
+    p.samples.resize(static_cast<size_t>(r.n));
+    p.scores.resize(static_cast<size_t>(r.n * r.classes));
+    h5::read_rows(samples, H5T_NATIVE_INT64, p.samples.data(), static_cast<hsize_t>(r.offset), static_cast<hsize_t>(r.n));
+    h5::read_rows(scores, H5T_NATIVE_FLOAT, p.scores.data(), static_cast<hsize_t>(r.offset * r.classes),
+                  static_cast<hsize_t>(r.n * r.classes));
+    const auto k = std::make_pair(p.key, p.split);
+    if (auto it = at.find(k); it != at.end()) out[it->second] = std::move(p);
+    else at[k] = out.size(), out.push_back(std::move(p));
+  }
+  return out;
+}
+
 void Results::put_curve(const CurveRow& r) {
   if (!curve_index_) curves();
   CurveC c{};
@@ -914,6 +982,48 @@ std::vector<RunRow> Results::runs() const {
     out.push_back({get(c.host), get(c.slurm_job_id), get(c.git_commit), get(c.end_reason), c.started_at, c.finished_at,
                    c.ranks, c.trials_run});
   return out;
+}
+
+void Results::write_merge_conflicts(const std::vector<MergeConflict>& rows) {
+  struct C {
+    char key[16], kept_from[256], other[256], kept_status[16], other_status[16];
+    double kept_test_metric, other_test_metric, kept_val_metric, other_val_metric;
+    char reason[512];
+  };
+  h5::Compound type(sizeof(C));
+  type.text("key", offsetof(C, key), sizeof(C::key));
+  type.text("kept_from", offsetof(C, kept_from), sizeof(C::kept_from));
+  type.text("other", offsetof(C, other), sizeof(C::other));
+  type.text("kept_status", offsetof(C, kept_status), sizeof(C::kept_status));
+  type.text("other_status", offsetof(C, other_status), sizeof(C::other_status));
+  type.f64("kept_test_metric", offsetof(C, kept_test_metric));
+  type.f64("other_test_metric", offsetof(C, other_test_metric));
+  type.f64("kept_val_metric", offsetof(C, kept_val_metric));
+  type.f64("other_val_metric", offsetof(C, other_val_metric));
+  type.text("reason", offsetof(C, reason), sizeof(C::reason));
+  std::vector<C> data(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    put(data[i].key, rows[i].key);
+    put(data[i].kept_from, rows[i].kept_from);
+    put(data[i].other, rows[i].other);
+    put(data[i].kept_status, rows[i].kept_status);
+    put(data[i].other_status, rows[i].other_status);
+    data[i].kept_test_metric = rows[i].kept_test_metric;
+    data[i].other_test_metric = rows[i].other_test_metric;
+    data[i].kept_val_metric = rows[i].kept_val_metric;
+    data[i].other_val_metric = rows[i].other_val_metric;
+    put(data[i].reason, rows[i].reason);
+  }
+  Session s(path_, true);
+  Handle g = h5::ensure_group(s.file, "merge");
+  if (h5::exists(g, "conflicts")) H5Ldelete(g, "conflicts", H5P_DEFAULT);
+  h5::create_table(g, "conflicts", type.id(), 64,
+                   "Trial keys found in more than one shard with different results at the same stage (both done, "
+                   "say, with different metrics): the shard whose row the merged file keeps (the first given), the "
+                   "other shard, and both rows' status, test and validation metric. Nothing is averaged or dropped "
+                   "silently: decide, then rerun the trial if neither is trusted.");
+  Handle d = h5::open_dataset(g, "conflicts");
+  h5::append(d, type.id(), data.data(), data.size());
 }
 
 void Results::write_analysis_table(const std::string& name, const std::vector<std::string>& columns,

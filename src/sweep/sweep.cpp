@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <numeric>
 #include <unordered_map>
 #include <set>
 #include <thread>
@@ -66,6 +67,71 @@ boost::optional<bmpi::status> wait_probe(const bmpi::communicator& c, int source
     sleep_us = std::min(50000, sleep_us * 2);
   }
 }
+
+}  // namespace
+
+std::string results_path(const RunOptions& o, const std::string& spec_results) {
+  if (!o.results.empty()) return o.results;
+  if (o.shards <= 1) return spec_results;
+  const fs::path p(spec_results);
+  return (p.parent_path() / (p.stem().string() + fmt::format(".shard-{}-of-{}", o.shard, o.shards) + p.extension().string())).string();
+}
+
+double parse_slurm_time(const std::string& t) {
+  if (t == "UNLIMITED" || t == "INFINITE") return 0;
+  int days = 0;
+  std::string rest = t;
+  if (auto dash = t.find('-'); dash != std::string::npos) {
+    const std::string d = t.substr(0, dash);
+    if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos) return -1;
+    days = std::stoi(d);
+    rest = t.substr(dash + 1);
+  }
+  std::vector<int> parts;
+  std::string cur;
+  for (char c : rest + ":") {
+    if (c == ':') {
+      if (cur.empty() || cur.size() > 4 || cur.find_first_not_of("0123456789") != std::string::npos) return -1;
+      parts.push_back(std::stoi(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (parts.empty() || parts.size() > 3) return -1;
+  const bool with_days = t.find('-') != std::string::npos;
+  double s = 0;
+  if (!with_days) {
+    if (parts.size() == 1) s = parts[0] * 60.0;                                        // minutes
+    else if (parts.size() == 2) s = parts[0] * 60.0 + parts[1];                        // MM:SS
+    else s = parts[0] * 3600.0 + parts[1] * 60.0 + parts[2];                           // HH:MM:SS
+  } else {
+    if (parts.size() == 1) s = parts[0] * 3600.0;                                      // D-HH
+    else if (parts.size() == 2) s = parts[0] * 3600.0 + parts[1] * 60.0;               // D-HH:MM
+    else s = parts[0] * 3600.0 + parts[1] * 60.0 + parts[2];                           // D-HH:MM:SS
+  }
+  return days * 86400.0 + s;
+}
+
+double slurm_end_time() {
+  if (const char* v = std::getenv("SLURM_JOB_END_TIME"); v && *v) return std::atof(v);
+  const char* job = std::getenv("SLURM_JOB_ID");
+  if (!job || !*job) return 0;
+  // squeue's %L: the time left, in SLURM's format.
+  const std::string cmd = "squeue -h -j " + std::to_string(std::atol(job)) + " -o %L 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return 0;
+  char buf[64] = {0};
+  const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
+  pclose(p);
+  if (!got) return 0;
+  std::string left(buf);
+  while (!left.empty() && (left.back() == '\n' || left.back() == ' ')) left.pop_back();
+  const double s = parse_slurm_time(left);
+  return s > 0 ? store::now_unix() + s : 0;
+}
+
+namespace {
 
 // ---- the ledger ----------------------------------------------------------------------------------------------
 enum class Action { done, final, resume, retry, fresh, exhausted };
@@ -664,7 +730,7 @@ struct Prepared {
 Prepared prepare(const Shared& sh, const RunOptions& o) {
   Prepared p;
   const auto& spec = sh.spec;
-  p.results_path = o.results.empty() ? resolved_or_throw(spec.study.results, "results") : o.results;
+  p.results_path = results_path(o, o.results.empty() ? resolved_or_throw(spec.study.results, "results") : o.results);
   std::vector<grid::DataSize> sizes;
   if (o.simulate > 0) {
     for (const auto& d : spec.datasets) sizes.push_back(grid::catalog_size(spec, d));
@@ -772,11 +838,30 @@ void write_study(const Shared& sh, const Prepared& p, store::Results& results, i
                             {"updated_utc", store::iso_utc(store::now_unix())}});
 }
 
+// When to stop on our own, should no signal come: `grace` seconds before the allocation ends, but never more than a
+// fifth of the allocation (a grace meant for a four-hour job must not swallow a one-minute one).
 double deadline_from(const RunOptions& o, double start) {
-  double end = 0;
-  if (o.time_limit > 0) end = start + o.time_limit;
-  else if (const char* v = std::getenv("SLURM_JOB_END_TIME")) end = std::atof(v);
-  return end > 0 ? end - o.grace : 0;
+  const double end = o.time_limit > 0 ? start + o.time_limit : slurm_end_time();
+  if (end <= 0) return 0;
+  return end - std::min(o.grace, std::max(0.0, 0.2 * (end - start)));
+}
+
+// The trial indices of this run: all of them, or a job array's shard — every shards-th trial by the cost model on
+// catalog sizes (no data needed, so every array task and every --dry-run agrees on the split).
+std::vector<size_t> shard_of(const Shared& sh, int shard, int shards) {
+  std::vector<double> cost;
+  for (const auto& t : sh.trials)
+    cost.push_back(grid::trial_cost_gflop(t.config, std::max(1e-3, sh.spec.models[t.model_index].gmacs),
+                                          grid::catalog_size(sh.spec, sh.spec.datasets[t.dataset_index])));
+  std::vector<size_t> all(cost.size());
+  std::iota(all.begin(), all.end(), 0);
+  if (shards <= 1) return all;
+  std::stable_sort(all.begin(), all.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::vector<size_t> mine;
+  for (size_t i = 0; i < all.size(); ++i)
+    if (static_cast<int>(i % static_cast<size_t>(shards)) == shard) mine.push_back(all[i]);
+  std::sort(mine.begin(), mine.end());
+  return mine;
 }
 
 }  // namespace
@@ -808,15 +893,18 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
         for (auto& r : all) existing.emplace(r.key, std::move(r));
       }
       std::vector<store::TrialRow> fresh;
+      std::vector<bool> in_shard(sh.trials.size(), false);
+      for (size_t i : shard_of(sh, o.shard, o.shards)) in_shard[i] = true;
       for (size_t i = 0; i < sh.trials.size(); ++i) {
         const auto& t = sh.trials[i];
         auto it = existing.find(t.key.str());
         store::TrialRow row = it != existing.end() ? it->second : fresh_row(sh.spec, t, prep.cost[i]);
-        if (it == existing.end()) fresh.push_back(row);
+        if (it == existing.end() && in_shard[i]) fresh.push_back(row);  // another shard's trials stay out
         row.order = static_cast<int64_t>(i);
         row.cost_gflop = prep.cost[i];
         const Action a = decide(it == existing.end() ? nullptr : &it->second, sh.spec.study.max_attempts);
-        if (a == Action::fresh || a == Action::resume || a == Action::retry) jobs.push_back({static_cast<int64_t>(i), a});
+        if (in_shard[i] && (a == Action::fresh || a == Action::resume || a == Action::retry))
+          jobs.push_back({static_cast<int64_t>(i), a});
         rows.push_back(std::move(row));
       }
       results->add_trials(fresh);
@@ -886,7 +974,10 @@ int dry_run(const RunOptions& o, bool json) {
   Shared sh;
   sh.spec = spec::load(o.spec);
   sh.trials = grid::expand(sh.spec);
-  const std::string path = o.results.empty() ? resolved_or_throw(sh.spec.study.results, "results") : o.results;
+  const std::string path = results_path(o, o.results.empty() ? resolved_or_throw(sh.spec.study.results, "results") : o.results);
+  std::vector<bool> in_shard(sh.trials.size(), o.shards <= 1);
+  if (o.shards > 1)
+    for (size_t i : shard_of(sh, o.shard, o.shards)) in_shard[i] = true;
   std::unordered_map<std::string, store::TrialRow> existing;
   if (fs::exists(path)) {
     const auto ledger = store::Results::open_existing(path).ledger();
@@ -901,6 +992,7 @@ int dry_run(const RunOptions& o, bool json) {
   std::map<std::string, size_t> counts;
   std::vector<std::pair<size_t, Action>> would_run;
   for (size_t i = 0; i < sh.trials.size(); ++i) {
+    if (!in_shard[i]) continue;
     auto it = existing.find(sh.trials[i].key.str());
     const Action a = decide(it == existing.end() ? nullptr : &it->second, sh.spec.study.max_attempts);
     counts[action_name(a)]++;

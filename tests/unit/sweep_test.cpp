@@ -104,6 +104,11 @@ TEST_F(Sweep, ThreeRanksRunEveryTrialExactlyOnceAndTheFileIsClean) {
   for (const char* k : {"total", "done", "running", "pending", "failed", "diverged"}) EXPECT_TRUE(s.contains(k)) << k;
   EXPECT_EQ(s["total"], 6);
   EXPECT_EQ(s["done"], 6);
+  EXPECT_EQ(s["epochs_done"], 12);
+  // The spec names its results file: `xfer status spec.toml` reports the same.
+  const Result by_spec = run(quote(xfer()) + " status " + quote((dir / "spec.toml").string()) + " --json");
+  ASSERT_EQ(by_spec.status, 0) << by_spec.err;
+  EXPECT_EQ(nlohmann::json::parse(by_spec.out)["done"], 6);
   // A second run has nothing to do and changes no result.
   const auto before = read_file(results());
   const Result again = xfer_run(2);
@@ -245,6 +250,67 @@ TEST_F(Sweep, TwoRankGroupsMatchOneRankWithTheSameGlobalBatch) {
   ASSERT_EQ(s.status, 0) << s.err;
   auto j = check(results());
   expect_all_done_once(j, 4, 1);
+}
+
+TEST_F(Sweep, ThreeShardsMergeIntoWhatOneRunHoldsAndConflictsAreReportedNotDropped) {
+  spec(1, "1e-3, 1e-4");
+  ASSERT_EQ(xfer_run(2).status, 0);
+  std::vector<std::string> shards;
+  for (int i = 0; i < 3; ++i) {
+    const Result r = xfer_run(1, "--shard " + std::to_string(i) + "/3");
+    ASSERT_EQ(r.status, 0) << r.err;
+    shards.push_back((dir / ("out/results.shard-" + std::to_string(i) + "-of-3.h5")).string());
+    ASSERT_TRUE(fs::exists(shards.back())) << shards.back();
+  }
+  auto merge = [&](const std::string& out, const std::vector<std::string>& in) {
+    std::string cmd = quote(xfer()) + " merge " + quote(out);
+    for (const auto& s : in) cmd += " " + quote(s);
+    return run(cmd);
+  };
+  const std::string merged = (dir / "merged.h5").string();
+  const Result m = merge(merged, shards);
+  ASSERT_EQ(m.status, 0) << m.err;
+  expect_all_done_once(check(merged), 4, 1);
+  // The same keys and values as the single run (h5py, not xfer, reads both).
+  const std::string same = R"(
+import sys, h5py
+a, b = (h5py.File(p, "r")["trials"][()] for p in sys.argv[1:3])
+ka = {r["key"]: (r["test_metric"], r["val_metric"]) for r in a}
+kb = {r["key"]: (r["test_metric"], r["val_metric"]) for r in b}
+assert ka == kb, (ka, kb)
+print(len(ka))
+)";
+  const Result c = run(std::string(XFER_PYTHON) + " -c " + quote(same) + " " + quote(results()) + " " + quote(merged));
+  EXPECT_EQ(c.status, 0) << c.err;
+  EXPECT_EQ(c.out, "4\n");
+  // Merging the whole run with its shards: every key twice, identical, kept once.
+  const Result twice = merge((dir / "twice.h5").string(), {results(), shards[0], shards[1], shards[2]});
+  ASSERT_EQ(twice.status, 0) << twice.err;
+  EXPECT_NE(twice.out.find("4 identical duplicate(s)"), std::string::npos) << twice.out;
+  // A shard whose copy of a trial disagrees (as if rerun on other hardware): reported, listed in the file, exit 3.
+  const std::string odd = (dir / "odd.h5").string();
+  fs::copy_file(shards[0], odd);
+  const Result edit = run(std::string(XFER_PYTHON) + " -c " + quote(
+      "import h5py\nf = h5py.File('" + odd + "', 'r+')\nt = f['trials'][()]\ni = int((t['status'] == b'done').argmax())\n"
+      "t['test_metric'][i] += 0.125\nf['trials'][...] = t\nprint(t['key'][i].decode())"));
+  ASSERT_EQ(edit.status, 0) << edit.err;
+  const std::string key = edit.out.substr(0, 16);
+  const std::string conflicted = (dir / "conflicted.h5").string();
+  const Result x = merge(conflicted, {shards[0], shards[1], shards[2], odd});
+  EXPECT_EQ(x.status, 3) << x.out << x.err;
+  EXPECT_NE(x.err.find("conflict: " + key), std::string::npos) << x.err;
+  EXPECT_NE(x.out.find("1 conflict(s)"), std::string::npos) << x.out;
+  expect_all_done_once(check(conflicted), 4, 1);
+  const Result listed = run(std::string(XFER_PYTHON) + " -c " + quote(
+      "import h5py\nc = h5py.File('" + conflicted + "', 'r')['merge/conflicts'][()]\n"
+      "print(len(c), c['key'][0].decode(), round(float(c['other_test_metric'][0] - c['kept_test_metric'][0]), 6), "
+      "c['other'][0].decode().endswith('odd.h5'))"));
+  EXPECT_EQ(listed.status, 0) << listed.err;
+  EXPECT_EQ(listed.out, "1 " + key + " 0.125 True\n");
+  // The output is never overwritten, and cannot be an input.
+  const Result again = merge(merged, shards);
+  EXPECT_EQ(again.status, 2);
+  EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
 }
 
 }  // namespace

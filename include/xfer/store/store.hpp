@@ -131,6 +131,9 @@ class Results {
   void put_curve(const CurveRow& row);
   std::vector<CurveRow> curves() const;
   void put_predictions(const PredictionSet& p);
+  void put_curves(const std::vector<CurveRow>& rows);            // one open/close for many rows
+  void put_predictions(const std::vector<PredictionSet>& sets);  // likewise
+  std::vector<PredictionSet> all_predictions() const;            // the latest set per (key, split)
   std::vector<PredictionSet> predictions(const std::string& key) const;
   std::vector<ModelRow> models() const;
   std::vector<DatasetRow> datasets() const;
@@ -138,6 +141,9 @@ class Results {
   std::string spec_text() const;
   std::map<std::string, std::string> provenance() const;
   std::vector<ProblemRow> problems() const;
+
+  // /merge/conflicts: the duplicates `xfer merge` found (key, the shard kept, the other, why).
+  void write_merge_conflicts(const std::vector<struct MergeConflict>& rows);
 
   int64_t begin_run(const RunRow& row);
   void end_run(int64_t run, const RunRow& row);
@@ -155,6 +161,22 @@ class Results {
   mutable std::map<std::tuple<std::string, int, int>, int64_t> curve_row_;  // (key, attempt, epoch) → row
   mutable bool trial_index_ = false, curve_index_ = false;
 };
+
+// `xfer merge`: combines shard files (a job array's) into `out`, which must not exist. Each trial key once; a key in
+// several shards keeps its most advanced state (done > diverged > interrupted/running > failed/oom > pending),
+// and every duplicate whose rows differ is a conflict: reported here and in /merge/conflicts, never dropped
+// silently. Shards of different specs or different splits are refused.
+struct MergeConflict {
+  std::string key, kept_from, other, kept_status, other_status, reason;
+  double kept_test_metric = 0, other_test_metric = 0, kept_val_metric = 0, other_val_metric = 0;
+};
+struct MergeReport {
+  size_t trials = 0, identical_duplicates = 0;
+  size_t superseded = 0;  // keys also found in a less advanced state elsewhere (pending/failed there, done here)
+  std::vector<MergeConflict> conflicts;
+  std::vector<std::string> warnings;
+};
+MergeReport merge(const std::string& out, const std::vector<std::string>& shards);
 
 std::string iso_utc(double unix_seconds);
 double now_unix();

@@ -21,7 +21,16 @@ struct RunOptions {
   double heartbeat_timeout = 600;  // a group silent this long is declared hung; its trial fails and is retried
   bool progress = true;            // the live progress line on rank 0
   double simulate = 0;             // > 0: benchmark mode — no training; each trial sleeps cost_gflop × simulate µs
+  int shard = 0, shards = 1;       // a job array's share: every shards-th trial by cost, starting at shard; the
+                                   // results go to <results stem>.shard-<shard>-of-<shards><ext> unless --results
 };
+
+// The results file a run writes: --results, else the spec's, else (sharded) its shard file.
+std::string results_path(const RunOptions& o, const std::string& spec_results);
+// Seconds until the allocation ends: SLURM_JOB_END_TIME, else squeue's end time of SLURM_JOB_ID; 0 if unknown.
+double slurm_end_time();
+// SLURM's time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. -1 if malformed, 0 for UNLIMITED.
+double parse_slurm_time(const std::string& t);
 
 // Runs the sweep on every rank (collective over MPI_COMM_WORLD). Returns the process exit status.
 int run(const RunOptions& o, MpiRuntime& mpi);

@@ -1,0 +1,29 @@
+#include "sizes.hpp"
+
+#include "xfer/data/dataset.hpp"
+
+namespace xfer::app {
+
+std::vector<grid::DataSize> dataset_sizes(const spec::Spec& spec, std::vector<size_t>* problems) {
+  std::vector<grid::DataSize> sizes;
+  if (problems) problems->assign(spec.datasets.size(), 0);
+  for (size_t i = 0; i < spec.datasets.size(); ++i) {
+    const auto& d = spec.datasets[i];
+    if (!d.root.resolved()) {
+      sizes.push_back(grid::catalog_size(spec, d));
+      continue;
+    }
+    const data::Dataset ds = data::open(spec, d);
+    grid::DataSize z;
+    z.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
+    z.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());
+    z.n_test = static_cast<int64_t>(ds.indices(data::Split::test).size());
+    z.val_is_test = ds.validation == "paper";
+    z.source = "data";
+    sizes.push_back(z);
+    if (problems) (*problems)[i] = ds.problems.size();
+  }
+  return sizes;
+}
+
+}  // namespace xfer::app

@@ -1,0 +1,228 @@
+// `xfer submit SPEC …`: the right job script for the request, rendered from jobscripts/ (their bodies are compiled
+// in), checked, quoted, and submitted with sbatch without waiting. `xfer merge OUT SHARD…` for job arrays.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "jobscripts.hpp"
+#include "sizes.hpp"
+#include "xfer/core/build_info.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/grid/grid.hpp"
+#include "xfer/spec/spec.hpp"
+#include "xfer/store/store.hpp"
+#include "xfer/sweep/sweep.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::app {
+
+namespace {
+
+// Shell single quotes: the value reaches the script as data, whatever it contains.
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+void check_name(const std::string& flag, const std::string& v) {
+  static const std::regex ok("[A-Za-z0-9_.+-]{1,64}");
+  if (!std::regex_match(v, ok))
+    throw Error::input(flag + " \"" + v + "\": use letters, digits and _ . + - only (1 to 64 characters); it goes into "
+                       "the job script");
+}
+
+void check_path(const std::string& what, const std::string& p, bool in_sbatch_line) {
+  if (p.find_first_of("\n\r") != std::string::npos || p.find('\0') != std::string::npos)
+    throw Error::input(what + ": a path with a line break cannot go into a job script");
+  if (in_sbatch_line && p.find_first_of(" \t\"'%\\$`") != std::string::npos)
+    throw Error::input(what + " \"" + p + "\": SLURM reads #SBATCH lines without a shell, so this path must not "
+                       "contain spaces, quotes, % or $ (choose another folder with --log-dir)");
+}
+
+// Runs argv without a shell; returns stdout, throws with stderr on failure.
+std::string run_captured(const std::vector<std::string>& argv) {
+  int out[2];
+  if (pipe(out) != 0) throw Error("pipe failed");
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    close(out[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(argv[0] + " failed (exit " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
+                (WEXITSTATUS(status) == 127 ? "; is SLURM's sbatch on PATH?" : "") + ")");
+  return text;
+}
+
+std::string self_path() {
+  char buf[PATH_MAX] = {0};
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "xfer";
+}
+
+std::string duration(double s) {
+  if (s < 120) return fmt::format("{:.0f} s", s);
+  if (s < 7200) return fmt::format("{:.1f} min", s / 60);
+  return fmt::format("{:.1f} h", s / 3600);
+}
+
+}  // namespace
+
+int submit(const SubmitOptions& o) {
+  const spec::Spec spec = spec::load(o.spec);
+  const auto trials = grid::expand(spec);
+  // The request.
+  if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");
+  if (o.gpus_per_node < 0) throw Error::input("--gpus-per-node must be ≥ 0");
+  const int ranks = o.ranks_per_node > 0 ? o.ranks_per_node : std::max(1, o.gpus_per_node);
+  const int cpus = o.cpus_per_task > 0 ? o.cpus_per_task : (o.gpus_per_node > 0 ? 8 : 4);
+  if (o.gpus_per_node > 0 && ranks > o.gpus_per_node)
+    throw Error::input(fmt::format("--ranks-per-node {} with --gpus-per-node {}: xfer runs one rank per GPU; ask for "
+                                   "as many GPUs as ranks", ranks, o.gpus_per_node));
+  if (o.time.empty()) throw Error::input("--time is required (e.g. 12:00:00 or 1-00:00:00)");
+  const double seconds = sweep::parse_slurm_time(o.time);
+  if (seconds < 0)
+    throw Error::input("--time \"" + o.time + "\": expected SLURM's format — minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
+                       "D-HH:MM:SS");
+  if (!o.partition.empty()) check_name("--partition", o.partition);
+  if (!o.account.empty()) check_name("--account", o.account);
+  const std::string job_name = o.job_name.empty() ? "xfer-" + spec.study.name : o.job_name;
+  check_name("--job-name", job_name);
+  if (o.array == 1 || o.array < 0 || o.array > 10000) throw Error::input("--array: 2 to 10000 shards");
+  if (o.preemptible && o.array > 1) throw Error::input("--preemptible and --array: choose one template");
+  if (o.signal_seconds < 30) throw Error::input("--signal-seconds: at least 30 (SLURM checks limits every ~30 s)");
+  // Requests that cannot work.
+  bool gpu_only = spec.grid.precision == "bf16" || spec.grid.precision == "fp16";
+  for (const auto& ov : spec.overrides) gpu_only |= ov.precision && (*ov.precision == "bf16" || *ov.precision == "fp16");
+  if (gpu_only && o.gpus_per_node == 0)
+    throw Error::input("the spec asks for bf16/fp16 precision, which runs on CUDA GPUs, and --gpus-per-node is 0");
+  int widest = 1;
+  for (const auto& t : trials) widest = std::max(widest, t.config.ranks_per_trial);
+  if (widest > o.nodes * ranks)
+    throw Error::input(fmt::format("trials need groups of {} ranks (ranks_per_trial) but the job has {} ({} node(s) × {} "
+                                   "rank(s))", widest, o.nodes * ranks, o.nodes, ranks));
+  // Time: start-up, the stop margin, and one epoch of the cheapest trial must fit.
+  const auto sizes = dataset_sizes(spec);
+  double cheapest = 1e300;
+  for (const auto& t : trials) {
+    const double epoch = grid::trial_cost_gflop(t.config, std::max(1e-3, spec.models[t.model_index].gmacs),
+                                                sizes[t.dataset_index]) / t.config.epochs;
+    const double rate = (o.gpus_per_node > 0 ? o.gflops_per_gpu : o.gflops_per_core * cpus) * t.config.ranks_per_trial;
+    cheapest = std::min(cheapest, epoch / rate);
+  }
+  const double margin = o.preemptible ? o.signal_seconds : 60.0, startup = 60.0;
+  if (seconds > 0 && seconds < startup + margin + cheapest)
+    throw Error::input(fmt::format("--time {} ({}) is shorter than start-up (~{}), the stop margin ({}) and one epoch of "
+                                   "the cheapest trial (~{} at an assumed {} GFLOP/s per {}); nothing would finish",
+                                   o.time, duration(seconds), duration(startup), duration(margin), duration(cheapest),
+                                   o.gpus_per_node > 0 ? o.gflops_per_gpu : o.gflops_per_core * cpus,
+                                   o.gpus_per_node > 0 ? "GPU" : "rank"));
+  // Paths that reach the script.
+  const std::string spec_path = fs::absolute(o.spec).lexically_normal().string();
+  const std::string xfer_path = o.xfer.empty() ? self_path() : fs::absolute(o.xfer).string();
+  if (!spec.study.results.resolved())
+    throw Error::input(spec.study.results.where.str() + ": results \"" + spec.study.results.raw + "\" names ${" +
+                       spec.study.results.unset_var + "}, unset here; set it (or use a literal path) before submitting");
+  const std::string results = spec.study.results.path;
+  const std::string log_dir = o.log_dir.empty() ? (fs::path(results).parent_path() / "logs").string()
+                                                : fs::absolute(o.log_dir).lexically_normal().string();
+  check_path("spec", spec_path, false);
+  check_path("xfer binary", xfer_path, false);
+  check_path("log folder", log_dir, true);
+
+  const std::string tpl = o.array > 1 ? "array" : o.preemptible ? "preemptible" : o.nodes > 1 ? "multi_node" : "one_node";
+  std::string body = jobscript_body(tpl);
+  std::ostringstream s;
+  s << "#!/bin/bash\n# Rendered by `xfer submit` (xfer " << build_info::version() << ") from jobscripts/" << tpl
+    << ".sbatch; everything after the #SBATCH lines is that script's.\n";
+  s << "#SBATCH --job-name=" << job_name << "\n";
+  s << "#SBATCH --nodes=" << o.nodes << "\n";
+  s << "#SBATCH --ntasks-per-node=" << ranks << "\n";
+  if (o.gpus_per_node > 0) s << "#SBATCH --gpus-per-node=" << o.gpus_per_node << "\n";
+  s << "#SBATCH --cpus-per-task=" << cpus << "\n";
+  s << "#SBATCH --time=" << o.time << "\n";
+  s << "#SBATCH --output=" << log_dir << (o.array > 1 ? "/xfer-%A_%a.out" : "/xfer-%j.out") << "\n";
+  if (!o.partition.empty()) s << "#SBATCH --partition=" << o.partition << "\n";
+  if (!o.account.empty()) s << "#SBATCH --account=" << o.account << "\n";
+  if (o.preemptible)
+    s << "#SBATCH --signal=B:USR2@" << o.signal_seconds << "\n#SBATCH --requeue\n#SBATCH --open-mode=append\n";
+  if (o.array > 1) s << "#SBATCH --array=0-" << o.array - 1 << "\n";
+  s << "SPEC=" << shell_quote(spec_path) << "\nXFER=" << shell_quote(xfer_path) << "\nexport SPEC XFER\n";
+  s << body;
+  const std::string script = s.str();
+  if (o.dry_run) {
+    std::cout << script;
+    return 0;
+  }
+  fs::create_directories(log_dir);
+  const fs::path jobs = fs::path(results).parent_path() / "jobs";
+  fs::create_directories(jobs);
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
+  const fs::path file = jobs / (job_name + "-" + stamp + ".sbatch");
+  std::ofstream(file) << script;
+  fs::permissions(file, fs::perms::owner_exec, fs::perm_options::add);
+  std::string id = run_captured({"sbatch", "--parsable", file.string()});
+  id = id.substr(0, id.find_first_of(";\n"));
+  std::cout << "submitted job " << id << " (" << file.string() << ")\n";
+  if (o.array > 1) {
+    std::string merge = shell_quote(xfer_path) + " merge " + shell_quote(results);
+    for (int i = 0; i < o.array; ++i) {
+      sweep::RunOptions r;
+      r.shard = i;
+      r.shards = o.array;
+      merge += " " + shell_quote(sweep::results_path(r, results));
+    }
+    std::vector<std::string> argv = {"sbatch", "--parsable", "--dependency=afterany:" + id,
+                                     "--job-name=" + job_name + "-merge", "--output=" + log_dir + "/xfer-merge-%j.out",
+                                     "--time=01:00:00", "--ntasks=1"};
+    if (!o.partition.empty()) argv.push_back("--partition=" + o.partition);
+    if (!o.account.empty()) argv.push_back("--account=" + o.account);
+    argv.insert(argv.end(), {"--wrap", merge});
+    std::string mid = run_captured(argv);
+    mid = mid.substr(0, mid.find_first_of(";\n"));
+    std::cout << "submitted merge job " << mid << " (runs after array job " << id << ")\n";
+  }
+  return 0;
+}
+
+int merge(const MergeOptions& o) {
+  const auto report = store::merge(o.out, o.shards);
+  std::cout << fmt::format("{}: {} trials from {} shard(s); {} identical duplicate(s); {} superseded by a more advanced "
+                           "state; {} conflict(s)\n", o.out, report.trials, o.shards.size(), report.identical_duplicates,
+                           report.superseded, report.conflicts.size());
+  for (const auto& w : report.warnings) std::cerr << "xfer: warning: " << w << "\n";
+  for (const auto& c : report.conflicts)
+    std::cerr << "xfer: conflict: " << c.reason << " — the merged file keeps the row from " << c.kept_from
+              << "; both are listed in /merge/conflicts\n";
+  return report.conflicts.empty() ? 0 : 3;
+}
+
+}  // namespace xfer::app
