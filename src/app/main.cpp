@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--step-log", train.step_log, "append epoch,step,lr,loss,samples per step to this CSV");
   train_cmd->add_option("--micro-batches", train.micro_batches, "split each batch in N micro-batches (accumulate)")
       ->check(CLI::PositiveNumber);
+  train_cmd->add_flag("--keep-checkpoints", train.keep_checkpoints,
+                      "leave the checkpoints in place when the trial ends (a rerun then reports from them)");
 
   xfer::sweep::RunOptions run;
   bool run_dry = false, run_json = false;

@@ -75,6 +75,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   env.head_init = o.head_init;
   env.step_log = o.step_log;
   env.micro_batches = o.micro_batches;
+  if (o.keep_checkpoints) env.remove_checkpoints = false;
   env.group = group.get();
   if (mpi) env.local_rank = mpi->local_rank();
   env.on_epoch = [&](const train::EpochRecord& r) {

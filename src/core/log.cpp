@@ -45,3 +45,11 @@ void init(const std::string& level, std::optional<int> rank) {
 }
 
 }  // namespace xfer::log
+
+namespace xfer::log {
+
+void debug(const std::string& line) { spdlog::debug("{}", line); }
+void info(const std::string& line) { spdlog::info("{}", line); }
+void warn(const std::string& line) { spdlog::warn("{}", line); }
+
+}  // namespace xfer::log

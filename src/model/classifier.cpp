@@ -1,11 +1,17 @@
 #include "xfer/model/classifier.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <torch/cuda.h>
 #include <torch/version.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/nn/init.h>
 
 #include "xfer/core/error.hpp"
+
+#include <ATen/autocast_mode.h>
 
 namespace xfer::model {
 
@@ -46,7 +52,19 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
 }
 
 torch::Tensor Classifier::forward(const torch::Tensor& x) {
+  if (channels_last_ && x.dim() == 4)
+    return head_->forward(backbone_.forward({x.contiguous(at::MemoryFormat::ChannelsLast)}).toTensor());
   return head_->forward(backbone_.forward({x}).toTensor());
+}
+
+void Classifier::set_channels_last(bool on) {
+  const auto format = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  torch::NoGradGuard ng;
+  for (auto p : backbone_.parameters())
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
+  for (auto b : backbone_.buffers())
+    if (b.dim() == 4) b.set_data(b.contiguous(format));
+  channels_last_ = on;
 }
 
 void Classifier::train(bool on) {
@@ -121,5 +139,27 @@ torch::Device choose_device(const std::string& request, int local_rank) {
 }
 
 std::string describe(const torch::Device& d) { return d.str(); }
+
+bool keep_host_memory() {
+#if defined(__GLIBC__)
+  // glibc before 2.35 caps the mmap threshold at 32 MiB (HEAP_MAX_SIZE / 2): fall back to that.
+  const bool mmap_set = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 || mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  const bool trim_set = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  return mmap_set && trim_set;
+#else
+  return false;
+#endif
+}
+
+void set_autocast(bool on, at::ScalarType dtype) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, on);
+  if (on) at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+  at::autocast::set_enabled(on);
+  if (on) at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+  if (!on) at::autocast::clear_cache();
+}
 
 }  // namespace xfer::model

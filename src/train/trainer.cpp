@@ -1,22 +1,22 @@
 // The fine-tuning loop. Torch lives here and in model/; everything the sweep sees is in trial.hpp.
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "checkpoint.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/core/logline.hpp"
 #include "xfer/data/loader.hpp"
 #include "xfer/metrics/metrics.hpp"
 #include "xfer/model/classifier.hpp"
@@ -29,6 +29,20 @@
 namespace xfer::train {
 
 namespace {
+
+// Text without fmt or spdlog: LibTorch 2.x ships its own fmt, which shadows the system's (and breaks spdlog) in any
+// translation unit that includes torch. Lines go out through core/logline.hpp.
+std::string num(double v, int digits) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*g", digits, v);
+  return b;
+}
+template <class... A>
+std::string cat(const A&... a) {
+  std::ostringstream s;
+  (s << ... << a);
+  return s.str();
+}
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // A loss above this multiple of the trial's first-step loss (about ln K with a fresh head) counts as diverged:
@@ -87,6 +101,15 @@ class Trainer {
       r.status = Status::failed;
       r.message = e.what();
     }
+    // What the trial reports must be on disk: wait for a checkpoint still being written.
+    try {
+      await_checkpoint();
+    } catch (const std::exception& e) {
+      if (r.status != Status::failed) {
+        r.status = Status::failed;
+        r.message = e.what();
+      }
+    }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (train_loader_) {
       r.data_problems = train_loader_->problems();
@@ -111,13 +134,20 @@ class Trainer {
       amp_dtype_ = t_.precision == "fp16" ? at::kHalf : at::kBFloat16;
       loss_scale_ = t_.precision == "fp16" ? 65536.0 : 1.0;
     } else if (t_.precision == "bf16" || t_.precision == "fp16") {
-      spdlog::info("trial {}: precision {} applies on CUDA; training in fp32 on {}", key_, t_.precision, device_.str());
+      log::info(cat("trial ", key_, ": precision ", t_.precision, " applies on CUDA; training in fp32 on ", device_.str()));
+    }
+    if (!cuda_ && env_.keep_host_memory) {
+      const char* v = std::getenv("XFER_KEEP_HOST_MEMORY");
+      if (!(v && std::string(v) == "0") && !model::keep_host_memory())
+        log::debug("glibc's malloc not tunable here: freed activations go back to the kernel");
     }
     key_ = t_.key().str();
+    const auto t0 = std::chrono::steady_clock::now();
     model_ = std::make_unique<model::Classifier>(env_.backbone, t_.input_size, d_.num_classes(),
                                                  static_cast<uint64_t>(t_.seed));
     if (!env_.head_init.empty()) model_->load_head(env_.head_init);
     model_->to(device_);
+    model_->set_channels_last(env_.channels_last);
     r.parameters = model_->parameter_count();
     r.feature_dim = model_->feature_dim();
     params_ = model_->parameters();
@@ -176,6 +206,8 @@ class Trainer {
     if (!val_is_test_) test_loader_ = std::make_unique<data::Loader>(d_, d_.indices(data::Split::test), eval_tf, options(false));
     micro_ = std::max(1, env_.micro_batches);
     if (!env_.step_log.empty() && g_.rank() == 0) step_log_.open(env_.step_log, std::ios::app);
+    log::debug(cat("trial ", key_, ": model, optimizer and loaders ready in ",
+                   num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 3), " s"));
   }
 
   // ---- checkpoints -------------------------------------------------------------------------------------------
@@ -186,9 +218,14 @@ class Trainer {
     torch::serialize::OutputArchive o;
     opt_->save(o);
     a.write("optimizer", o);
-    std::ostringstream out;
-    a.save_to(out);
-    return out.str();
+    std::string out;
+    out.reserve(archive_bytes_hint_);
+    a.save_to([&out](const void* p, size_t n) {
+      out.append(static_cast<const char*>(p), n);
+      return n;
+    });
+    archive_bytes_hint_ = std::max(archive_bytes_hint_, out.size());
+    return out;
   }
 
   void load_tensors(const std::string& bytes) {
@@ -229,16 +266,39 @@ class Trainer {
       c.meta.micro_batches = micro_;
       c.meta.loss_scale = loss_scale_;
       c.meta.first_loss = first_loss_;
-      c.tensors = save_tensors();
-      write_checkpoint(env_.checkpoint_dir, c);
+      await_checkpoint();
+      const auto t0 = std::chrono::steady_clock::now();
+      // After the last epoch the weights are not needed: the trial is over, and a job that dies before its result
+      // is recorded resumes from the result alone (the previous checkpoint, with weights, stays as the fallback).
+      if (epochs_done < t_.epochs) c.tensors = save_tensors();
+      const double serialise = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // The tensors are serialised here (the next step changes them); writing, fsync and rename go on in the
+      // background while training continues. One write at a time; the trial waits for it before it writes the
+      // next, removes checkpoints or returns its result.
+      pending_write_ = std::async(std::launch::async, [this, c = std::move(c), serialise] {
+        const auto t1 = std::chrono::steady_clock::now();
+        const std::string path = write_checkpoint(env_.checkpoint_dir, c);
+        log::debug(cat("trial ", key_, ": checkpoint ", path, " (", num(c.tensors.size() / 1048576.0, 4), " MiB): ",
+                       num(serialise, 3), " s to serialise, ",
+                       num(std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count(), 3),
+                       " s to write in the background"));
+      });
     }
     g_.barrier();
+  }
+
+  // Waits for the checkpoint being written in the background; its failure (disk full, …) is thrown here.
+  void await_checkpoint() {
+    if (pending_write_.valid()) pending_write_.get();
   }
 
   bool resume() {
     auto c = load_latest_checkpoint(env_.checkpoint_dir, key_, t_.canonical_text());
     if (!c) return false;
-    load_tensors(c->tensors);
+    if (!c->tensors.empty()) load_tensors(c->tensors);
+    else if (c->meta.epochs_done < t_.epochs)
+      throw Error(cat(c->path, ": a checkpoint without weights before the last epoch (", c->meta.epochs_done, " of ",
+                      t_.epochs, "); remove it to resume from the one before"));
     const auto& m = c->meta;
     start_epoch_ = m.epochs_done;
     start_batch_ = m.next_batch;
@@ -260,7 +320,7 @@ class Trainer {
     loss_scale_ = m.loss_scale;
     first_loss_ = m.first_loss;
     result_->resumed_from_epoch = start_epoch_;
-    spdlog::info("trial {}: resuming from {} (epoch {}, batch {})", key_, c->path, start_epoch_, start_batch_);
+    log::info(cat("trial ", key_, ": resuming from ", c->path, " (epoch ", start_epoch_, ", batch ", start_batch_, ")"));
     return true;
   }
 
@@ -281,16 +341,7 @@ class Trainer {
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(t_.label_smoothing));
   }
 
-  void set_amp(bool on) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, on);
-    if (on) at::autocast::set_autocast_dtype(at::kCUDA, amp_dtype_);
-#else
-    at::autocast::set_enabled(on);
-    if (on) at::autocast::set_autocast_gpu_dtype(amp_dtype_);
-#endif
-    if (!on) at::autocast::clear_cache();
-  }
+  void set_amp(bool on) { model::set_autocast(on, amp_dtype_); }
 
   // Forward and backward of this rank's shard, in micro-batches; the loss is a sum over samples divided by the
   // global batch, so all-reducing gradients by sum gives the full batch's mean gradient.
@@ -422,14 +473,14 @@ class Trainer {
     for (int epoch = start_epoch_; epoch < t_.epochs; ++epoch) {
       model_->train(true);
       const int64_t first = epoch == start_epoch_ ? start_batch_ : 0;
-      if (first == 0) loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0;
+      if (first == 0) loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
       train_loader_->start_epoch(epoch, first);
       double lr = learning_rate(t_, epoch, first, spe);
       for (int64_t step = first;; ++step) {
         if (g_.any(env_.stop && env_.stop->load())) {
           checkpoint(epoch, step);
           r.status = Status::interrupted;
-          r.message = fmt::format("stopped at epoch {} batch {} (checkpointed)", epoch, step);
+          r.message = cat("stopped at epoch ", epoch, " batch ", step, " (checkpointed)");
           return;
         }
         const auto t0 = std::chrono::steady_clock::now();
@@ -440,6 +491,7 @@ class Trainer {
         } catch (const std::exception& e) {
           err = e.what();
         }
+        wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (g_.any(!err.empty())) throw Error(err.empty() ? "a data-parallel peer failed to load its batch" : err);
         if (g_.any(!b)) break;
         lr = learning_rate(t_, epoch, step, spe);
@@ -463,8 +515,8 @@ class Trainer {
           if (!g_.any(oom)) break;
           if (!env_.oom_retry || micro_ >= std::max<int64_t>(1, b->n)) {
             r.status = Status::oom;
-            r.message = fmt::format("out of memory at epoch {} step {} with {} micro-batch(es) of the {}-sample batch",
-                                    epoch, step, micro_, t_.batch_size);
+            r.message = cat("out of memory at epoch ", epoch, " step ", step, " with ", micro_, " micro-batch(es) of the ",
+                            t_.batch_size, "-sample batch");
             finish_early(r);
             return;
           }
@@ -473,8 +525,8 @@ class Trainer {
 #if defined(XFER_TORCH_CUDA)
           c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
-          spdlog::warn("trial {}: out of memory; retrying with {} micro-batches (gradient accumulation keeps the "
-                       "effective batch at {})", key_, micro_, t_.batch_size);
+          log::warn(cat("trial ", key_, ": out of memory; retrying with ", micro_, " micro-batches (gradient accumulation "
+                        "keeps the effective batch at ", t_.batch_size, ")"));
         }
         allreduce_gradients();
         double global_loss = loss;
@@ -495,11 +547,11 @@ class Trainer {
         if (!std::isfinite(global_loss) || global_loss > kDivergenceFactor * first_loss_) {
           r.status = Status::diverged;
           r.message = std::isfinite(global_loss)
-                          ? fmt::format("loss is {:.4g} at epoch {} step {} (lr {:.3g}), over {}x the first step's "
-                                        "{:.4g}; kept the last good epoch", global_loss, epoch, step, lr,
-                                        kDivergenceFactor, first_loss_)
-                          : fmt::format("loss is {} at epoch {} step {} (lr {:.3g}); kept the last good epoch",
-                                        global_loss, epoch, step, lr);
+                          ? cat("loss is ", num(global_loss, 4), " at epoch ", epoch, " step ", step, " (lr ",
+                                num(lr, 3), "), over ", kDivergenceFactor, "x the first step's ", num(first_loss_, 4),
+                                "; kept the last good epoch")
+                          : cat("loss is ", global_loss, " at epoch ", epoch, " step ", step, " (lr ", num(lr, 3),
+                                "); kept the last good epoch");
           finish_early(r);
           return;
         }
@@ -509,7 +561,7 @@ class Trainer {
         images_ += b->global_n;
         train_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (step_log_.is_open()) {
-          step_log_ << epoch << "," << step << "," << fmt::format("{:.17g},{:.17g}", lr, global_loss) << ",";
+          step_log_ << epoch << "," << step << "," << num(lr, 17) << "," << num(global_loss, 17) << ",";
           for (size_t i = 0; i < b->samples.size(); ++i) step_log_ << (i ? ";" : "") << d_.samples[b->samples[i]].id;
           step_log_ << "\n";
         }
@@ -555,7 +607,9 @@ class Trainer {
       } else {
         r.epochs.push_back(rec);
       }
-      loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0;
+      log::debug(cat("trial ", key_, " epoch ", epoch + 1, ": training ", num(rec.train_seconds, 3), " s, of which ",
+                     num(wait_seconds_, 3), " s waiting for the loader; evaluation ", num(rec.eval_seconds, 3), " s"));
+      loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
       checkpoint(epoch + 1, 0);
       // Time limit: do not start an epoch that cannot finish before the deadline.
       const double epoch_seconds = rec.train_seconds + rec.eval_seconds;
@@ -564,16 +618,20 @@ class Trainer {
           std::chrono::steady_clock::now() + std::chrono::duration<double>(1.1 * epoch_seconds) > *env_.deadline;
       if (g_.any(out_of_time)) {
         r.status = Status::interrupted;
-        r.message = fmt::format("time limit: stopped after epoch {} (checkpointed)", epoch);
+        r.message = cat("time limit: stopped after epoch ", epoch, " (checkpointed)");
         return;
       }
     }
-    if (r.status == Status::done && env_.remove_checkpoints) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+    if (r.status == Status::done && env_.remove_checkpoints) {
+      await_checkpoint();
+      remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+    }
   }
 
   // A diverged or out-of-memory trial is over. Under the sweep its checkpoints stay until the result is recorded
   // (a job that dies in between finds them and recomputes at most one epoch, deterministically).
   void finish_early(Result&) {
+    await_checkpoint();
     if (env_.remove_checkpoints) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
   }
 
@@ -605,7 +663,9 @@ class Trainer {
   int micro_ = 1;
   int start_epoch_ = 0;
   int64_t start_batch_ = 0;
-  double loss_sum_ = 0, train_seconds_ = 0;
+  double loss_sum_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
+  size_t archive_bytes_hint_ = 0;
+  std::future<void> pending_write_;
   int64_t steps_ = 0, images_ = 0;
   Result* result_ = nullptr;
   std::ofstream step_log_;
@@ -633,5 +693,5 @@ extern "C" __attribute__((visibility("default"))) void xfer_trainer_backend(xfer
   out->torch_version = TORCH_VERSION;
   out->cuda_version = torch::cuda::is_available() ? "available" : "none";
   out->cudnn_version = torch::cuda::cudnn_is_available() ? "available" : "none";
-  out->devices = torch::cuda::is_available() ? fmt::format("{} CUDA device(s)", torch::cuda::device_count()) : "cpu";
+  out->devices = torch::cuda::is_available() ? std::to_string(torch::cuda::device_count()) + " CUDA device(s)" : "cpu";
 }

@@ -2,13 +2,14 @@
 """The paper's training step in plain PyTorch (python3-torch), replaying xfer's batches, for parity checks.
 
     train_ref.py BACKBONE.pt HEAD.pt STEPS.csv IMAGE_ROOT SPLITS.csv OUT.json --lr LR --wd WD --epochs E --size S
-                 [--threads T] [--seed SEED]
+                 [--threads T] [--seed SEED] [--channels-last]
 
 STEPS.csv is xfer's --step-log (epoch,step,lr,loss,sample ids joined by ';'). Each step's images are read from
 IMAGE_ROOT/<sample id> with torchvision's evaluation transform (the --deterministic-input setting), the loss is
 cross-entropy (mean), AdamW gets weight_decay = wd / lr (the paper's form), CosineAnnealingLR(T_max = epochs) steps
 once per epoch. After each epoch the validation accuracy on the held-out rows of SPLITS.csv is computed. Writes
-{"losses": [...], "val_accuracy": [...]}.
+{"losses": [...], "val_accuracy": [...]}. --channels-last: convolution weights and inputs in NHWC layout, as xfer
+trains by default (same values; the layout picks oneDNN's faster kernels, which round differently).
 """
 import argparse
 import csv
@@ -28,12 +29,18 @@ ap.add_argument("--epochs", type=int, required=True)
 ap.add_argument("--size", type=int, required=True)
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--channels-last", action="store_true")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 torch._C._set_graph_executor_optimize(False)  # as xfer (platform notes)
 
 backbone = torch.jit.load(a.backbone)
 head = torch.jit.load(a.head)
+layout = torch.channels_last if a.channels_last else torch.contiguous_format
+with torch.no_grad():
+    for p in list(backbone.parameters()) + list(backbone.buffers()):
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=layout)
 tf = T.Compose([T.Resize(a.size), T.CenterCrop(a.size), T.ToTensor(),
                 T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
 classes = sorted(d for d in os.listdir(a.root) if os.path.isdir(os.path.join(a.root, d)))
@@ -45,7 +52,7 @@ def load(ids):
         with open(os.path.join(a.root, i), "rb") as f:
             xs.append(tf(Image.open(f).convert("RGB")))
         ys.append(classes.index(i.split("/")[0]))
-    return torch.stack(xs), torch.tensor(ys)
+    return torch.stack(xs).contiguous(memory_format=layout), torch.tensor(ys)
 
 
 params = list(backbone.parameters()) + list(head.parameters())

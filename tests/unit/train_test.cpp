@@ -79,7 +79,7 @@ TEST_F(Engine, MatchesAPyTorchScriptStepForStep) {
     const Result r = run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tests/reference/train_ref.py") +
                          " " + quote(kModels + "/" + model + ".pt") + " " + quote(head) + " " + quote(steps) + " " +
                          quote((*data_ / "eurosat/2750").string()) + " " + quote(splits) + " " + quote(ref) +
-                         " --lr 0.001 --wd 0.0001 --epochs 2 --size 32 --threads 1");
+                         " --lr 0.001 --wd 0.0001 --epochs 2 --size 32 --threads 1 --channels-last");
     ASSERT_EQ(r.status, 0) << r.err;
     std::ifstream in(ref);
     const auto want = nlohmann::json::parse(in);
@@ -186,6 +186,26 @@ TEST_F(Engine, ACorruptCheckpointFallsBackToThePreviousOne) {
   EXPECT_NE(r.err.find("epoch-2-step-0.ckpt is unusable (checksum mismatch"), std::string::npos) << r.err;
   EXPECT_EQ(resumed["resumed_from_epoch"].get<int>(), 1) << "fell back to the epoch-1 checkpoint";
   expect_same_run(straight, resumed);
+}
+
+TEST_F(Engine, ATrialThatEndedBeforeItsResultWasRecordedReportsFromItsLastCheckpoint) {
+  // The sweep keeps a finished trial's checkpoints until the ledger holds its result; --keep-checkpoints does the
+  // same here. The last epoch's checkpoint carries the result but no weights; the one before keeps the weights.
+  spec("shufflenet_v2_x0_5", 3, 1e-3);
+  const std::string ckpt = (dir / "c").string();
+  const auto first = train("--keep-checkpoints --predictions " + quote((dir / "p1").string()), ckpt);
+  const fs::path trial_dir = fs::path(ckpt) / first["key"].get<std::string>();
+  ASSERT_TRUE(fs::exists(trial_dir / "epoch-3-step-0.ckpt"));
+  ASSERT_TRUE(fs::exists(trial_dir / "epoch-2-step-0.ckpt"));
+  EXPECT_LT(fs::file_size(trial_dir / "epoch-3-step-0.ckpt"), fs::file_size(trial_dir / "epoch-2-step-0.ckpt") / 4)
+      << "the final checkpoint holds no weights";
+  Result r;
+  const auto again = train("--predictions " + quote((dir / "p2").string()), ckpt, &r);
+  EXPECT_EQ(again["resumed_from_epoch"].get<int>(), 3) << r.err;
+  expect_same_run(first, again);
+  EXPECT_EQ(again["test_at_best"], first["test_at_best"]);
+  EXPECT_EQ(read_file((dir / "p1/val.csv").string()), read_file((dir / "p2/val.csv").string()));
+  EXPECT_FALSE(fs::exists(trial_dir)) << "without --keep-checkpoints a finished trial removes them";
 }
 
 TEST_F(Engine, AHugeLearningRateEndsAsDivergedWithoutACrash) {

@@ -74,6 +74,9 @@ struct Environment {
   // Remove the checkpoints when the trial ends (done, diverged, out of memory). The sweep says no and removes
   // them itself once the result is in the results file, so a job that dies in between loses nothing.
   bool remove_checkpoints = true;
+  bool channels_last = true;        // NHWC convolutions (faster on CPU and CUDA; same values up to rounding)
+  // CPU: keep freed activation memory in the heap (model::keep_host_memory); XFER_KEEP_HOST_MEMORY=0 turns it off.
+  bool keep_host_memory = true;
   bool oom_retry = true;           // CUDA out of memory: halve the micro-batch and accumulate
   int micro_batches = 1;           // start with the batch split in this many micro-batches
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
