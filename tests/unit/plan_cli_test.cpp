@@ -1,4 +1,7 @@
 // `xfer plan` on malformed specs: each exits 2 with a message naming file:line and the key, and writes nothing.
+#include <map>
+#include <set>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -140,6 +143,27 @@ TEST(PlanCli, PaperSpecReports2280Trials) {
   EXPECT_EQ(j.at("unchecked_paths").size(), 7u);
   EXPECT_TRUE(j.at("gpu_hours").is_null());
   EXPECT_GT(j.at("total_cost_gflop").get<double>(), 0.0);
+}
+
+TEST(PlanCli, EveryAblationSpecPlansWithItsTrialCount) {
+  // The ablations share the paper's datasets and models; what each varies is in its trial count, and the SGD and
+  // paper studies share no key (a different optimiser), while the seeds ablation's seed-0 trials are the
+  // augmentation ablation's "none" trials (same configuration, same key).
+  const std::map<std::string, int> want = {
+      {"sgd", 2280}, {"augmentation", 1824}, {"seeds", 1368}, {"holdout", 2280}};
+  std::map<std::string, std::set<std::string>> keys;
+  for (const auto& [name, n] : want) {
+    const Result r = run("env -u XFER_DATA -u XFER_MODELS -u XFER_RESULTS " + quote(xfer()) + " plan " +
+                         quote(std::string(XFER_SOURCE_DIR) + "/inputs/ablations/" + name + ".toml") + " --json --list");
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("total_trials").get<int>(), n) << name;
+    for (const auto& t : j.at("trials")) keys[name].insert(t.at("key").get<std::string>());
+    EXPECT_EQ(keys[name].size(), static_cast<size_t>(n)) << name;
+  }
+  size_t shared = 0;
+  for (const auto& k : keys["seeds"]) shared += keys["augmentation"].count(k);
+  EXPECT_EQ(shared, 19u * 6u * 2u * 2u) << "seed 0 × recipe none: the same trials in both ablations";
 }
 
 TEST(PlanCli, ListPrintsEveryTrialWithADistinctKey) {
