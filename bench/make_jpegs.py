@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """N 256×256 JPEGs (quality 90) with natural-image-like content (smooth fields plus texture), in an ImageFolder
-layout of 4 classes: OUT/<class>/<i>.jpg. Usage: make_jpegs.py OUT N"""
+layout of 4 classes: OUT/<class>/<i>.jpg. Usage: make_jpegs.py OUT N [SEED]"""
 import os
 import sys
 
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 out, n = sys.argv[1], int(sys.argv[2])
-rng = np.random.default_rng(7)
+rng = np.random.default_rng(int(sys.argv[3]) if len(sys.argv) > 3 else 7)
 yy, xx = np.mgrid[0:256, 0:256] / 256.0
 for i in range(n):
     c = f"class{i % 4}"
