@@ -685,8 +685,13 @@ extern "C" __attribute__((visibility("default"))) void xfer_trainer_run(const xf
                                                                          xfer::train::Result* out) {
   xfer::train::SoloGroup solo;
   xfer::train::Group& g = env->group ? *env->group : solo;
-  xfer::train::Trainer trainer(*t, *d, *env, g);
-  *out = trainer.run();
+  {
+    xfer::train::Trainer trainer(*t, *d, *env, g);
+    *out = trainer.run();
+  }
+  // The trial's tensors are freed: give the heap kept by model::keep_host_memory back to the system, so a rank's
+  // next trial (another model, other sizes) starts from a trimmed heap.
+  xfer::model::release_host_memory();
 }
 
 extern "C" __attribute__((visibility("default"))) void xfer_trainer_backend(xfer::train::Backend* out) {

@@ -56,6 +56,8 @@ std::string describe(const torch::Device& d);  // "cpu", "cuda:0 (NVIDIA H200, 1
 // of the CPU time at 224 px here). This keeps freed memory in the heap instead: faster steps for a higher peak RSS
 // (BENCHMARKS.md). Process-wide; returns whether it took effect (glibc only).
 bool keep_host_memory();
+// Returns the heap's free memory to the system (between trials).
+void release_host_memory();
 
 // CUDA autocast on or off (bf16 or fp16) around a forward pass, across the LibTorch 1.13 and 2.x APIs.
 void set_autocast(bool on, at::ScalarType dtype);
