@@ -8,6 +8,7 @@
 #include <Kokkos_Core.hpp>
 
 #include "xfer/analysis/stats.hpp"
+#include "xfer/metrics/resample.hpp"
 
 namespace xfer::analysis {
 
@@ -16,15 +17,7 @@ namespace {
 using Exec = Kokkos::DefaultExecutionSpace;
 using Mem = Exec::memory_space;
 
-KOKKOS_INLINE_FUNCTION uint64_t splitmix(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-KOKKOS_INLINE_FUNCTION int draw(uint64_t& s, int n) {
-  return static_cast<int>((static_cast<unsigned __int128>(splitmix(s)) * static_cast<uint64_t>(n)) >> 64);
-}
+using metrics::draw;
 
 KOKKOS_INLINE_FUNCTION double kmean(const double* v, int n) {
   double s = 0;
@@ -153,7 +146,7 @@ BootstrapResult bootstrap(const std::vector<double>& x, const std::vector<double
         int* idx = &iscratch(id, 0);
         uint64_t s = seed ^ (0xA24BAED4963EE407ULL * static_cast<uint64_t>(b + 1));
         for (int i = 0; i < n; ++i) {
-          const int j = draw(s, n);
+          const int j = static_cast<int>(draw(s, n));
           rx[i] = dx(j);
           ry[i] = dy(j);
         }
@@ -212,7 +205,7 @@ Interval bootstrap_delta_r2(const std::vector<double>& x, const std::vector<doub
   for (int b = 0; b < resamples; ++b) {
     uint64_t s = seed ^ (0x9FB21C651E98DF25ULL * static_cast<uint64_t>(b + 1));
     for (int i = 0; i < n; ++i) {
-      const int j = draw(s, n);
+      const int j = static_cast<int>(draw(s, n));
       rx[i] = x[j], rz[i] = z[j], ry[i] = y[j];
     }
     const double r1 = ols(rx, ry).r2, r2 = r2_two(rx, rz, ry);

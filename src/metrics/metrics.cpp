@@ -11,6 +11,7 @@
 #include <Kokkos_Core.hpp>
 
 #include "radix_sort.hpp"
+#include "xfer/metrics/resample.hpp"
 
 namespace xfer::metrics {
 
@@ -428,17 +429,6 @@ std::vector<double> tune_thresholds(const Labels& y, const Scores& s) {
 }
 
 namespace {
-
-// Counter-based generator: resample b's draws depend only on (seed, b).
-KOKKOS_INLINE_FUNCTION uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-KOKKOS_INLINE_FUNCTION int64_t draw(uint64_t& state, int64_t n) {
-  return static_cast<int64_t>((static_cast<unsigned __int128>(splitmix64(state)) * static_cast<uint64_t>(n)) >> 64);
-}
 
 // numpy.percentile's default (linear) interpolation.
 double percentile(const std::vector<double>& sorted, double q) {

@@ -119,13 +119,23 @@ hsize_t rows(hid_t dset) {
   return dims[0];
 }
 
-void write_rows(hid_t dset, hid_t type, const void* data, hsize_t first, hsize_t n) {
-  if (n == 0) return;
+namespace {
+// Rows [first, first + n) of a 1-D table: the file's selection and the matching memory space.
+struct RowSelection {
+  Handle file, mem;
+};
+RowSelection select_rows(hid_t dset, hsize_t first, hsize_t n) {
   Handle file_space(check(H5Dget_space(dset), "dataspace"), H5Sclose);
   hsize_t start[1] = {first}, count[1] = {n};
   check_status(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "select rows");
-  Handle mem(check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
-  check_status(H5Dwrite(dset, type, mem, file_space, H5P_DEFAULT, data), "write rows");
+  return {std::move(file_space), Handle(check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose)};
+}
+}  // namespace
+
+void write_rows(hid_t dset, hid_t type, const void* data, hsize_t first, hsize_t n) {
+  if (n == 0) return;
+  const RowSelection sel = select_rows(dset, first, n);
+  check_status(H5Dwrite(dset, type, sel.mem, sel.file, H5P_DEFAULT, data), "write rows");
 }
 
 void append(hid_t dset, hid_t type, const void* data, hsize_t n) {
@@ -138,11 +148,8 @@ void append(hid_t dset, hid_t type, const void* data, hsize_t n) {
 
 void read_rows(hid_t dset, hid_t type, void* data, hsize_t first, hsize_t n) {
   if (n == 0) return;
-  Handle file_space(check(H5Dget_space(dset), "dataspace"), H5Sclose);
-  hsize_t start[1] = {first}, count[1] = {n};
-  check_status(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), "select rows");
-  Handle mem(check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
-  check_status(H5Dread(dset, type, mem, file_space, H5P_DEFAULT, data), "read rows");
+  const RowSelection sel = select_rows(dset, first, n);
+  check_status(H5Dread(dset, type, sel.mem, sel.file, H5P_DEFAULT, data), "read rows");
 }
 
 namespace {

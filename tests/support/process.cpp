@@ -20,6 +20,11 @@ std::string quote(const std::string& s) {
 
 std::string xfer() { return XFER_BINARY; }
 
+Result make_fixture_datasets(const std::string& dir) {
+  return run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tests/fixtures/make_datasets.py") +
+             " " + quote(dir));
+}
+
 int spawn(const std::string& command, const std::string& out_file, const std::string& err_file) {
   const pid_t pid = ::fork();
   if (pid == 0) {

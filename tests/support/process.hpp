@@ -27,4 +27,7 @@ std::string quote(const std::string& s);
 // Path of the xfer binary under test.
 std::string xfer();
 
+// Writes the generated dataset layouts (tests/fixtures/make_datasets.py, real encoded images) into `dir`.
+Result make_fixture_datasets(const std::string& dir);
+
 }  // namespace xfer::test

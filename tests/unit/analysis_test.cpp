@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/kokkos_env.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/analysis/stats.hpp"
@@ -21,16 +22,6 @@ namespace fs = std::filesystem;
 
 namespace xfer::test {
 namespace {
-
-class KokkosEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override { runtime_ = std::make_unique<metrics::Runtime>(); }
-  void TearDown() override { runtime_.reset(); }
-
- private:
-  std::unique_ptr<metrics::Runtime> runtime_;
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnvironment);
 
 std::pair<std::vector<double>, std::vector<double>> read_xy(const std::string& path) {
   std::vector<double> x, y;

@@ -27,8 +27,7 @@ class Fixtures : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("fixtures");
-    const Result r = run(std::string(XFER_PYTHON) + " " +
-                         quote(std::string(XFER_SOURCE_DIR) + "/tests/fixtures/make_datasets.py") + " " + quote(dir_->str()));
+    const Result r = make_fixture_datasets(dir_->str());
     ASSERT_EQ(r.status, 0) << r.out << r.err;
     std::ifstream in(*dir_ / "expected.json");
     expected_ = nlohmann::json::parse(in);

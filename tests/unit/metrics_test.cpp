@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/kokkos_env.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/metrics/csv.hpp"
@@ -14,16 +15,6 @@
 
 namespace xfer::test {
 namespace {
-
-class KokkosEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override { runtime_ = std::make_unique<metrics::Runtime>(); }
-  void TearDown() override { runtime_.reset(); }
-
- private:
-  std::unique_ptr<metrics::Runtime> runtime_;
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new KokkosEnvironment);
 
 class SklearnParity : public ::testing::Test {
  protected:

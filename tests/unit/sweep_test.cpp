@@ -23,8 +23,7 @@ class Sweep : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     data_ = new TempDir("data");
-    const Result r = run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tests/fixtures/make_datasets.py") +
-                         " " + quote(data_->str()));
+    const Result r = make_fixture_datasets(data_->str());
     ASSERT_EQ(r.status, 0) << r.err;
   }
   static void TearDownTestSuite() {
