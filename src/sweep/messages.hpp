@@ -8,21 +8,11 @@
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
 
+#include "xfer/train/serialization.hpp"
+
 namespace xfer::sweep {
 
 enum Tag : int { kToCoordinator = 101, kToWorker = 102, kStop = 103 };
-
-struct EpochMsg {
-  int32_t epoch = 0;
-  double lr = 0, train_loss = 0, val_metric = 0, test_metric = 0, val_loss = 0, train_seconds = 0, eval_seconds = 0,
-         images_per_second = 0;
-  int64_t peak_memory_bytes = 0;
-  template <class A>
-  void serialize(A& a, unsigned) {
-    a& epoch& lr& train_loss& val_metric& test_metric& val_loss& train_seconds& eval_seconds& images_per_second&
-        peak_memory_bytes;
-  }
-};
 
 struct ProblemMsg {
   std::string id, path, reason;
@@ -39,12 +29,12 @@ struct Report {
   int32_t rank = 0;
   int64_t trial = -1;
   std::string host, device;
-  EpochMsg epoch_record;
+  train::EpochRecord epoch_record;
   // finished
   std::string status, message;
   int32_t best_epoch = -1, resumed_from_epoch = -1;
   double best_val = 0, test_at_best = 0, seconds = 0;
-  std::vector<EpochMsg> epochs;
+  std::vector<train::EpochRecord> epochs;
   int32_t classes = 0;
   std::vector<int64_t> val_samples, test_samples;
   std::vector<float> val_scores, test_scores;

@@ -317,7 +317,7 @@ class Worker {
     if (leader)
       env.on_epoch = [&](const train::EpochRecord& e) {
         Report r;
-        r.epoch_record = to_msg(e);
+        r.epoch_record = e;
         report(Report::epoch, order.trial, std::move(r));
       };
     const train::Result res = train::run(trial.config, d, env);
@@ -329,28 +329,13 @@ class Worker {
     fin.seconds = res.seconds;
     fin.resumed_from_epoch = res.resumed_from_epoch;
     fin.device = res.device;
-    for (const auto& e : res.epochs) fin.epochs.push_back(to_msg(e));
+    fin.epochs = res.epochs;
     fin.classes = res.val.classes;
     fin.val_samples = res.val.samples;
     fin.val_scores = res.val.scores;
     fin.test_samples = res.test.samples;
     fin.test_scores = res.test.scores;
     for (const auto& p : res.data_problems) fin.problems.push_back({p.id, p.path, p.reason});
-  }
-
-  static EpochMsg to_msg(const train::EpochRecord& e) {
-    EpochMsg m;
-    m.epoch = e.epoch;
-    m.lr = e.lr;
-    m.train_loss = e.train_loss;
-    m.val_metric = e.val_metric;
-    m.test_metric = e.test_metric;
-    m.val_loss = e.val_loss;
-    m.train_seconds = e.train_seconds;
-    m.eval_seconds = e.eval_seconds;
-    m.images_per_second = e.images_per_second;
-    m.peak_memory_bytes = e.peak_memory_bytes;
-    return m;
   }
 
   const Shared& sh_;
@@ -601,7 +586,7 @@ class Coordinator {
     }
   }
 
-  void put_curve(const store::TrialRow& row, const EpochMsg& e) {
+  void put_curve(const store::TrialRow& row, const train::EpochRecord& e) {
     store::CurveRow c;
     c.key = row.key;
     c.attempt = row.attempts;

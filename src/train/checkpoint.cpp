@@ -19,38 +19,11 @@
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/spec/spec.hpp"
+#include "xfer/train/serialization.hpp"
 
 namespace fs = std::filesystem;
 
 namespace boost::serialization {
-
-// NaN does not survive a text archive: store doubles as their bit patterns.
-template <class Archive>
-void save_double(Archive& ar, double v) {
-  uint64_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  ar& bits;
-}
-template <class Archive>
-double load_double(Archive& ar) {
-  uint64_t bits = 0;
-  ar& bits;
-  double v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
-
-template <class Archive>
-void serialize(Archive& ar, xfer::train::EpochRecord& r, const unsigned) {
-  ar& r.epoch;
-  for (double* d : {&r.lr, &r.train_loss, &r.val_metric, &r.test_metric, &r.val_loss, &r.train_seconds,
-                    &r.eval_seconds, &r.images_per_second}) {
-    if constexpr (Archive::is_saving::value) save_double(ar, *d);
-    else *d = load_double(ar);
-  }
-  ar& r.peak_memory_bytes;
-  ar& r.note;
-}
 
 template <class Archive>
 void serialize(Archive& ar, xfer::train::Predictions& p, const unsigned) {
