@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixture_suite.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 
@@ -23,17 +24,8 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
   for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
 }
 
-class Submit : public ::testing::Test {
+class Submit : public WithFixtureDatasets {
  protected:
-  static void SetUpTestSuite() {
-    data_ = new TempDir("data");
-    const Result r = make_fixture_datasets(data_->str());
-    ASSERT_EQ(r.status, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    data_ = nullptr;
-  }
   // A two-model, one-dataset study; `grid_extra` goes into [grid].
   std::string spec(const std::string& rel = "spec.toml", const std::string& grid_extra = "") {
     return dir.write(rel, "[study]\nname = \"golden\"\nresults = \"out/results.h5\"\n\n"
@@ -76,10 +68,8 @@ class Submit : public ::testing::Test {
     EXPECT_TRUE(r.out.empty()) << "no script for a refused request: " << r.out;
     EXPECT_EQ(dir.listing(), before) << "a refused request writes nothing";
   }
-  static TempDir* data_;
   TempDir dir;
 };
-TempDir* Submit::data_ = nullptr;
 
 TEST_F(Submit, OneNodeFourGpusMatchesItsGoldenScript) {
   expect_golden("one_node", "--nodes 1 --gpus-per-node 4 --time 12:00:00 --partition gpu --account proj-42");

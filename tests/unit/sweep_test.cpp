@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/fixture_suite.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/core/digest.hpp"
@@ -19,17 +20,8 @@ namespace {
 const std::string kModels = XFER_TEST_MODELS;
 const std::string kMpirun = "mpirun --allow-run-as-root --oversubscribe --bind-to none";
 
-class Sweep : public ::testing::Test {
+class Sweep : public WithFixtureDatasets {
  protected:
-  static void SetUpTestSuite() {
-    data_ = new TempDir("data");
-    const Result r = make_fixture_datasets(data_->str());
-    ASSERT_EQ(r.status, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    data_ = nullptr;
-  }
   std::string spec(int epochs, const std::string& lrs, const std::string& extra = "", const std::string& dataset_extra = "",
                    int batch = 32) {
     return dir.write("spec.toml",
@@ -74,10 +66,8 @@ class Sweep : public ::testing::Test {
     for (int p; ss >> p;) out.push_back(p);
     return out;
   }
-  static TempDir* data_;
   TempDir dir;
 };
-TempDir* Sweep::data_ = nullptr;
 
 TEST_F(Sweep, ThreeRanksRunEveryTrialExactlyOnceAndTheFileIsClean) {
   spec(2, "1e-3, 3e-4, 1e-4");

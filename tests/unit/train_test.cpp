@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/fixture_suite.hpp"
 #include "support/process.hpp"
 #include "support/tempdir.hpp"
 
@@ -18,17 +19,8 @@ namespace {
 
 const std::string kModels = XFER_TEST_MODELS;
 
-class Engine : public ::testing::Test {
+class Engine : public WithFixtureDatasets {
  protected:
-  static void SetUpTestSuite() {
-    data_ = new TempDir("data");
-    const Result r = make_fixture_datasets(data_->str());
-    ASSERT_EQ(r.status, 0) << r.err;
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    data_ = nullptr;
-  }
   std::string spec(const std::string& model, int epochs, double lr, const std::string& extra_grid = "",
                    const std::string& extra_study = "") {
     return dir.write("spec.toml", "[study]\nname = \"t\"\nresults = \"r.h5\"\n" + extra_study +
@@ -54,10 +46,8 @@ class Engine : public ::testing::Test {
     EXPECT_EQ(a["status"], "done");
     EXPECT_EQ(b["status"], "done");
   }
-  static TempDir* data_;
   TempDir dir;
 };
-TempDir* Engine::data_ = nullptr;
 
 TEST_F(Engine, MatchesAPyTorchScriptStepForStep) {
   for (const char* model : {"resnet18", "shufflenet_v2_x0_5"}) {
