@@ -18,7 +18,11 @@ namespace xfer::analysis {
 
 namespace {
 
-bool lower_is_better(const std::string& metric) { return metric == "log_loss"; }
+// The study's metric names come from the results file (or "value" for a CSV input): unknown names improve upwards.
+bool lower_is_better(const std::string& metric) {
+  const auto m = try_parse<Metric>(metric);
+  return m && xfer::lower_is_better(*m);
+}
 bool proportion_metric(const std::string& metric) {
   return metric == "accuracy" || metric == "balanced_accuracy" || metric == "macro_f1" || metric == "roc_auc" ||
          metric == "value";
@@ -348,7 +352,7 @@ void compute(Study& s, const Options& o) {
     for (double x : v) ss += (x - m) * (x - m);
     const double sd = std::sqrt(ss / static_cast<double>(v.size() - 1));
     if (!(sd > 0)) continue;
-    for (const auto& p : d.points) z[d.name][p.model] = (p.value - m) / sd * (d.metric == "log_loss" ? -1 : 1);
+    for (const auto& p : d.points) z[d.name][p.model] = (p.value - m) / sd * (lower_is_better(d.metric) ? -1 : 1);
   }
   for (size_t di = 0; di < s.datasets.size(); ++di) {
     auto& d = s.datasets[di];

@@ -286,29 +286,9 @@ int classes_for(const Labels& y, const Scores& s) { return std::max(y.k, effecti
 
 }  // namespace
 
-Metric parse_metric(const std::string& name) {
-  static const std::pair<const char*, Metric> kNames[] = {
-      {"accuracy", Metric::accuracy}, {"balanced_accuracy", Metric::balanced_accuracy}, {"qwk", Metric::qwk},
-      {"macro_f1", Metric::macro_f1}, {"roc_auc", Metric::roc_auc},                     {"log_loss", Metric::log_loss}};
-  for (const auto& [n, m] : kNames)
-    if (name == n) return m;
-  throw Error::input("unknown metric '" + name +
-                     "'; expected one of accuracy, balanced_accuracy, qwk, macro_f1, roc_auc, log_loss");
-}
+Metric parse_metric(const std::string& name) { return xfer::parse<Metric>(name); }
 
-std::string metric_name(Metric m) {
-  switch (m) {
-    case Metric::accuracy: return "accuracy";
-    case Metric::balanced_accuracy: return "balanced_accuracy";
-    case Metric::qwk: return "qwk";
-    case Metric::macro_f1: return "macro_f1";
-    case Metric::roc_auc: return "roc_auc";
-    case Metric::log_loss: return "log_loss";
-  }
-  return "?";
-}
-
-bool higher_is_better(Metric m) { return m != Metric::log_loss; }
+std::string metric_name(Metric m) { return xfer::name_str(m); }
 
 void validate(Metric m, const Labels& y, const Scores& s) {
   if (y.n != s.n)

@@ -242,7 +242,7 @@ TEST(ScoreCli, ErrorsNameTheFileAndLine) {
   EXPECT_NE(r.err.find("short.csv:2"), std::string::npos) << r.err;
   r = run(quote(xfer()) + " score --metric f1 --labels l.csv --scores s.csv", dir.str());
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("unknown metric 'f1'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("unknown metric \"f1\""), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -10,14 +10,15 @@
 #include <vector>
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/vocabulary.hpp"
 
 namespace xfer::metrics {
 
-enum class Metric { accuracy, balanced_accuracy, qwk, macro_f1, roc_auc, log_loss };
+// The metric names and which way each improves are core's vocabulary (xfer::Metric, xfer::higher_is_better).
+using Metric = xfer::Metric;
 
 Metric parse_metric(const std::string& name);  // throws Error (input) listing the names
 std::string metric_name(Metric m);
-bool higher_is_better(Metric m);
 
 // Ground truth: one class per sample (0..k-1), or for multi-label a row of k 0/1 values.
 struct Labels {
