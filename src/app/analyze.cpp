@@ -1,9 +1,12 @@
 // `xfer analyze` and `xfer report`: the paper's answer from a results file or a per-model table.
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "xfer/analysis/study.hpp"
@@ -85,6 +88,34 @@ int report(const AnalyzeOptions& o) {
   std::cout << analysis::summary_text(d.study);
   std::cout << "report: " << fs::absolute(html).string() << "\n";
   return 0;
+}
+
+namespace {
+void add_analysis_options(CLI::App* c, AnalyzeOptions& analyze, const char* out_help) {
+  c->add_option("results", analyze.results, "results file (HDF5)");
+  c->add_option("--csv", analyze.csv, "a table with header model,imagenet_top1,dataset,value[,n_test] instead");
+  c->add_option("--selection", analyze.selection, "paper | holdout | oracle (default: by validation, as run)");
+  c->add_option("--out", analyze.out, out_help);
+  c->add_option("--resamples", analyze.resamples, "bootstrap resamples over models (default 10000)");
+  c->add_option("--seed", analyze.seed, "bootstrap seed");
+  c->add_flag("!--no-figures", analyze.figures, "skip the gnuplot figures");
+  c->add_flag("!--no-write", analyze.write_back, "do not write /analysis into the results file");
+}
+}  // namespace
+
+Command analyze_command(CLI::App& cli) {
+  auto o = std::make_shared<AnalyzeOptions>();
+  auto* sub = cli.add_subcommand("analyze", "Statistics of the study: correlations, fits, bootstrap intervals");
+  add_analysis_options(sub, *o, "folder for tables and figures (default: <input>.analysis)");
+  sub->add_flag("--json", o->json, "the statistics as JSON on stdout");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return analyze(*o); }};
+}
+
+Command report_command(CLI::App& cli) {
+  auto o = std::make_shared<AnalyzeOptions>();
+  auto* sub = cli.add_subcommand("report", "One self-contained HTML page: tables, figures, provenance");
+  add_analysis_options(sub, *o, "the HTML file (default: <input>.report.html)");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return report(*o); }};
 }
 
 }  // namespace xfer::app

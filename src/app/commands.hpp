@@ -1,16 +1,39 @@
-// app: the `xfer` command line. main.cpp parses flags (the only TU with CLI11); each subcommand lives in its own
-// file behind a plain options struct, so commands can be called from tests without a shell.
+// app: the `xfer` command line, one file per subcommand (CLI11's pattern): each file declares its subcommand's flags
+// (`<name>_command`) beside the plain options struct and the function that runs it, so commands can also be called
+// from tests without a shell. main.cpp only orders start-up (signals, MPI, logging) and dispatches.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
 namespace xfer::sweep {
 class MpiRuntime;
 }
 
 namespace xfer::app {
+
+// A registered subcommand: its CLI11 node, whether it needs MPI (and the stop-signal handlers) before it runs — asked
+// after parsing, since `run --dry-run` does not —, and what runs it.
+struct Command {
+  CLI::App* sub = nullptr;
+  std::function<bool()> needs_mpi;  // empty: never
+  std::function<int(sweep::MpiRuntime*)> run;
+};
+Command plan_command(CLI::App& cli);
+Command score_command(CLI::App& cli);
+Command splits_command(CLI::App& cli);
+Command train_command(CLI::App& cli);
+Command run_command(CLI::App& cli);
+Command status_command(CLI::App& cli);
+Command analyze_command(CLI::App& cli);
+Command report_command(CLI::App& cli);
+Command submit_command(CLI::App& cli);
+Command merge_command(CLI::App& cli);
 
 struct PlanOptions {
   std::string spec;

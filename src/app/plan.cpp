@@ -1,4 +1,5 @@
 // `xfer plan SPEC`: what a spec will run, what it will cost, before a single GPU-hour is spent.
+#include <memory>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -8,6 +9,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "sizes.hpp"
@@ -259,6 +262,18 @@ int plan(const PlanOptions& o) {
     }
   }
   return 0;
+}
+
+Command plan_command(CLI::App& cli) {
+  auto o = std::make_shared<PlanOptions>();
+  auto* sub = cli.add_subcommand("plan", "Show what a spec will run: trials per model × dataset, cost, GPU-hours");
+  sub->add_option("spec", o->spec, "experiment spec (TOML)")->required();
+  sub->add_flag("--list", o->list, "print every trial with its key");
+  sub->add_flag("--json", o->json, "machine-readable output on stdout");
+  sub->add_option("--throughput", o->throughput,
+                       "CSV with header model,images_per_second[,input_size]: training images/s per GPU, for "
+                       "GPU-hour estimates");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return plan(*o); }};
 }
 
 }  // namespace xfer::app

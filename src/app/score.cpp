@@ -1,8 +1,11 @@
 // `xfer score`: any predictions file, scored exactly as the study scores it.
+#include <memory>
 #include <iostream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "xfer/metrics/csv.hpp"
@@ -55,6 +58,24 @@ int score(const ScoreOptions& o) {
                              iv.resamples, iv.seed, iv.lo, iv.hi);
   std::cout << fmt::format("{}\n", value);
   return 0;
+}
+
+Command score_command(CLI::App& cli) {
+  auto o = std::make_shared<ScoreOptions>();
+  auto* sub = cli.add_subcommand("score", "Score a predictions file with a study metric (scikit-learn semantics)");
+  sub->add_option("--metric", o->metric, "accuracy|balanced_accuracy|qwk|macro_f1|roc_auc|log_loss")->required();
+  sub->add_option("--labels", o->labels, "CSV, no header: one class per row, or k 0/1 columns (multi-label)")
+      ->required();
+  sub->add_option("--scores", o->scores, "CSV, no header: k scores per row (binary: 1 column p(positive) or 2)")
+      ->required();
+  sub->add_option("--thresholds-from", o->thresholds_from,
+                        "VAL_LABELS,VAL_SCORES: tune per-class thresholds on validation (multi-label macro_f1)");
+  sub->add_flag("--json", o->json, "print {\"metric\": NAME, \"value\": V}");
+  sub->add_option("--bootstrap", o->bootstrap, "resamples for a percentile interval (0: none)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", o->seed, "bootstrap seed");
+  sub->add_option("--level", o->level, "interval level")->check(CLI::Range(0.5, 0.9999));
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return score(*o); }};
 }
 
 }  // namespace xfer::app

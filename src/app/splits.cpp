@@ -1,8 +1,11 @@
 // `xfer splits`: the exact train / validation / test assignment of a dataset, one row per sample.
+#include <memory>
 #include <iostream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "xfer/core/error.hpp"
@@ -71,6 +74,27 @@ int splits(const SplitsOptions& o) {
   }
   if (!o.out.empty()) std::cout << "wrote " << o.out << "\n";
   return 0;
+}
+
+Command splits_command(CLI::App& cli) {
+  auto o = std::make_shared<SplitsOptions>();
+  auto* sub = cli.add_subcommand("splits", "Write a dataset's exact splits (sample_id,split) and a summary");
+  sub->add_option("--spec", o->spec, "experiment spec (with --dataset)");
+  sub->add_option("--dataset", o->dataset, "dataset name in the spec");
+  sub->add_option("--kind", o->kind, "cct20|aptos|hpa|melanoma|cassava|eurosat|imagefolder|csv|idx");
+  sub->add_option("--root", o->root, "the dataset's folder as downloaded");
+  sub->add_option("--out", o->out, "CSV to write: sample_id,split");
+  sub->add_option("--validation", o->validation, "paper|holdout")->check(CLI::IsMember({"paper", "holdout"}));
+  sub->add_option("--heldout-seed", o->heldout_seed, "default: the paper's seed for the kind");
+  sub->add_option("--heldout-fraction", o->heldout_fraction, "default 0.2")->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--val-seed", o->val_seed, "holdout seed");
+  sub->add_option("--val-fraction", o->val_fraction, "holdout share of train, default 0.1")
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--split-file", o->split_file, "hpa: the paper's split file");
+  sub->add_option("--manifest", o->manifest, "csv: the manifest file");
+  sub->add_flag("--strict", o->strict, "a bad sample is an error");
+  sub->add_flag("--json", o->json, "summary as JSON");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return splits(*o); }};
 }
 
 }  // namespace xfer::app

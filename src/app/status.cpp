@@ -1,4 +1,5 @@
 // `xfer status FILE`: a sweep's progress from the results file alone — usable over SSH while the job writes.
+#include <memory>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -7,6 +8,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "xfer/core/error.hpp"
@@ -139,6 +142,15 @@ int status(const StatusOptions& given) {
                                t.dataset, dw, t.status, t.epochs_done, t.epochs, t.val_metric, t.test_metric, t.message);
   }
   return 0;
+}
+
+Command status_command(CLI::App& cli) {
+  auto o = std::make_shared<StatusOptions>();
+  auto* sub = cli.add_subcommand("status", "Progress of a sweep, from its results file alone");
+  sub->add_option("results", o->results, "results file (HDF5), or the spec that names it")->required();
+  sub->add_flag("--json", o->json, "machine-readable");
+  sub->add_flag("--trials", o->trials, "list every trial");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return status(*o); }};
 }
 
 }  // namespace xfer::app

@@ -1,5 +1,6 @@
 // `xfer submit SPEC …`: the right job script for the request, rendered from jobscripts/ (their bodies are compiled
 // in), checked, quoted, and submitted with sbatch without waiting. `xfer merge OUT SHARD…` for job arrays.
+#include <memory>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <regex>
 
 #include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "jobscripts.hpp"
@@ -223,6 +226,37 @@ int merge(const MergeOptions& o) {
     std::cerr << "xfer: conflict: " << c.reason << " — the merged file keeps the row from " << c.kept_from
               << "; both are listed in /merge/conflicts\n";
   return report.conflicts.empty() ? 0 : 3;
+}
+
+Command submit_command(CLI::App& cli) {
+  auto o = std::make_shared<SubmitOptions>();
+  auto* sub = cli.add_subcommand("submit", "Render the job script for a SLURM request and submit it (sbatch)");
+  sub->add_option("spec", o->spec, "experiment spec (TOML)")->required();
+  sub->add_option("--nodes", o->nodes, "nodes (default 1)");
+  sub->add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (0: a CPU job)");
+  sub->add_option("--ranks-per-node", o->ranks_per_node, "ranks per node (default: one per GPU, else 1)");
+  sub->add_option("--cpus-per-task", o->cpus_per_task, "cores per rank (default 8 with GPUs, 4 without)");
+  sub->add_option("--time", o->time, "time limit: minutes, HH:MM:SS or D-HH:MM:SS")->required();
+  sub->add_option("--partition", o->partition, "SLURM partition");
+  sub->add_option("--account", o->account, "SLURM account");
+  sub->add_option("--job-name", o->job_name, "default: xfer-<study>");
+  sub->add_flag("--preemptible", o->preemptible, "checkpoint on USR2 before the end and requeue while work remains");
+  sub->add_option("--signal-seconds", o->signal_seconds, "preemptible: warning before the end (default 300)");
+  sub->add_option("--array", o->array, "a job array of K shards, and a merge job after it");
+  sub->add_option("--gflops-per-gpu", o->gflops_per_gpu, "assumed speed for the time check (default 20000)");
+  sub->add_option("--gflops-per-core", o->gflops_per_core, "assumed speed per core without GPUs (default 40)");
+  sub->add_option("--xfer", o->xfer, "the xfer binary the job runs (default: this one)");
+  sub->add_option("--log-dir", o->log_dir, "job logs (default: <results folder>/logs)");
+  sub->add_flag("--dry-run", o->dry_run, "print the script; submit nothing");
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return submit(*o); }};
+}
+
+Command merge_command(CLI::App& cli) {
+  auto o = std::make_shared<MergeOptions>();
+  auto* sub = cli.add_subcommand("merge", "Combine shard results files (a job array's) into one, each trial once");
+  sub->add_option("out", o->out, "the merged results file (must not exist)")->required();
+  sub->add_option("shards", o->shards, "shard results files")->required();
+  return {sub, nullptr, [o](sweep::MpiRuntime*) { return merge(*o); }};
 }
 
 }  // namespace xfer::app

@@ -1,5 +1,6 @@
 // `xfer train SPEC --trial KEY`: one trial, standalone, without the sweep or the results file — to debug a failing
 // trial, to time a model, or to check xfer against a PyTorch script.
+#include <memory>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
 
 #include "commands.hpp"
 #include "xfer/core/error.hpp"
@@ -116,6 +119,32 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   }
   // Interrupted (a signal): exit 0 after the checkpoint, as a preempted job should.
   return r.status == train::Status::failed ? 1 : 0;
+}
+
+Command train_command(CLI::App& cli) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* sub = cli.add_subcommand("train", "Run one trial of a spec standalone (no results file): debug, time, check");
+  sub->add_option("spec", o->spec, "experiment spec (TOML)")->required();
+  auto* trial_opt = sub->add_option("--trial", o->trial, "trial key, or a unique prefix of it (xfer plan --list)");
+  auto* index_opt = sub->add_option("--index", o->index, "the trial's position in the expansion");
+  trial_opt->excludes(index_opt);
+  sub->add_option("--device", o->device, "auto | cpu | cuda | cuda:N");
+  sub->add_option("--threads", o->threads, "torch threads (default: from the allocation)");
+  sub->add_option("--checkpoint-dir", o->checkpoint_dir, "default: the spec's checkpoint_dir");
+  sub->add_option("--predictions", o->predictions, "write val.csv / test.csv of the selected epoch here");
+  sub->add_flag("--json", o->json, "the result as JSON on stdout");
+  sub->add_flag("--deterministic-input", o->deterministic_input,
+                      "reproducibility checks: train on the eval transform, no shuffle");
+  sub->add_option("--head-init", o->head_init, "TorchScript nn.Linear to initialise the head from");
+  sub->add_option("--step-log", o->step_log, "append epoch,step,lr,loss,samples per step to this CSV");
+  sub->add_option("--micro-batches", o->micro_batches, "split each batch in N micro-batches (accumulate)")
+      ->check(CLI::PositiveNumber);
+  sub->add_flag("--keep-checkpoints", o->keep_checkpoints,
+                      "leave the checkpoints in place when the trial ends (a rerun then reports from them)");
+  return {sub, [] { return true; }, [o](sweep::MpiRuntime* mpi) {
+            if (o->trial.empty() && o->index < 0) throw Error::input("xfer train: give --trial KEY or --index N");
+            return train(*o, mpi);
+          }};
 }
 
 }  // namespace xfer::app
