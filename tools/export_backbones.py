@@ -75,8 +75,11 @@ def _set_submodule(model, path, new):
 
 
 def build(name, random_init):
+    """The library's ImageNet classifier (head included, as the published tables count it) and how to make it a
+    backbone: returns (model, to_backbone, tag, top1, fixed, mean, std, native_size)."""
     source, ctor, head, top1, weights, fixed = MODELS[name]
     mean, std = IMAGENET_MEAN, IMAGENET_STD
+    native = fixed or 224
     if source == "torchvision":
         import torchvision
         fn = getattr(torchvision.models, ctor)
@@ -89,32 +92,40 @@ def build(name, random_init):
             except Exception as e:  # no network, no cache
                 raise ExportError(f"{name}: cannot get pretrained weights {weights} ({e}); "
                                   f"use --random-init on a machine without access to the weights hub")
-        if name.startswith("squeezenet"):
-            # The paper replaces the 1x1 conv classifier; as a backbone, pool the 512 feature maps instead.
-            model.classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1))
-        else:
-            _set_submodule(model, head, torch.nn.Identity())
+
+        def to_backbone(m):
+            if name.startswith("squeezenet"):
+                # The paper replaces the 1x1 conv classifier; as a backbone, pool the 512 feature maps instead.
+                m.classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1))
+            else:
+                _set_submodule(m, head, torch.nn.Identity())
+            return m
         tag = f"torchvision:{weights}"
     elif source == "timm":
         try:
             import timm
         except ImportError:
-            raise ExportError(f"{name}: needs timm (pip install 'timm<0.10' into a venv made with "
-                              f"/usr/bin/python3 -m venv --system-site-packages)")
+            raise ExportError(f"{name}: needs timm: ./run models makes the venv with the pinned version "
+                              f"(tools/requirements-models.txt)")
         try:
-            model = timm.create_model(f"{ctor}.{weights}" if not random_init else ctor, pretrained=not random_init,
-                                      num_classes=0)
+            model = timm.create_model(f"{ctor}.{weights}", pretrained=not random_init)
         except Exception as e:
             raise ExportError(f"{name}: timm could not build it ({e}); use --random-init without the weights hub")
         cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", {}) or {}
         mean = list(cfg.get("mean", IMAGENET_MEAN))
         std = list(cfg.get("std", IMAGENET_STD))
+        native = int(cfg.get("input_size", (3, native, native))[-1])
+
+        def to_backbone(m):
+            m.reset_classifier(0)
+            return m
         tag = f"timm:{ctor}.{weights}"
     else:
         try:
             import open_clip
         except ImportError:
-            raise ExportError(f"{name}: needs open_clip (pip install open-clip-torch)")
+            raise ExportError(f"{name}: needs open_clip: ./run models makes the venv with the pinned version "
+                              f"(tools/requirements-models.txt)")
         try:
             clip = open_clip.create_model(ctor, pretrained=None if random_init else weights)
         except Exception as e:
@@ -122,34 +133,63 @@ def build(name, random_init):
         model = clip.visual
         mean = list(getattr(model, "image_mean", None) or [0.48145466, 0.4578275, 0.40821073])
         std = list(getattr(model, "image_std", None) or [0.26862954, 0.26130258, 0.27577711])
+        size = getattr(model, "image_size", native)
+        native = int(size[0] if isinstance(size, (tuple, list)) else size)
+
+        def to_backbone(m):
+            return m  # the image tower's embedding is the feature
         tag = f"open_clip:{ctor}.{weights}"
     if random_init:
         tag = "random-init"
-    return model, tag, top1, fixed, mean, std
+    return model, to_backbone, tag, top1, fixed, mean, std, native
 
 
 def count_gmacs(model, size):
-    """Multiply-adds of convolutions and linear layers for one size×size image (attention matmuls not counted)."""
-    macs = [0]
-
-    def conv_hook(m, inp, out):
-        k = m.kernel_size[0] * m.kernel_size[1]
-        macs[0] += out.numel() * (m.in_channels // m.groups) * k
-
-    def linear_hook(m, inp, out):
-        macs[0] += out.numel() * m.in_features
-
-    hooks = []
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Conv2d):
-            hooks.append(mod.register_forward_hook(conv_hook))
-        elif isinstance(mod, torch.nn.Linear):
-            hooks.append(mod.register_forward_hook(linear_hook))
-    with torch.no_grad():
+    """Forward multiply-adds for one size×size image: torch.profiler's FLOP formulas (convolutions, every matrix
+    product — attention's included —, element-wise ops) halved. That is the convention of torchvision's `_ops` and
+    timm's `infer_gmacs` tables, which tests/zoo compares against."""
+    from torch.profiler import ProfilerActivity, profile
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         model(torch.zeros(1, 3, size, size))
-    for h in hooks:
-        h.remove()
-    return macs[0] / 1e9
+    model.train(was_training)
+    return sum(e.flops for e in prof.events() if e.flops) / 2e9
+
+
+def _max_rel_diff(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def to_torchscript(name, model, size):
+    """torch.jit.script, or where LibTorch 1.13's scripting cannot compile the module (timm's ViTs annotate a str
+    Enum), torch.jit.trace at the fixed input size — kept only when the trace equals the eager module in train and
+    eval mode, outputs and input gradients, so nothing that depends on the mode (dropout, BatchNorm) was baked in."""
+    try:
+        return torch.jit.script(model), "script"
+    except Exception as e:  # noqa: BLE001 — any scripting failure falls back to a checked trace
+        script_error = f"{type(e).__name__}: {e}".splitlines()[0]
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    traced = torch.jit.trace(model, torch.randn(2, 3, size, size, generator=gen), check_trace=False)
+    for mode in (False, True):
+        model.train(mode)
+        traced.train(mode)
+        x = torch.randn(2, 3, size, size, generator=gen)
+        xe, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ye, yt = model(xe), traced(xt)
+        (ye * ye).sum().backward()
+        (yt * yt).sum().backward()
+        out, grad = _max_rel_diff(yt, ye), _max_rel_diff(xt.grad, xe.grad)
+        if out > 1e-4 or grad > 1e-4:
+            raise ExportError(f"{name}: torch.jit.script failed ({script_error}) and a trace differs from the eager "
+                              f"module in {'train' if mode else 'eval'} mode (outputs {out:.2e}, gradients "
+                              f"{grad:.2e} relative): not exported")
+    model.eval()
+    traced.eval()
+    print(f"{name}: scripted by tracing at {size}x{size} (torch.jit.script: {script_error}); "
+          f"trace equals eager in train and eval mode")
+    return traced, "trace"
 
 
 def export(name, out_dir, random_init, force):
@@ -162,15 +202,20 @@ def export(name, out_dir, random_init, force):
             print(f"{name}: up to date ({pt})")
             return
     torch.manual_seed(0)
-    model, tag, top1, fixed, mean, std = build(name, random_init)
+    model, to_backbone, tag, top1, fixed, mean, std, native = build(name, random_init)
+    model.eval()
+    # Published figures count the library's classifier, head included: at 224 (the cost model's unit) and at the
+    # size the library publishes the model at.
+    gmacs = count_gmacs(model, 224)
+    gmacs_native = gmacs if native == 224 else count_gmacs(model, native)
+    model = to_backbone(model)
     model.eval()
     probe = fixed or 224
-    gmacs = count_gmacs(model, 224 if not fixed else fixed) * (224.0 / probe) ** 2
     with torch.no_grad():
         y = model(torch.zeros(2, 3, probe, probe))
     if y.dim() != 2 or y.shape[0] != 2:
         raise ExportError(f"{name}: backbone output is {list(y.shape)}, expected [N, D]")
-    scripted = torch.jit.script(model)
+    scripted, how = to_torchscript(name, model, probe)
     # Check the scripted module trains (train-mode forward + backward), as xfer will use it.
     scripted.train()
     scripted(torch.randn(2, 3, probe, probe)).sum().backward()
@@ -195,6 +240,9 @@ def export(name, out_dir, random_init, force):
         "std": std,
         "feature_dim": int(y.shape[1]),
         "gmacs": round(gmacs, 4),
+        "native_size": native,
+        "gmacs_native": round(gmacs_native, 4),
+        "torchscript": how,
         "sha256": digest,
         "torch_version": torch.__version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -205,7 +253,8 @@ def export(name, out_dir, random_init, force):
         json.dump(meta, f, indent=2)
         f.write("\n")
     os.replace(meta_path + ".tmp", meta_path)
-    print(f"{name}: {pt} (features {meta['feature_dim']}, {meta['gmacs']} GMACs at 224, weights {tag})")
+    print(f"{name}: {pt} (features {meta['feature_dim']}, {meta['gmacs']} GMACs at 224, {meta['gmacs_native']} at "
+          f"{native}, {how}, weights {tag})")
 
 
 def main():
