@@ -89,7 +89,7 @@ void resolve_layouts(spec::Spec& spec) {
           spdlog::warn("{}: dataset \"{}\" ({}): root {} is {}, so its validation split cannot be checked; planned "
                        "as validation = {} from the spec. If the data has a validation split (a val/ folder, a split "
                        "column), the trials run with it get other keys",
-                       d.where.str(), d.name, d.kind, d.root.raw,
+                       d.root.where.str(), d.name, d.kind, d.root.raw,
                        d.root.resolved() ? "not there yet" : "under an unset ${" + d.root.unset_var + "}",
                        name(r.validation));
           break;
