@@ -2,14 +2,9 @@
 // before trials are keyed, and the splits CSV.
 #include "xfer/data/dataset.hpp"
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <numeric>
-#include <set>
-#include <unordered_map>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "kinds/kind_opener.hpp"

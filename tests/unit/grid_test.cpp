@@ -303,14 +303,16 @@ TEST_F(GridFixture, GoldenKeysOfThePaperAndDemoStudies) {
 }
 
 TEST_F(GridFixture, KindSettingsEnterTheKeyAsTheRegistrySays) {
-  grid::TrialConfig t = expand(kSpec)[0].config;
+  grid::TrialConfig t = expand(kSpec)[0].config;  // an aptos trial: the kind settings hold no spec value
+  t.manifest = "manifest.csv";
+  t.split_file = "split.stratified.small.0.csv";
   auto lines = [](grid::TrialConfig c, const std::string& kind) {
     c.kind = kind;
     return c.canonical_text();
   };
   // csv keys its manifest always; melanoma its 2019 switch always; hpa its split file only when not the default,
   // so keys written before the setting existed stay valid; other kinds key none of them.
-  EXPECT_NE(lines(t, "csv").find("\nmanifest=" + t.manifest + "\n"), std::string::npos);
+  EXPECT_NE(lines(t, "csv").find("\nmanifest=manifest.csv\n"), std::string::npos);
   EXPECT_NE(lines(t, "melanoma").find("\nmelanoma_2019=true\n"), std::string::npos);
   EXPECT_EQ(lines(t, "hpa").find("split_file="), std::string::npos);
   t.split_file = "split.other.csv";

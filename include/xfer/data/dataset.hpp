@@ -1,5 +1,8 @@
 // data: the six real-world datasets as users download them (plus ImageFolder, CSV manifests and IDX files), the
 // paper's exact splits, image transforms on OpenCV, and a multi-threaded loader that fills float32 NCHW batches.
+// Each dataset kind's opener is one file, src/data/kinds/<kind>.cpp, listed in kinds/registry.cpp; the kind's facts
+// (metric, flips, seeds, keys) are spec::DatasetKind's. Owns deciding, from the layout on disk, the validation
+// split a spec's datasets run with (resolve_layouts) before their trials are keyed.
 // Knows the spec's dataset settings; nothing of torch, MPI, HDF5 or the trial grid.
 #pragma once
 

@@ -85,9 +85,9 @@ struct DatasetSpec {
   std::string validation;        // "": study.selection; paper (validate on held-out) | holdout (carve from train)
   double val_fraction = 0.1;     // holdout: share of each training class kept for validation
   int64_t val_seed = -1;         // -1: derived from study.seed and the dataset name
-  // Kind-specific.
-  std::string manifest = "manifest.csv";  // csv kind: manifest file under root
-  std::string split_file = "split.stratified.small.0.csv";  // hpa kind: the paper's split file (root or root/splits/hpa)
+  // Kind-specific (spec::KindSetting: the reader fills a kind's own from the spec or the registry's default).
+  std::string manifest;          // csv kind: manifest file under root
+  std::string split_file;        // hpa kind: the paper's split file (root or root/splits/hpa)
   bool melanoma_2019 = true;     // melanoma: add the 2019 challenge images as the paper does
   int64_t limit_train = 0;       // > 0: seeded stratified subsample of train (demo, smoke tests)
   int64_t limit_test = 0;        // > 0: same for the held-out / test set

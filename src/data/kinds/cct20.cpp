@@ -1,6 +1,7 @@
 // data/kinds/cct20: Caltech Camera Traps 20 (ECCV'18 split: train, cis_val, cis_test), "empty" dropped.
 #include <fstream>
 #include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "kind_opener.hpp"

@@ -1,5 +1,4 @@
 // data/kinds/eurosat: EuroSAT RGB as downloaded (2750/<Class>/*.jpg); the paper draws its held-out set (seed 42).
-
 #include "kind_opener.hpp"
 
 namespace xfer::data {

@@ -1,5 +1,6 @@
 // data/kinds/idx: MNIST-format IDX files (train, optional t10k), gzipped or not, held in memory.
 #include <memory>
+
 #include <zlib.h>
 
 #include "kind_opener.hpp"

@@ -1,5 +1,4 @@
 // data/kinds/imagefolder: torchvision's ImageFolder, flat (<class>/<image>) or pre-split (train/, val/, test/).
-
 #include "kind_opener.hpp"
 
 namespace xfer::data {
