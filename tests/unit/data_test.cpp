@@ -510,12 +510,14 @@ TEST_F(Fixtures, EveryRegisteredKindHasExactlyOneOpener) {
 }
 
 TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
-  // Pre-split imagefolder (train/, val/, test/), flat imagefolder, a csv manifest with a split column, IDX, HPA.
+  // Pre-split imagefolder (train/, val/, test/), flat imagefolder, csv manifests with and without a split column,
+  // IDX, HPA.
   TempDir dir;
   dir.write("m.pt", "x");
   const std::string text = layout_spec(dataset_entry("pre", "imagefolder", root("imagefolder_split")) +
                                        dataset_entry("flat", "imagefolder", root("imagefolder")) +
                                        dataset_entry("man", "csv", root("csv")) +
+                                       dataset_entry("multi", "csv", root("csv_multi")) +
                                        dataset_entry("mnist", "idx", root("idx")) +
                                        dataset_entry("atlas", "hpa", root("hpa")));
   const spec::Spec unresolved = spec::load(dir.write("s.toml", text));
@@ -528,7 +530,7 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   }
   const spec::Spec spec = data::with_layouts_resolved(unresolved);
   const auto trials = grid::expand(spec);
-  ASSERT_EQ(trials.size(), 5u);
+  ASSERT_EQ(trials.size(), 6u);
   std::map<std::string, const grid::TrialConfig*> by_dataset;
   for (const auto& t : trials) by_dataset[t.config.dataset] = &t.config;
   // The key of each trial names the split its data is opened with.
@@ -549,8 +551,9 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
     EXPECT_EQ(pre_data.samples[static_cast<size_t>(i)].id.rfind("val/", 0), 0u) << pre_data.samples[static_cast<size_t>(i)].id;
   EXPECT_TRUE(spec.find_dataset("pre")->resolved->layout_checked);
   EXPECT_NE(spec.find_dataset("pre")->resolved->basis.find("val/"), std::string::npos);
-  // The manifest's split column has val rows: fixed as well.
+  // The manifest's split column has val rows: fixed as well; a manifest without one: the spec's selection.
   EXPECT_EQ(by_dataset.at("man")->validation, "fixed");
+  EXPECT_EQ(by_dataset.at("multi")->validation, "paper");
   // Without a val/ folder: the held-out draw as before, with its seed and fraction in the key.
   const std::string flat = by_dataset.at("flat")->canonical_text();
   EXPECT_TRUE(has_line(flat, "validation=paper\nheldout_fraction=0.2\nheldout_seed=0\n")) << flat;
