@@ -68,40 +68,31 @@ void resolve_layouts(spec::Spec& spec) {
     const bool on_disk = d.root.resolved() && fs::is_directory(d.root.path, ec);
     spec::ResolvedValidation r;
     r.layout_checked = on_disk;
-    switch (kind->validation) {
-      case spec::ValidationSource::native:
-        r.validation = Validation::fixed;
-        r.basis = "kind \"" + d.kind + "\" ships its own validation split";
-        break;
-      case spec::ValidationSource::spec:
-        r.validation = spec.requested_validation(d);
-        r.basis = d.validation.empty() ? "study.selection" : "the dataset's `validation`";
-        break;
-      case spec::ValidationSource::layout: {
-        r.validation = spec.requested_validation(d);
-        if (!on_disk) {
-          r.basis = "the spec; the layout was not checked";
-          spdlog::warn("{}: dataset \"{}\" ({}): root {} is {}, so its validation split cannot be checked; planned "
-                       "as validation = {} from the spec. If the data has a validation split (a val/ folder, a split "
-                       "column), the trials run with it get other keys",
-                       d.root.where.str(), d.name, d.kind, d.root.raw,
-                       d.root.resolved() ? "not there yet" : "under an unset ${" + d.root.unset_var + "}",
-                       name(r.validation));
-          break;
-        }
-        const auto split = opener->validation_split(d.root.path, d);
-        if (split) {
-          if (!d.validation.empty() && d.validation != "paper")
-            spdlog::warn("{}: dataset \"{}\": `validation = \"{}\"` is not used: the layout has {}", d.where.str(),
-                         d.name, d.validation, *split);
-          r.validation = Validation::fixed;
-          r.basis = *split;
-        } else {
-          r.basis = "no validation split in the layout; " +
-                    std::string(d.validation.empty() ? "study.selection" : "the dataset's `validation`");
-        }
-        break;
-      }
+    const std::string from_spec = d.validation.empty() ? "study.selection" : "the dataset's `validation`";
+    if (kind->native_validation) {
+      r.validation = Validation::fixed;
+      r.basis = "kind \"" + d.kind + "\" ships its own validation split";
+    } else if (!kind->validation_from_layout) {
+      r.validation = spec.requested_validation(d);
+      r.basis = from_spec;
+    } else if (!on_disk) {
+      r.validation = spec.requested_validation(d);
+      r.basis = from_spec + "; the layout was not checked";
+      spdlog::warn("{}: dataset \"{}\" ({}): root {} is {}, so its validation split cannot be checked; planned as "
+                   "validation = {} from the spec. If the data has a validation split (a val/ folder, a split column), "
+                   "the trials run with it get other keys",
+                   d.root.where.str(), d.name, d.kind, d.root.raw,
+                   d.root.resolved() ? "not there yet" : "under an unset ${" + d.root.unset_var + "}",
+                   name(r.validation));
+    } else if (const auto split = opener->validation_split(d.root.path, d)) {
+      if (!d.validation.empty())
+        spdlog::warn("{}: dataset \"{}\": `validation = \"{}\"` is not used: the layout has {}", d.where.str(), d.name,
+                     d.validation, *split);
+      r.validation = Validation::fixed;
+      r.basis = *split;
+    } else {
+      r.validation = spec.requested_validation(d);
+      r.basis = "no validation split in the layout; " + from_spec;
     }
     d.resolved = r;
   }

@@ -31,26 +31,25 @@ KindSetting melanoma_2019_setting() {
 // ECCV'18 split's image counts (approximate once "empty" is dropped). Used only to plan before data is staged.
 // Melanoma, CCT-20 and HPA do not key heldout_fraction: folds or fixed files decide their split, not a fraction.
 const std::vector<DatasetKind>& dataset_kinds() {
-  using VS = ValidationSource;
   static const std::vector<DatasetKind> kKinds = {
       {"cct20", M::accuracy, {M::accuracy, M::balanced_accuracy, M::log_loss}, Flips::h, -1, 0, false, true, true,
-       15, 13553, 3484, 15827, VS::native, false, {}},
+       15, 13553, 3484, 15827, false, false, {}},
       {"aptos", M::qwk, {M::qwk, M::accuracy, M::balanced_accuracy, M::log_loss}, Flips::h, 414, 0, false, false,
-       true, 5, 2931, 0, 731, VS::spec, true, {}},
+       true, 5, 2931, 0, 731, false, true, {}},
       {"hpa", M::macro_f1, {M::macro_f1, M::log_loss}, Flips::hv, -1, 0, true, true, true, 28, 22582, 5664, 2826,
-       VS::native, false, {split_file_setting()}},
+       false, false, {split_file_setting()}},
       {"melanoma", M::roc_auc, {M::roc_auc, M::accuracy, M::balanced_accuracy, M::log_loss}, Flips::hv, 23, 0,
-       false, false, true, 2, 46766, 0, 11691, VS::spec, false, {melanoma_2019_setting()}},
+       false, false, true, 2, 46766, 0, 11691, false, false, {melanoma_2019_setting()}},
       {"cassava", M::accuracy, {M::accuracy, M::balanced_accuracy, M::log_loss}, Flips::hv, 414, 0, false, false,
-       false, 5, 17120, 0, 4277, VS::spec, true, {}},
+       false, 5, 17120, 0, 4277, false, true, {}},
       {"eurosat", M::accuracy, {M::accuracy, M::balanced_accuracy, M::log_loss}, Flips::none, 42, 224, false,
-       false, false, 10, 21600, 0, 5400, VS::spec, true, {}},
+       false, false, 10, 21600, 0, 5400, false, true, {}},
       {"imagefolder", M::accuracy, {M::accuracy, M::balanced_accuracy, M::qwk, M::roc_auc, M::log_loss}, Flips::h,
-       0, 0, false, false, false, 0, 0, 0, 0, VS::layout, true, {}},
+       0, 0, false, false, false, 0, 0, 0, 0, true, true, {}},
       {"csv", M::accuracy, {M::accuracy, M::balanced_accuracy, M::qwk, M::macro_f1, M::roc_auc, M::log_loss},
-       Flips::h, 0, 0, false, false, false, 0, 0, 0, 0, VS::layout, true, {manifest_setting()}},
+       Flips::h, 0, 0, false, false, false, 0, 0, 0, 0, true, true, {manifest_setting()}},
       {"idx", M::accuracy, {M::accuracy, M::balanced_accuracy, M::qwk, M::roc_auc, M::log_loss}, Flips::none, 0, 0,
-       false, false, false, 0, 0, 0, 0, VS::spec, true, {}},
+       false, false, false, 0, 0, 0, 0, false, true, {}},
   };
   return kKinds;
 }

@@ -696,8 +696,8 @@ Validation Spec::requested_validation(const DatasetSpec& d) const {
 Validation Spec::validation_mode(const DatasetSpec& d) const {
   if (d.resolved) return d.resolved->validation;
   const DatasetKind* k = find_dataset_kind(d.kind);
-  if (k && k->validation == ValidationSource::native) return Validation::fixed;
-  if (k && k->validation == ValidationSource::layout)
+  if (k && k->native_validation) return Validation::fixed;
+  if (k && k->validation_from_layout)
     throw Error::input(d.where.str() + ": dataset \"" + d.name + "\" (" + d.kind +
                        "): its validation split depends on the layout under its root, which has not been resolved "
                        "(data::resolve_layouts must run before trials are keyed or the data is opened)");

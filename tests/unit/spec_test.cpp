@@ -282,7 +282,7 @@ TEST(DatasetKinds, FactsEqualTheCatalogTheyReplaced) {
     EXPECT_EQ(k.default_input_size, b.default_input_size);
     EXPECT_EQ(k.multilabel, b.multilabel);
     EXPECT_EQ(k.native_validation, b.native_validation);
-    EXPECT_EQ(k.validation == spec::ValidationSource::native, b.native_validation);
+    EXPECT_FALSE(k.native_validation && k.validation_from_layout);
     EXPECT_EQ(k.bgr_in_paper, b.bgr_in_paper);
     EXPECT_EQ(k.num_classes, b.num_classes);
     EXPECT_EQ(k.n_train, b.n_train);
@@ -293,7 +293,7 @@ TEST(DatasetKinds, FactsEqualTheCatalogTheyReplaced) {
   EXPECT_EQ(spec::find_dataset_kind("imagefolders"), nullptr);
   // Only the kinds whose layout can carry a validation split are resolved from it.
   for (const auto& k : kinds)
-    EXPECT_EQ(k.validation == spec::ValidationSource::layout, k.kind == "imagefolder" || k.kind == "csv") << k.kind;
+    EXPECT_EQ(k.validation_from_layout, k.kind == "imagefolder" || k.kind == "csv") << k.kind;
 }
 
 TEST_F(SpecFixture, KindSettingsAreReadAsTheRegistryDeclaresThem) {

@@ -16,14 +16,6 @@ namespace xfer::spec {
 
 struct DatasetSpec;
 
-// Where a kind's validation split comes from — the one part of a trial's key that may depend on the data on disk.
-enum class ValidationSource {
-  native,  // the kind ships one (CCT-20 cis_val, HPA val): always `fixed`
-  spec,    // the dataset's `validation`, else study.selection
-  layout,  // `fixed` when the layout has one (an imagefolder val/, a csv split column with val rows), else as `spec`;
-           // data::resolve_layouts decides it before trials are keyed
-};
-
 // A [[dataset]] key that only some kinds accept, the DatasetSpec member it fills, and how it enters the trial key.
 struct KindSetting {
   enum class Type { string, boolean };
@@ -45,12 +37,16 @@ struct DatasetKind {
   long heldout_seed;                 // the paper's seed (-1: fixed split files)
   int default_input_size;            // 0: the grid's
   bool multilabel;
-  bool native_validation;            // has its own validation split (CCT-20 cis_val, HPA val)
+  // Where the validation split comes from — the one part of a trial's key that may depend on the data on disk.
+  // native: the kind ships one (CCT-20 cis_val, HPA val), always `fixed`. Else, from_layout: `fixed` when the layout
+  // has one (an imagefolder val/, a csv split column with val rows; data::resolve_layouts decides before trials are
+  // keyed), otherwise the dataset's `validation`, else study.selection — as it is for every other kind.
+  bool native_validation;
   bool bgr_in_paper;                 // reached the network as BGR in the released code
   int num_classes;                   // 0: read from the data
   // Sizes of the full dataset (train, validation, test) for planning before it is staged; 0: read from the data.
   long n_train, n_val, n_test;
-  ValidationSource validation;       // native exactly when native_validation
+  bool validation_from_layout;
   bool keys_heldout_fraction;        // the held-out draw uses heldout_fraction (not Melanoma's folds), so it is keyed
   std::vector<KindSetting> settings; // the keys only this kind accepts, in canonical-text order
 };

@@ -15,7 +15,7 @@ namespace xfer::data {
 struct KindOpener {
   std::string kind;            // its spec::dataset_kinds() entry
   Dataset (*open)(Builder&);   // reads the layout under the builder's root; ends with Builder::finish
-  // Kinds whose layout decides the validation split (spec::ValidationSource::layout): what in the layout on disk
+  // Kinds whose layout decides the validation split (spec::DatasetKind::validation_from_layout): what in the layout on disk
   // is a validation split ("a val/ folder"), or nullopt when it has none. Must agree with `open`.
   std::optional<std::string> (*validation_split)(const fs::path& root, const spec::DatasetSpec& d);
 };
