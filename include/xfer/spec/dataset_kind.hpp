@@ -37,15 +37,14 @@ struct DatasetKind {
   long heldout_seed;                 // the paper's seed (-1: fixed split files)
   int default_input_size;            // 0: the grid's
   bool multilabel;
-  // Where the validation split comes from — the one part of a trial's key that may depend on the data on disk.
-  // native: the kind ships one (CCT-20 cis_val, HPA val), always `fixed`. Else, from_layout: `fixed` when the layout
-  // has one (an imagefolder val/, a csv split column with val rows; data::resolve_layouts decides before trials are
-  // keyed), otherwise the dataset's `validation`, else study.selection — as it is for every other kind.
-  bool native_validation;
+  bool native_validation;            // ships its own validation split (CCT-20 cis_val, HPA val): always `fixed`
   bool bgr_in_paper;                 // reached the network as BGR in the released code
   int num_classes;                   // 0: read from the data
   // Sizes of the full dataset (train, validation, test) for planning before it is staged; 0: read from the data.
   long n_train, n_val, n_test;
+  // The layout may carry a validation split (an imagefolder val/, a csv split column with val rows): `fixed` when
+  // it does — data::resolve_layouts looks before trials are keyed — else, as for every kind without a native split,
+  // the dataset's `validation`, else study.selection. The one part of a key that depends on the data on disk.
   bool validation_from_layout;
   bool keys_heldout_fraction;        // the held-out draw uses heldout_fraction (not Melanoma's folds), so it is keyed
   std::vector<KindSetting> settings; // the keys only this kind accepts, in canonical-text order
