@@ -13,8 +13,6 @@ bool is_image_file(const fs::path& p) {
   return kExt.count(ext) > 0;
 }
 
-// Collects samples in file order plus what the layout says about splits; problems as they are found.
-
 [[noreturn]] void layout_error(const std::string& kind, const std::string& root, const std::string& expected) {
   throw Error::input(root + ": not a " + kind + " dataset as downloaded: expected " + expected);
 }

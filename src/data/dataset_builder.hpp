@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 
 bool is_image_file(const fs::path& p);
 
+// Collects samples in file order plus what the layout says about splits; problems as they are found.
 class Builder {
  public:
   Builder(const std::string& name, const std::string& kind, const std::string& root, const SplitSettings& s)
