@@ -15,6 +15,7 @@
 #include "commands.hpp"
 #include "sizes.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 
@@ -80,7 +81,7 @@ std::string fmt_num(double v) {
 }  // namespace
 
 int plan(const PlanOptions& o) {
-  const spec::Spec spec = spec::load(o.spec);
+  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
   const auto trials = grid::expand(spec);
   std::map<std::string, Throughput> throughput;
   if (!o.throughput.empty()) throughput = read_throughput(o.throughput);

@@ -19,7 +19,7 @@ int splits(const SplitsOptions& o) {
   data::Dataset d;
   if (!o.spec.empty()) {
     if (o.dataset.empty()) throw Error::input("--spec needs --dataset NAME");
-    const spec::Spec spec = spec::load(o.spec);
+    const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
     const spec::DatasetSpec* ds = spec.find_dataset(o.dataset);
     if (!ds) {
       std::string names;

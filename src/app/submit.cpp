@@ -22,6 +22,7 @@
 #include "sizes.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 #include "xfer/store/store.hpp"
@@ -98,7 +99,7 @@ std::string duration(double s) {
 }  // namespace
 
 int submit(const SubmitOptions& o) {
-  const spec::Spec spec = spec::load(o.spec);
+  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
   const auto trials = grid::expand(spec);
   // The request.
   if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");

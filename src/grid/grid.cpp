@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/spec/catalog.hpp"
+#include "xfer/spec/dataset_kind.hpp"
 
 namespace xfer::grid {
 
@@ -56,17 +58,29 @@ std::string TrialConfig::canonical_head() const {
   c.add("std", num(std[0]) + "," + num(std[1]) + "," + num(std[2]));
   c.add("dataset", dataset).add("kind", kind).add("metric", metric).add("flips", flips).add_bool("bgr_quirk", bgr_quirk);
   c.add("validation", validation);
-  if (validation != "fixed") {
-    if (kind != "melanoma" && kind != "cct20" && kind != "hpa") c.add("heldout_fraction", heldout_fraction);
+  // The kind's registry entry says which split fields it keys (an unknown kind keys them all).
+  const spec::DatasetKind* k = spec::find_dataset_kind(kind);
+  const std::optional<Validation> mode = try_parse<Validation>(validation);
+  if (mode != Validation::fixed) {
+    if (!k || k->keys_heldout_fraction) c.add("heldout_fraction", heldout_fraction);
     c.add_int("heldout_seed", heldout_seed);
   }
-  if (validation == "holdout") c.add("val_fraction", val_fraction).add_int("val_seed", val_seed);
+  if (mode == Validation::holdout) c.add("val_fraction", val_fraction).add_int("val_seed", val_seed);
   if (limit_train > 0) c.add_int("limit_train", limit_train);
   if (limit_test > 0) c.add_int("limit_test", limit_test);
-  if (kind == "melanoma") c.add_bool("melanoma_2019", melanoma_2019);
-  if (kind == "csv") c.add("manifest", manifest);
-  if (kind == "hpa" && split_file != "split.stratified.small.0.csv") c.add("split_file", split_file);
+  if (k)
+    for (const auto& s : k->settings) {
+      const std::string text = kind_setting_text(s.key);
+      if (s.keyed == spec::KindSetting::Keyed::always || text != s.default_text) c.add(s.key.c_str(), text);
+    }
   return c.str();
+}
+
+std::string TrialConfig::kind_setting_text(const std::string& key) const {
+  if (key == "manifest") return manifest;
+  if (key == "split_file") return split_file;
+  if (key == "melanoma_2019") return melanoma_2019 ? "true" : "false";
+  throw Error(fmt::format("dataset kind \"{}\": setting '{}' has no TrialConfig field (add one in grid.hpp)", kind, key));
 }
 
 std::string TrialConfig::canonical_recipe() const {

@@ -61,36 +61,4 @@ const CatalogModel* find_catalog_model(const std::string& name) {
   return nullptr;
 }
 
-// Sizes: APTOS, Cassava and EuroSAT are the paper's draws (per class int(0.2 n_c) held out) on the full
-// downloads; HPA is the fixed split file; Melanoma is 2020 + 2019 with 80 % of the folds in train; CCT-20 is the
-// ECCV'18 split's image counts (approximate once "empty" is dropped). Used only to plan before data is staged.
-const std::vector<DatasetKind>& dataset_kinds() {
-  static const std::vector<DatasetKind> kKinds = {
-      {"cct20", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "h", -1, 0, false, true, true, 15,
-       13553, 3484, 15827},
-      {"aptos", "qwk", {"qwk", "accuracy", "balanced_accuracy", "log_loss"}, "h", 414, 0, false, false, true, 5,
-       2931, 0, 731},
-      {"hpa", "macro_f1", {"macro_f1", "log_loss"}, "hv", -1, 0, true, true, true, 28, 22582, 5664, 2826},
-      {"melanoma", "roc_auc", {"roc_auc", "accuracy", "balanced_accuracy", "log_loss"}, "hv", 23, 0, false, false,
-       true, 2, 46766, 0, 11691},
-      {"cassava", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "hv", 414, 0, false, false, false, 5,
-       17120, 0, 4277},
-      {"eurosat", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "none", 42, 224, false, false, false,
-       10, 21600, 0, 5400},
-      {"imagefolder", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "roc_auc", "log_loss"}, "h", 0, 0,
-       false, false, false, 0, 0, 0, 0},
-      {"csv", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "macro_f1", "roc_auc", "log_loss"}, "h", 0, 0,
-       false, false, false, 0, 0, 0, 0},
-      {"idx", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "roc_auc", "log_loss"}, "none", 0, 0, false,
-       false, false, 0, 0, 0, 0},
-  };
-  return kKinds;
-}
-
-const DatasetKind* find_dataset_kind(const std::string& kind) {
-  for (const auto& k : dataset_kinds())
-    if (k.kind == kind) return &k;
-  return nullptr;
-}
-
 }  // namespace xfer::spec

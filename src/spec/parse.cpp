@@ -13,6 +13,7 @@
 
 #include "xfer/core/error.hpp"
 #include "xfer/spec/catalog.hpp"
+#include "xfer/spec/dataset_kind.hpp"
 #include "xfer/spec/spec.hpp"
 
 namespace fs = std::filesystem;
@@ -328,8 +329,18 @@ class PathResolver {
   fs::path base_;
 };
 
-const std::vector<std::string> kKinds = {"cct20", "aptos", "hpa", "melanoma", "cassava",
-                                         "eurosat", "imagefolder", "csv", "idx"};
+template <class E>
+std::vector<std::string> words(const std::vector<E>& values) {
+  std::vector<std::string> out;
+  for (E v : values) out.push_back(name_str(v));
+  return out;
+}
+template <class E>
+std::vector<std::string> all_words() {
+  std::vector<std::string> out;
+  for (const auto& [v, n] : vocabulary::Names<E>::table) out.emplace_back(n);
+  return out;
+}
 
 void read_mean_std(TableReader& r, std::string_view key, std::array<double, 3>& out, bool positive) {
   auto v = r.numbers(key, positive ? 0.0 : -1e9, 1e9, positive, "an array of 3 numbers" + std::string(positive ? " > 0" : ""));
@@ -421,15 +432,16 @@ DatasetSpec read_dataset(TableReader& r, const PathResolver& paths) {
   DatasetSpec d;
   d.where = r.here();
   d.name = read_name(r, "name", "dataset");
+  const std::vector<std::string> kinds = dataset_kind_names();
   auto kind = r.str("kind");
-  if (!kind) r.fail_missing("kind", one_of(kKinds));
-  d.kind = r.choice("kind", kKinds, "");
+  if (!kind) r.fail_missing("kind", one_of(kinds));
+  d.kind = r.choice("kind", kinds, "");
   const DatasetKind* info = find_dataset_kind(d.kind);
   d.root = paths.resolve_key(r, "root", r.str_req("root", "the dataset's folder as downloaded"));
-  d.metric = r.choice("metric", info->metrics, info->metric);
+  d.metric = r.choice("metric", words(info->metrics), name_str(info->metric));
   if (auto v = r.integer("input_size", 16, 4096)) d.input_size = static_cast<int>(*v);
   else d.input_size = info->default_input_size;
-  d.flips = r.choice("flips", {"none", "h", "hv"}, info->flips);
+  d.flips = r.choice("flips", all_words<Flips>(), name_str(info->flips));
   d.bgr_quirk = r.boolean("bgr_quirk").value_or(false);
   d.strict = r.boolean("strict").value_or(false);
   if (auto v = r.number("heldout_fraction", 0.0, 1.0, true)) {
@@ -445,12 +457,25 @@ DatasetSpec read_dataset(TableReader& r, const PathResolver& paths) {
   d.val_seed = r.integer("val_seed", 0, 4294967295LL).value_or(-1);
   d.limit_train = r.integer("limit_train", 1).value_or(0);
   d.limit_test = r.integer("limit_test", 1).value_or(0);
-  if (r.has("manifest") && d.kind != "csv") r.fail("manifest", "applies only to kind = \"csv\"");
-  if (auto v = r.str("manifest")) d.manifest = *v;
-  if (r.has("split_file") && d.kind != "hpa") r.fail("split_file", "applies only to kind = \"hpa\"");
-  if (auto v = r.str("split_file")) d.split_file = *v;
-  if (r.has("melanoma_2019") && d.kind != "melanoma") r.fail("melanoma_2019", "applies only to kind = \"melanoma\"");
-  d.melanoma_2019 = r.boolean("melanoma_2019").value_or(true);
+  // The kind's own keys, as its registry entry declares them; another kind's key is named as such.
+  for (const auto& s : all_kind_settings()) {
+    const bool mine = std::any_of(info->settings.begin(), info->settings.end(),
+                                  [&](const KindSetting& k) { return k.key == s.key; });
+    if (mine || !r.has(s.key)) continue;
+    std::vector<std::string> owners;
+    for (const auto& k : dataset_kinds())
+      for (const auto& ks : k.settings)
+        if (ks.key == s.key) owners.push_back("kind = \"" + k.kind + "\"");
+    r.fail(s.key, "applies only to " + fmt::format("{}", fmt::join(owners, " or ")));
+  }
+  for (const auto& s : info->settings) {
+    if (s.type == KindSetting::Type::string) {
+      if (auto v = r.str(s.key)) d.*s.text = *v;
+      else d.*s.text = s.default_text;
+    } else {
+      d.*s.flag = r.boolean(s.key).value_or(s.default_text == "true");
+    }
+  }
   if (info->native_validation && r.has("validation"))
     r.fail("validation", "kind \"" + d.kind + "\" has its own validation split; `validation` does not apply");
   r.finish();
@@ -664,11 +689,22 @@ const DatasetSpec* Spec::find_dataset(const std::string& name) const {
     if (d.name == name) return &d;
   return nullptr;
 }
-std::string Spec::validation_of(const DatasetSpec& d) const {
-  const DatasetKind* k = find_dataset_kind(d.kind);
-  if (k && k->native_validation) return "fixed";
-  return d.validation.empty() ? study.selection : d.validation;
+Validation Spec::requested_validation(const DatasetSpec& d) const {
+  return xfer::parse<Validation>(d.validation.empty() ? study.selection : d.validation, d.where.str());
 }
+
+Validation Spec::validation_mode(const DatasetSpec& d) const {
+  if (d.resolved) return d.resolved->validation;
+  const DatasetKind* k = find_dataset_kind(d.kind);
+  if (k && k->native_validation) return Validation::fixed;
+  if (k && k->validation_from_layout)
+    throw Error::input(d.where.str() + ": dataset \"" + d.name + "\" (" + d.kind +
+                       "): its validation split depends on the layout under its root, which has not been resolved "
+                       "(data::resolve_layouts must run before trials are keyed or the data is opened)");
+  return requested_validation(d);
+}
+
+std::string Spec::validation_of(const DatasetSpec& d) const { return name_str(validation_mode(d)); }
 
 int64_t Spec::heldout_seed_of(const DatasetSpec& d) const {
   if (d.heldout_seed >= 0) return d.heldout_seed;

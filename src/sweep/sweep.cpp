@@ -865,7 +865,7 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
   std::vector<store::TrialRow> rows;
   if (mpi.rank() == 0) {
     try {
-      sh.spec = spec::load(o.spec);
+      sh.spec = data::with_layouts_resolved(spec::load(o.spec));
       sh.trials = grid::expand(sh.spec);
       prep = prepare(sh, o);
       lock = std::make_unique<store::WriterLock>(prep.results_path);
@@ -907,7 +907,7 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
   // Every rank expands the same spec (relative paths resolve against the same spec file).
   bmpi::broadcast(world, spec_text, 0);
   if (mpi.rank() != 0) {
-    sh.spec = spec::parse(spec_text, o.spec);
+    sh.spec = data::with_layouts_resolved(spec::parse(spec_text, o.spec));
     sh.trials = grid::expand(sh.spec);
   }
   std::vector<std::string> hosts;
@@ -957,7 +957,7 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
 
 int dry_run(const RunOptions& o, bool json) {
   Shared sh;
-  sh.spec = spec::load(o.spec);
+  sh.spec = data::with_layouts_resolved(spec::load(o.spec));
   sh.trials = grid::expand(sh.spec);
   const std::string path = results_path(o, o.results.empty() ? resolved_or_throw(sh.spec.study.results, "results") : o.results);
   std::vector<bool> in_shard(sh.trials.size(), o.shards <= 1);

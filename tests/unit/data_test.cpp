@@ -16,7 +16,9 @@
 #include "xfer/data/loader.hpp"
 #include "xfer/data/numpy_random.hpp"
 #include "xfer/data/transform.hpp"
+#include "xfer/grid/grid.hpp"
 #include "xfer/spec/catalog.hpp"
+#include "xfer/spec/spec.hpp"
 
 namespace fs = std::filesystem;
 
@@ -483,6 +485,169 @@ TEST(NumpyRandom, LegacySeedAndChoiceMatchNumpy) {
   for (auto v : c.choice_without_replacement(hundred, 5)) mine += std::to_string(v) + " ";
   mine.back() = '\n';
   EXPECT_EQ(mine, r.out);
+}
+
+// ---------------------------------------------------------------- layouts resolved once, before trials are keyed
+
+// A one-model, one-optimizer spec over the given [[dataset]] entries.
+std::string layout_spec(const std::string& datasets, const std::string& selection = "paper") {
+  return "[study]\nname = \"l\"\nresults = \"r.h5\"\nselection = \"" + selection +
+         "\"\n[[model]]\nname = \"m\"\nbackbone = \"m.pt\"\nimagenet_top1 = 70\n" + datasets +
+         "[grid]\nweight_decays = [0]\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [0.001]\n";
+}
+std::string dataset_entry(const std::string& name, const std::string& kind, const std::string& root) {
+  return "[[dataset]]\nname = \"" + name + "\"\nkind = \"" + kind + "\"\nroot = \"" + root + "\"\n";
+}
+bool has_line(const std::string& text, const std::string& prefix) {
+  return text.rfind(prefix, 0) == 0 || text.find("\n" + prefix) != std::string::npos;
+}
+
+TEST_F(Fixtures, EveryRegisteredKindHasExactlyOneOpener) {
+  EXPECT_EQ(data::opener_kinds(), spec::dataset_kind_names());
+  std::set<std::string> layouts;
+  for (const auto& [layout, e] : expected_.items()) layouts.insert(e["kind"].get<std::string>());
+  for (const auto& k : spec::dataset_kind_names()) EXPECT_TRUE(layouts.count(k)) << k << " has no fixture layout";
+}
+
+TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
+  // Pre-split imagefolder (train/, val/, test/), flat imagefolder, csv manifests with and without a split column,
+  // IDX, HPA.
+  TempDir dir;
+  dir.write("m.pt", "x");
+  const std::string text = layout_spec(dataset_entry("pre", "imagefolder", root("imagefolder_split")) +
+                                       dataset_entry("flat", "imagefolder", root("imagefolder")) +
+                                       dataset_entry("man", "csv", root("csv")) +
+                                       dataset_entry("multi", "csv", root("csv_multi")) +
+                                       dataset_entry("mnist", "idx", root("idx")) +
+                                       dataset_entry("atlas", "hpa", root("hpa")));
+  const spec::Spec unresolved = spec::load(dir.write("s.toml", text));
+  try {
+    grid::expand(unresolved);
+    FAIL() << "an unresolved imagefolder must not be keyed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dataset \"pre\" (imagefolder)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("resolve_layouts"), std::string::npos) << e.what();
+  }
+  const spec::Spec spec = data::with_layouts_resolved(unresolved);
+  const auto trials = grid::expand(spec);
+  ASSERT_EQ(trials.size(), 6u);
+  std::map<std::string, const grid::TrialConfig*> by_dataset;
+  for (const auto& t : trials) by_dataset[t.config.dataset] = &t.config;
+  // The key of each trial names the split its data is opened with.
+  for (const auto& t : trials) {
+    SCOPED_TRACE(t.config.dataset);
+    const data::Dataset d = data::open(spec, spec.datasets[t.dataset_index]);
+    EXPECT_EQ(d.validation, t.config.validation);
+    EXPECT_TRUE(has_line(t.config.canonical_text(), "validation=" + d.validation + "\n"));
+  }
+  // Pre-split: keyed fixed, without the held-out draw it does not make, and trains on its val/ folder.
+  const std::string pre = by_dataset.at("pre")->canonical_text();
+  EXPECT_TRUE(has_line(pre, "validation=fixed\n")) << pre;
+  EXPECT_FALSE(has_line(pre, "heldout_seed=")) << pre;
+  EXPECT_FALSE(has_line(pre, "heldout_fraction=")) << pre;
+  const data::Dataset pre_data = data::open(spec, *spec.find_dataset("pre"));
+  EXPECT_EQ(pre_data.indices(data::Split::val).size(), expected_["imagefolder_split"]["val"].get<size_t>());
+  for (int64_t i : pre_data.indices(data::Split::val))
+    EXPECT_EQ(pre_data.samples[static_cast<size_t>(i)].id.rfind("val/", 0), 0u) << pre_data.samples[static_cast<size_t>(i)].id;
+  EXPECT_TRUE(spec.find_dataset("pre")->resolved->layout_checked);
+  EXPECT_NE(spec.find_dataset("pre")->resolved->basis.find("val/"), std::string::npos);
+  // The manifest's split column has val rows: fixed as well; a manifest without one: the spec's selection.
+  EXPECT_EQ(by_dataset.at("man")->validation, "fixed");
+  EXPECT_EQ(by_dataset.at("multi")->validation, "paper");
+  // Without a val/ folder: the held-out draw as before, with its seed and fraction in the key.
+  const std::string flat = by_dataset.at("flat")->canonical_text();
+  EXPECT_TRUE(has_line(flat, "validation=paper\nheldout_fraction=0.2\nheldout_seed=0\n")) << flat;
+  EXPECT_EQ(by_dataset.at("mnist")->validation, "paper");
+  EXPECT_EQ(by_dataset.at("atlas")->validation, "fixed");
+
+  // study.selection = "holdout": the flat imagefolder carves from train; the pre-split one keeps its val/.
+  const spec::Spec holdout = data::with_layouts_resolved(spec::load(dir.write("h.toml", layout_spec(
+      dataset_entry("pre", "imagefolder", root("imagefolder_split")) +
+      dataset_entry("flat", "imagefolder", root("imagefolder")), "holdout"))));
+  for (const auto& t : grid::expand(holdout)) {
+    SCOPED_TRACE(t.config.dataset);
+    const data::Dataset d = data::open(holdout, holdout.datasets[t.dataset_index]);
+    EXPECT_EQ(d.validation, t.config.validation);
+    EXPECT_EQ(t.config.validation, t.config.dataset == "pre" ? "fixed" : "holdout");
+    EXPECT_EQ(has_line(t.config.canonical_text(), "val_seed="), t.config.dataset == "flat");
+  }
+}
+
+TEST_F(Fixtures, ALayoutThatChangesAfterResolutionIsRefusedByName) {
+  TempDir dir;
+  dir.write("m.pt", "x");
+  fs::copy(root("imagefolder_split"), dir / "pre", fs::copy_options::recursive);
+  fs::copy(root("imagefolder_split"), dir / "grows", fs::copy_options::recursive);
+  fs::remove_all(dir / "grows" / "val");
+  spec::Spec spec = spec::load(dir.write("s.toml", layout_spec(dataset_entry("pre", "imagefolder", "pre") +
+                                                              dataset_entry("grows", "imagefolder", "grows"))));
+  data::resolve_layouts(spec);
+  ASSERT_EQ(spec.validation_of(*spec.find_dataset("pre")), "fixed");
+  ASSERT_EQ(spec.validation_of(*spec.find_dataset("grows")), "paper");
+  // Between plan and run: one loses its val/ folder, the other gains one.
+  fs::remove_all(dir / "pre" / "val");
+  fs::copy(root("imagefolder_split") + "/val", dir / "grows" / "val", fs::copy_options::recursive);
+  for (const char* name : {"pre", "grows"}) {
+    SCOPED_TRACE(name);
+    try {
+      data::open(spec, *spec.find_dataset(name));
+      FAIL() << "expected the changed layout to be refused";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("dataset \"" + std::string(name) + "\" (imagefolder)"), std::string::npos) << what;
+      EXPECT_NE(what.find("changed between planning and running"), std::string::npos) << what;
+      EXPECT_EQ(e.kind(), Error::Kind::input);
+    }
+  }
+  // Resolved again, the new layouts open, under the split they now have.
+  data::resolve_layouts(spec);
+  EXPECT_EQ(data::open(spec, *spec.find_dataset("pre")).validation, "paper");
+  EXPECT_EQ(data::open(spec, *spec.find_dataset("grows")).validation, "fixed");
+}
+
+TEST_F(Fixtures, PlanningBeforeTheDataIsStagedKeysPaperKindsFromTheirKind) {
+  TempDir dir;
+  dir.write("m.pt", "x");
+  ::unsetenv("XFER_TEST_UNSTAGED");
+  const std::string text = layout_spec(dataset_entry("ap", "aptos", "${XFER_TEST_UNSTAGED}/aptos") +
+                                       dataset_entry("atlas", "hpa", "${XFER_TEST_UNSTAGED}/hpa") +
+                                       dataset_entry("folder", "imagefolder", "${XFER_TEST_UNSTAGED}/f"));
+  const spec::Spec unresolved = spec::load(dir.write("s.toml", text));
+  const spec::Spec spec = data::with_layouts_resolved(unresolved);
+  const auto trials = grid::expand(spec);
+  ASSERT_EQ(trials.size(), 3u);
+  for (const auto& d : spec.datasets) EXPECT_FALSE(d.resolved->layout_checked) << d.name;
+  EXPECT_EQ(trials[0].config.validation, "paper");
+  EXPECT_EQ(trials[1].config.validation, "fixed");
+  EXPECT_EQ(trials[2].config.validation, "paper") << "generic kinds fall back to study.selection";
+  // The paper kinds' keys do not depend on resolution: the same as expanding them unresolved.
+  spec::Spec paper_only = unresolved;
+  paper_only.datasets.pop_back();
+  const auto unresolved_trials = grid::expand(paper_only);
+  ASSERT_EQ(unresolved_trials.size(), 2u);
+  EXPECT_EQ(unresolved_trials[0].key, trials[0].key);
+  EXPECT_EQ(unresolved_trials[1].key, trials[1].key);
+  // `xfer plan` says that it could not check the generic kind's layout.
+  const Result r = run(quote(xfer()) + " plan s.toml", dir.str());
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("dataset \"folder\" (imagefolder)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cannot be checked"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("dataset \"ap\""), std::string::npos) << r.err;
+}
+
+TEST_F(Fixtures, PlanAndSplitsReportTheResolvedValidation) {
+  TempDir dir;
+  dir.write("m.pt", "x");
+  dir.write("s.toml", layout_spec(dataset_entry("pre", "imagefolder", root("imagefolder_split"))));
+  const Result plan = run(quote(xfer()) + " plan s.toml --json", dir.str());
+  ASSERT_EQ(plan.status, 0) << plan.err;
+  const auto j = nlohmann::json::parse(plan.out);
+  EXPECT_EQ(j["datasets"][0]["validation"], "fixed");
+  const Result splits = run(quote(xfer()) + " splits --spec s.toml --dataset pre --json", dir.str());
+  ASSERT_EQ(splits.status, 0) << splits.err;
+  const auto sj = nlohmann::json::parse(splits.out);
+  EXPECT_EQ(sj["validation"], "fixed");
+  EXPECT_EQ(sj["val"].get<size_t>(), expected_["imagefolder_split"]["val"].get<size_t>());
 }
 
 }  // namespace

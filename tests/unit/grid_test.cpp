@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "support/tempdir.hpp"
+#include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
@@ -264,6 +265,63 @@ TEST_F(GridFixture, CatalogSizesFollowTheSelectionRule) {
   EXPECT_EQ(holdout.n_val, 293);
   EXPECT_EQ(holdout.n_train, 2931 - 293);
   EXPECT_FALSE(holdout.val_is_test);
+}
+
+// The trial keys of the shipped studies, recorded with the build before the dataset-kind registry: the paper's
+// 2280 trials (planned before staging: every root under an unset ${XFER_DATA}) and the demo's 8 (its catalog
+// backbones without export sidecars, so weights come from the catalog).
+std::string digest_of_keys(const std::vector<grid::Trial>& trials) {
+  std::string all;
+  for (const auto& t : trials) all += t.key.str() + "\n";
+  return sha256_hex(all);
+}
+
+TEST_F(GridFixture, GoldenKeysOfThePaperAndDemoStudies) {
+  ::unsetenv("XFER_DATA");
+  ::unsetenv("XFER_MODELS");
+  ::unsetenv("XFER_RESULTS");
+  const auto paper = grid::expand(spec::load(std::string(XFER_SOURCE_DIR) + "/inputs/paper.toml"));
+  ASSERT_EQ(paper.size(), 2280u);
+  EXPECT_EQ(paper.front().key.str(), "4b1b3dba36a30aec");
+  EXPECT_EQ(paper.back().key.str(), "0877764c2274fd75");
+  EXPECT_EQ(digest_of_keys(paper), "dfb403d1cf4c3ba444ddf927df56d5e7a84f23a728d108bfd0f785cd772b899f");
+
+  // The demo's own text, its dataset root pointed at an empty folder (roots are not part of a key).
+  std::string demo = read_file(std::string(XFER_SOURCE_DIR) + "/inputs/demo.toml");
+  const std::string root = "root = \"/usr/share/datasets/fashion-mnist\"";
+  ASSERT_NE(demo.find(root), std::string::npos);
+  demo.replace(demo.find(root), root.size(), "root = \"data\"");
+  for (const char* m : {"squeezenet1_1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "densenet121"})
+    dir.write(std::string("demo_models/") + m + ".pt", "x");
+  ::setenv("XFER_DEMO_MODELS", (dir / "demo_models").c_str(), 1);
+  const auto trials = grid::expand(spec::load(dir.write("demo.toml", demo)));
+  ::unsetenv("XFER_DEMO_MODELS");
+  ASSERT_EQ(trials.size(), 8u);
+  EXPECT_EQ(trials.front().key.str(), "2ba8612cd7b1dcdb");
+  EXPECT_EQ(trials.back().key.str(), "2d0e75bb6b1876b7");
+  EXPECT_EQ(digest_of_keys(trials), "acab6e6a6f447d6f22119f597f42194039e87aa2c83c8a8f1a5f3c6eb69aff45");
+}
+
+TEST_F(GridFixture, KindSettingsEnterTheKeyAsTheRegistrySays) {
+  grid::TrialConfig t = expand(kSpec)[0].config;  // an aptos trial: the kind settings hold no spec value
+  t.manifest = "manifest.csv";
+  t.split_file = "split.stratified.small.0.csv";
+  auto lines = [](grid::TrialConfig c, const std::string& kind) {
+    c.kind = kind;
+    return c.canonical_text();
+  };
+  // csv keys its manifest always; melanoma its 2019 switch always; hpa its split file only when not the default,
+  // so keys written before the setting existed stay valid; other kinds key none of them.
+  EXPECT_NE(lines(t, "csv").find("\nmanifest=manifest.csv\n"), std::string::npos);
+  EXPECT_NE(lines(t, "melanoma").find("\nmelanoma_2019=true\n"), std::string::npos);
+  EXPECT_EQ(lines(t, "hpa").find("split_file="), std::string::npos);
+  t.split_file = "split.other.csv";
+  EXPECT_NE(lines(t, "hpa").find("\nsplit_file=split.other.csv\n"), std::string::npos);
+  for (const char* key : {"manifest=", "melanoma_2019=", "split_file="})
+    EXPECT_EQ(lines(t, "aptos").find(key), std::string::npos) << key;
+  // Melanoma's folds and the fixed kinds do not use heldout_fraction; the other held-out draws do.
+  EXPECT_EQ(lines(t, "melanoma").find("heldout_fraction="), std::string::npos);
+  EXPECT_NE(lines(t, "cassava").find("heldout_fraction="), std::string::npos);
 }
 
 }  // namespace

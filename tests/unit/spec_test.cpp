@@ -1,11 +1,13 @@
 // The spec reader: defaults, the catalog, overrides, paths and variables.
 #include <cstdlib>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
 #include "support/tempdir.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/spec/catalog.hpp"
+#include "xfer/spec/dataset_kind.hpp"
 #include "xfer/spec/spec.hpp"
 
 namespace xfer::test {
@@ -229,6 +231,123 @@ TEST(Catalog, NineteenModelsInTop1Order) {
     EXPECT_GT(x.gmacs, 0) << x.name;
     EXPECT_GT(x.feature_dim, 0) << x.name;
   }
+}
+
+// The dataset-kind registry holds exactly the facts the catalog table held before it (copied from that table):
+// moving them must not change a metric, a seed, a flip or a size.
+TEST(DatasetKinds, FactsEqualTheCatalogTheyReplaced) {
+  struct Before {
+    const char* kind;
+    const char* metric;
+    std::vector<std::string> metrics;
+    const char* flips;
+    long heldout_seed;
+    int default_input_size;
+    bool multilabel, native_validation, bgr_in_paper;
+    int num_classes;
+    long n_train, n_val, n_test;
+  };
+  const std::vector<Before> before = {
+      {"cct20", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "h", -1, 0, false, true, true, 15,
+       13553, 3484, 15827},
+      {"aptos", "qwk", {"qwk", "accuracy", "balanced_accuracy", "log_loss"}, "h", 414, 0, false, false, true, 5,
+       2931, 0, 731},
+      {"hpa", "macro_f1", {"macro_f1", "log_loss"}, "hv", -1, 0, true, true, true, 28, 22582, 5664, 2826},
+      {"melanoma", "roc_auc", {"roc_auc", "accuracy", "balanced_accuracy", "log_loss"}, "hv", 23, 0, false, false,
+       true, 2, 46766, 0, 11691},
+      {"cassava", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "hv", 414, 0, false, false, false, 5,
+       17120, 0, 4277},
+      {"eurosat", "accuracy", {"accuracy", "balanced_accuracy", "log_loss"}, "none", 42, 224, false, false, false,
+       10, 21600, 0, 5400},
+      {"imagefolder", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "roc_auc", "log_loss"}, "h", 0, 0,
+       false, false, false, 0, 0, 0, 0},
+      {"csv", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "macro_f1", "roc_auc", "log_loss"}, "h", 0, 0,
+       false, false, false, 0, 0, 0, 0},
+      {"idx", "accuracy", {"accuracy", "balanced_accuracy", "qwk", "roc_auc", "log_loss"}, "none", 0, 0, false,
+       false, false, 0, 0, 0, 0},
+  };
+  const auto& kinds = spec::dataset_kinds();
+  ASSERT_EQ(kinds.size(), before.size());
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    const auto& k = kinds[i];
+    const auto& b = before[i];
+    SCOPED_TRACE(b.kind);
+    EXPECT_EQ(k.kind, b.kind);
+    EXPECT_EQ(name_str(k.metric), b.metric);
+    std::vector<std::string> metrics;
+    for (Metric m : k.metrics) metrics.push_back(name_str(m));
+    EXPECT_EQ(metrics, b.metrics);
+    EXPECT_EQ(name_str(k.flips), b.flips);
+    EXPECT_EQ(k.heldout_seed, b.heldout_seed);
+    EXPECT_EQ(k.default_input_size, b.default_input_size);
+    EXPECT_EQ(k.multilabel, b.multilabel);
+    EXPECT_EQ(k.native_validation, b.native_validation);
+    EXPECT_FALSE(k.native_validation && k.validation_from_layout);
+    EXPECT_EQ(k.bgr_in_paper, b.bgr_in_paper);
+    EXPECT_EQ(k.num_classes, b.num_classes);
+    EXPECT_EQ(k.n_train, b.n_train);
+    EXPECT_EQ(k.n_val, b.n_val);
+    EXPECT_EQ(k.n_test, b.n_test);
+    EXPECT_EQ(spec::find_dataset_kind(b.kind), &k);
+  }
+  EXPECT_EQ(spec::find_dataset_kind("imagefolders"), nullptr);
+  // Only the kinds whose layout can carry a validation split are resolved from it.
+  for (const auto& k : kinds)
+    EXPECT_EQ(k.validation_from_layout, k.kind == "imagefolder" || k.kind == "csv") << k.kind;
+}
+
+TEST_F(SpecFixture, KindSettingsAreReadAsTheRegistryDeclaresThem) {
+  const Spec s = parse(std::string(kMinimal) + R"(
+[[dataset]]
+name = "man"
+kind = "csv"
+root = "data/b"
+manifest = "list.csv"
+[[dataset]]
+name = "mel"
+kind = "melanoma"
+root = "data/b"
+melanoma_2019 = false
+[[dataset]]
+name = "atlas"
+kind = "hpa"
+root = "data/b"
+)");
+  EXPECT_EQ(s.find_dataset("man")->manifest, "list.csv");
+  EXPECT_FALSE(s.find_dataset("mel")->melanoma_2019);
+  EXPECT_EQ(s.find_dataset("atlas")->split_file, "split.stratified.small.0.csv") << "the registry's default";
+  for (const auto& [key, value, owner] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"manifest", "\"m.csv\"", "kind = \"csv\""},
+           {"split_file", "\"s.csv\"", "kind = \"hpa\""},
+           {"melanoma_2019", "true", "kind = \"melanoma\""}}) {
+    std::string text = kMinimal;
+    text.replace(text.find("root = \"data/a\""), 15, "root = \"data/a\"\n" + key + " = " + value);
+    try {
+      parse(text);
+      ADD_FAILURE() << key << " on an imagefolder was accepted";
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("s.toml:13: key 'dataset[0]." + key + "'"), std::string::npos) << what;
+      EXPECT_NE(what.find("applies only to " + owner), std::string::npos) << what;
+    }
+  }
+  std::string bad = std::string(kMinimal) + "[[dataset]]\nname = \"mel\"\nkind = \"melanoma\"\nroot = \"data/b\"\n"
+                    "melanoma_2019 = \"yes\"\n";
+  try {
+    parse(bad);
+    ADD_FAILURE() << "a string melanoma_2019 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'dataset[1].melanoma_2019': expected true or false"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(SpecFixture, AnUnresolvedLayoutKindHasNoValidationYet) {
+  Spec s = parse(kMinimal);
+  EXPECT_THROW(s.validation_of(s.datasets[0]), Error) << "imagefolder: the layout decides";
+  s.datasets[0].resolved = spec::ResolvedValidation{Validation::fixed, true, "a val/ folder beside train/"};
+  EXPECT_EQ(s.validation_of(s.datasets[0]), "fixed");
+  EXPECT_EQ(s.requested_validation(s.datasets[0]), Validation::paper);
 }
 
 }  // namespace

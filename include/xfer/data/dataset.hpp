@@ -1,5 +1,8 @@
 // data: the six real-world datasets as users download them (plus ImageFolder, CSV manifests and IDX files), the
 // paper's exact splits, image transforms on OpenCV, and a multi-threaded loader that fills float32 NCHW batches.
+// Each dataset kind's opener is one file, src/data/kinds/<kind>.cpp, listed in kinds/registry.cpp; the kind's facts
+// (metric, flips, seeds, keys) are spec::DatasetKind's. Owns deciding, from the layout on disk, the validation
+// split a spec's datasets run with (resolve_layouts) before their trials are keyed.
 // Knows the spec's dataset settings; nothing of torch, MPI, HDF5 or the trial grid.
 #pragma once
 
@@ -57,6 +60,10 @@ struct SplitSettings {
   std::string manifest = "manifest.csv";   // csv kind
   std::string split_file = "split.stratified.small.0.csv";  // hpa kind
   bool strict = false;                      // a problem is an error instead of a skipped, reported sample
+  // Set when `validation` was resolved from the layout before trials were keyed (spec::ResolvedValidation):
+  // opening then refuses a layout that no longer agrees instead of silently running another split.
+  bool layout_checked = false;
+  std::string resolved_basis;               // why it was resolved so, for that error
 };
 
 struct Dataset {
@@ -83,6 +90,17 @@ struct Dataset {
 // skipped and listed in `problems`; with settings.strict they raise Error naming the file and line. A root that
 // does not exist or matches no known layout of its kind raises Error (input) saying what was looked for.
 Dataset open(const std::string& name, const std::string& kind, const std::string& root, const SplitSettings& s);
+
+// Decides, once and before trials are keyed, the validation every dataset of the spec will run with, and writes it
+// into DatasetSpec::resolved: the kind's own split (CCT-20, HPA), the spec's `validation` / study.selection, or —
+// for kinds whose layout decides (imagefolder, csv) — `fixed` when the layout on disk has a validation split.
+// A root that is unset or not there yet (planning before the data is staged) falls back to the spec's mode with
+// a warning. Every caller that expands the grid or opens data from a spec calls this first.
+void resolve_layouts(spec::Spec& spec);
+spec::Spec with_layouts_resolved(spec::Spec spec);
+
+// The kinds that have an opener, in registry order (the same as spec::dataset_kind_names()).
+std::vector<std::string> opener_kinds();
 
 // The split settings a spec gives a dataset (the same for every trial on it), and the dataset opened with them.
 SplitSettings split_settings(const spec::Spec& spec, const spec::DatasetSpec& d);

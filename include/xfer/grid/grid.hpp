@@ -83,6 +83,8 @@ struct TrialConfig {
   std::string canonical_head() const;    // the lines a (model, dataset) cell fixes
   std::string canonical_recipe() const;  // the recipe's lines
   std::string canonical_tail() const;    // epochs, batch size, precision
+  // A kind-specific setting (spec::KindSetting::key) as its canonical text; Error for a key without a field here.
+  std::string kind_setting_text(const std::string& key) const;
   TrialKey key() const;
 };
 

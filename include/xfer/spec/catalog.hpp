@@ -1,10 +1,12 @@
-// spec/catalog: what xfer knows without being told — the paper's 19 models (metadata, not weights) and the
-// dataset kinds (their metric, flips, seeds, split shape and, for planning before the data is staged, sizes).
+// spec/catalog: what xfer knows without being told — the paper's 19 models (metadata, not weights). The dataset
+// kinds are in spec/dataset_kind.hpp (included here for the callers that look both up).
 #pragma once
 
 #include <array>
 #include <string>
 #include <vector>
+
+#include "xfer/spec/dataset_kind.hpp"
 
 namespace xfer::spec {
 
@@ -25,23 +27,5 @@ struct CatalogModel {
 // The paper's 19 models in order of ImageNet top-1.
 const std::vector<CatalogModel>& paper_models();
 const CatalogModel* find_catalog_model(const std::string& name);
-
-struct DatasetKind {
-  std::string kind;
-  std::string metric;                // the competition's metric
-  std::vector<std::string> metrics;  // those that make sense for it
-  std::string flips;                 // the paper's train-time flips
-  long heldout_seed;                 // the paper's seed (-1: fixed split files)
-  int default_input_size;            // 0: the grid's
-  bool multilabel;
-  bool native_validation;            // has its own validation split (CCT-20 cis_val, HPA val)
-  bool bgr_in_paper;                 // reached the network as BGR in the released code
-  int num_classes;                   // 0: read from the data
-  // Sizes of the full dataset (train, validation, test) for planning before it is staged; 0: read from the data.
-  long n_train, n_val, n_test;
-};
-
-const std::vector<DatasetKind>& dataset_kinds();
-const DatasetKind* find_dataset_kind(const std::string& kind);
 
 }  // namespace xfer::spec

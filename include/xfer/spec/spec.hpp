@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
+
 namespace xfer::spec {
 
 // Where a value came from: "inputs/paper.toml:12: key 'grid.epochs'".
@@ -60,6 +62,14 @@ struct ModelSpec {
   Location where;
 };
 
+// The validation a dataset will run with, decided once before trials are keyed (data::resolve_layouts): from the
+// kind (CCT-20, HPA: fixed; APTOS..EuroSAT, IDX: the spec's) or, for kinds whose layout decides, from the layout.
+struct ResolvedValidation {
+  Validation validation = Validation::paper;
+  bool layout_checked = false;  // the layout was inspected: data::open refuses a layout that no longer matches
+  std::string basis;            // why, for `xfer plan` and error messages ("a val/ folder", "the kind", ...)
+};
+
 struct DatasetSpec {
   std::string name;
   std::string kind;              // cct20 | aptos | hpa | melanoma | cassava | eurosat | imagefolder | csv | idx
@@ -75,12 +85,13 @@ struct DatasetSpec {
   std::string validation;        // "": study.selection; paper (validate on held-out) | holdout (carve from train)
   double val_fraction = 0.1;     // holdout: share of each training class kept for validation
   int64_t val_seed = -1;         // -1: derived from study.seed and the dataset name
-  // Kind-specific.
-  std::string manifest = "manifest.csv";  // csv kind: manifest file under root
-  std::string split_file = "split.stratified.small.0.csv";  // hpa kind: the paper's split file (root or root/splits/hpa)
+  // Kind-specific (spec::KindSetting: the reader fills a kind's own from the spec or the registry's default).
+  std::string manifest;          // csv kind: manifest file under root
+  std::string split_file;        // hpa kind: the paper's split file (root or root/splits/hpa)
   bool melanoma_2019 = true;     // melanoma: add the 2019 challenge images as the paper does
   int64_t limit_train = 0;       // > 0: seeded stratified subsample of train (demo, smoke tests)
   int64_t limit_test = 0;        // > 0: same for the held-out / test set
+  std::optional<ResolvedValidation> resolved;  // set by data::resolve_layouts; the key and the data use it
   Location where;
 };
 
@@ -133,9 +144,14 @@ struct Spec {
 
   const ModelSpec* find_model(const std::string& name) const;
   const DatasetSpec* find_dataset(const std::string& name) const;
-  // The validation mode in force for a dataset: "fixed" where the dataset has its own validation split,
-  // else the dataset's `validation`, else study.selection.
+  // The validation mode in force for a dataset: the resolved one (data::resolve_layouts); unresolved, "fixed" for
+  // kinds with their own validation split, else the dataset's `validation`, else study.selection. Throws
+  // xfer::Error for an unresolved dataset whose kind lets the layout decide (imagefolder, csv): keying it from the
+  // spec alone is how an imagefolder with val/ came to be keyed `paper` while training on its val/ split.
+  Validation validation_mode(const DatasetSpec& d) const;
   std::string validation_of(const DatasetSpec& d) const;
+  // The mode the spec asks for, the layout aside: the dataset's `validation`, else study.selection.
+  Validation requested_validation(const DatasetSpec& d) const;
   // The seeds in force for a dataset: its own, else the kind's paper seed (held-out draw), else derived from
   // study.seed and the dataset's name (holdout carve).
   int64_t heldout_seed_of(const DatasetSpec& d) const;
