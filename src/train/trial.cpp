@@ -90,6 +90,16 @@ Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment
   return r;
 }
 
+std::string cuda_version_text(long v) {
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
+
+std::string cudnn_version_text(long v) {
+  const long major = v >= 90000 ? v / 10000 : v / 1000;
+  const long minor = v >= 90000 ? v % 10000 / 100 : v % 1000 / 100;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
+}
+
 Backend backend() {
   Backend b;
   module().backend(&b);

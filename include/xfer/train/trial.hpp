@@ -105,10 +105,17 @@ void remove_trial_checkpoints(const std::string& checkpoint_dir, bool keep_best_
 // node (OMPI_COMM_WORLD_LOCAL_SIZE / SLURM_NTASKS_PER_NODE), at least 1 — never oversubscribed.
 int default_threads();
 
-// Information about the training backend for provenance: LibTorch version, CUDA, cuDNN, devices.
+// Information about the training backend for provenance: LibTorch version, CUDA, cuDNN, devices. The CUDA and
+// cuDNN versions are those LibTorch was built with (e.g. "12.1", "8.9.2"), "none (CPU build)" without them.
 struct Backend {
   std::string torch_version, cuda_version, cudnn_version, devices;
 };
 Backend backend();
+
+// Version numbers as the libraries encode them, as text: CUDART_VERSION (major·1000 + minor·10: 12010 → "12.1"),
+// CUDNN_VERSION (before 9: major·1000 + minor·100 + patch, 8902 → "8.9.2"; from 9: major·10000 + minor·100 + patch,
+// 90100 → "9.1.0").
+std::string cuda_version_text(long cudart_version);
+std::string cudnn_version_text(long cudnn_version);
 
 }  // namespace xfer::train
