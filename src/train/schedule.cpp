@@ -6,14 +6,7 @@
 namespace xfer::train {
 
 LearningRateSchedule LearningRateSchedule::of(const grid::TrialConfig& t, Schedule kind) {
-  LearningRateSchedule s;
-  s.kind = kind;
-  s.base = t.lr;
-  s.epochs = t.epochs;
-  s.warmup_epochs = t.warmup_epochs;
-  s.milestones = t.step_milestones;
-  s.gamma = t.step_gamma;
-  return s;
+  return {kind, t.lr, t.epochs, t.warmup_epochs, t.step_milestones, t.step_gamma};
 }
 
 double learning_rate(const LearningRateSchedule& s, int epoch, int64_t step, int64_t steps_per_epoch) {
