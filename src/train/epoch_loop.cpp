@@ -75,6 +75,7 @@ class EpochLoop {
     engine_ = factory.make(EngineContext{t_, choices_, d_, env_, g_, key_});
     r.threads = engine_->threads();
     r.device = engine_->device();
+    engine_->prepare();
     r.parameters = engine_->parameters();
     r.feature_dim = engine_->feature_dim();
     if (engine_->scales_loss()) loss_scale_ = LossScale::fp16();

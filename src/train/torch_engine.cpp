@@ -37,8 +37,7 @@ int64_t peak_rss_bytes() {
 
 class TorchEngine final : public Engine {
  public:
-  explicit TorchEngine(const EngineContext& c) : group_(&c.group) {
-    const auto& t = c.trial;
+  explicit TorchEngine(const EngineContext& c) : context_(c), group_(&c.group) {
     threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
     torch::set_num_threads(threads_);
     device_ = model::choose_device(c.env.device, c.env.local_rank);
@@ -57,6 +56,16 @@ class TorchEngine final : public Engine {
       if (!(v && std::string(v) == "0") && !model::keep_host_memory())
         log::debug("glibc's malloc not tunable here: freed activations go back to the kernel");
     }
+    step_.criterion.multilabel = c.data.multilabel;
+    step_.criterion.classes = c.data.num_classes();
+    step_.criterion.label_smoothing = c.trial.label_smoothing;
+    step_.criterion.device = device_;
+    exchange_ = std::make_unique<GroupGradientExchange>(c.group, device_);
+  }
+
+  void prepare() override {
+    const auto& c = context_;
+    const auto& t = c.trial;
     model_ = std::make_unique<model::Classifier>(c.env.backbone, t.input_size, c.data.num_classes(),
                                                  static_cast<uint64_t>(t.seed));
     if (!c.env.head_init.empty()) model_->load_head(c.env.head_init);
@@ -72,11 +81,6 @@ class TorchEngine final : public Engine {
       opt_ = std::make_unique<torch::optim::SGD>(
           params_, torch::optim::SGDOptions(t.lr).momentum(t.momentum).nesterov(t.nesterov).weight_decay(wd));
     torch::manual_seed(static_cast<uint64_t>(t.seed) + 1);  // dropout inside backbones
-    step_.criterion.multilabel = c.data.multilabel;
-    step_.criterion.classes = c.data.num_classes();
-    step_.criterion.label_smoothing = t.label_smoothing;
-    step_.criterion.device = device_;
-    exchange_ = std::make_unique<GroupGradientExchange>(c.group, device_);
   }
 
   std::string device() const override { return device_.str(); }
@@ -232,6 +236,8 @@ class TorchEngine final : public Engine {
   }
 
  private:
+  const EngineContext context_;  // references, valid for the trial
+  Group* group_;
   int threads_ = 1;
   torch::Device device_{torch::kCPU};
   bool scales_loss_ = false;
@@ -239,7 +245,6 @@ class TorchEngine final : public Engine {
   std::unique_ptr<model::Classifier> model_;
   std::vector<torch::Tensor> params_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
-  Group* group_;
   std::unique_ptr<GradientExchange> exchange_;
   size_t archive_bytes_hint_ = 0;
   std::mutex pinned_mu_;

@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
+
+#include <stdlib.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -270,6 +273,24 @@ TEST(BackendVersions, ReadAsTheLibrariesNumberThem) {
   EXPECT_EQ(train::cudnn_version_text(90100), "9.1.0");
 }
 
+TEST(BackendVersions, ProvenanceGivesVersionsNeverJustAvailable) {
+  // The trainer module beside the xfer executable, loaded as `xfer run` loads it.
+  const auto module = std::filesystem::path(XFER_BINARY).parent_path() / "libxfer_trainer.so";
+  ASSERT_EQ(::setenv("XFER_TRAINER_MODULE", module.c_str(), 1), 0);
+  const auto b = train::backend();
+  EXPECT_FALSE(b.torch_version.empty());
+  const std::regex version(R"(\d+\.\d+(\.\d+)?)");
+  for (const auto& v : {b.cuda_version, b.cudnn_version}) {
+    EXPECT_NE(v, "available");
+    EXPECT_TRUE(std::regex_match(v, version) || v.rfind("none (", 0) == 0) << v;
+  }
+  if (!std::regex_match(b.cuda_version, version)) {  // a CPU-only LibTorch, as on this machine
+    EXPECT_EQ(b.cuda_version, "none (CPU build)");
+    EXPECT_EQ(b.cudnn_version, "none (CPU build)");
+    EXPECT_EQ(b.devices, "cpu");
+  }
+}
+
 TEST(Divergence, NonFiniteOrAThousandTimesTheFirstLoss) {
   EXPECT_TRUE(train::diverged(std::nan(""), 2.3));
   EXPECT_TRUE(train::diverged(INFINITY, 2.3));
@@ -335,7 +356,7 @@ struct Script {
   std::atomic<bool>* stop_after_steps = nullptr;
   int stop_at = -1;
   // Seen.
-  int forward_calls = 0, steps = 0, evaluations = 0;
+  int prepared = 0, forward_calls = 0, steps = 0, evaluations = 0;
   std::vector<double> rates;
   std::vector<double> scales;
   std::string loaded;
@@ -344,6 +365,7 @@ struct Script {
 class ScriptedEngine final : public train::Engine {
  public:
   ScriptedEngine(Script& s, const data::Dataset& d) : s_(s), d_(d) {}
+  void prepare() override { ++s_.prepared; }
   std::string device() const override { return "scripted"; }
   int threads() const override { return 1; }
   int64_t parameters() const override { return 42; }
@@ -449,6 +471,7 @@ TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
   EXPECT_EQ(r.epochs[2].peak_memory_bytes, 1234);
   EXPECT_EQ(r.parameters, 42);
   EXPECT_EQ(r.device, "scripted");
+  EXPECT_EQ(s.prepared, 1);
   EXPECT_FALSE(std::filesystem::exists(dir / "ckpt")) << "a finished trial removes its checkpoints";
 
   Script acc;

@@ -52,10 +52,13 @@ class Engine {
  public:
   virtual ~Engine() = default;
 
+  // Built (by EngineFactory::make) the engine knows its device and threads; prepare() then loads the model and
+  // builds the optimizer — what can fail for the trial's own reasons (a bad backbone), reported with the device.
+  virtual void prepare() = 0;
   virtual std::string device() const = 0;     // e.g. "cpu", "cuda:0"
   virtual int threads() const = 0;            // compute threads in use
-  virtual int64_t parameters() const = 0;
-  virtual int feature_dim() const = 0;
+  virtual int64_t parameters() const = 0;     // after prepare()
+  virtual int feature_dim() const = 0;        // after prepare()
   virtual bool scales_loss() const = 0;       // fp16 in force: the loop keeps a LossScale
   // Host buffers for the loaders (e.g. pinned memory for asynchronous copies to a GPU); default: the loader's own.
   virtual void configure_loader(data::LoaderOptions&) {}
