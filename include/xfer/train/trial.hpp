@@ -1,7 +1,10 @@
 // train: fine-tunes one trial — a backbone, a dataset, a recipe — with the paper's protocol: per-epoch schedules,
 // validation and test after every epoch, the best-by-validation epoch kept with its predictions; atomic
 // checkpoints, exact resume, faults kept inside the trial, data parallelism over a rank group. This header is plain
-// C++ (no torch); torch lives in the .cpp files of model/ and train/.
+// C++ (no torch); torch lives in the .cpp files of model/ and train/. Inside: the protocol (epoch_loop.hpp) written
+// against a backend interface (engine.hpp), its rules as plain functions (schedule, oom_policy, loss_scale,
+// evaluation), checkpoint files; the LibTorch engine (src/train/torch_engine, step, gradient_exchange) is the
+// trainer module loaded on demand. Knows nothing of HDF5, the results schema or MPI (the group is an interface).
 #pragma once
 
 #include <atomic>
