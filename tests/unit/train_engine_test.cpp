@@ -1,14 +1,19 @@
 // The LibTorch engine's parts in-process: the criterion against its closed form, the step over micro-batches
-// against one pass over the whole shard, loss scaling through backward, and the gradient exchange over a group.
+// against one pass over the whole shard, loss scaling through backward, the gradient exchange over a group, and the
+// engine itself — its set-up messages, its reading of torch's errors, its state round trip.
 // The backbone is a TorchScript module made here (flatten: no BatchNorm, so micro-batches change nothing).
 #include <cmath>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "gradient_exchange.hpp"
 #include "step.hpp"
+#include "torch_engine.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/model/classifier.hpp"
 
@@ -165,6 +170,87 @@ TEST(GradientExchange, SumsEveryGradientInOneBucketAndFillsMissingOnesWithZeros)
   const auto before = a.grad().clone();
   alone.sum(params);
   EXPECT_TRUE(torch::equal(a.grad(), before)) << "a group of one leaves the gradients";
+}
+
+struct EngineFixture {
+  TempDir dir{"engine"};
+  grid::TrialConfig trial;
+  train::TrialChoices choices;
+  data::Dataset data;
+  train::Environment env;
+  train::SoloGroup group;
+  std::string key = "0123456789abcdef";
+  EngineFixture() {
+    trial.input_size = kSize;
+    trial.lr = 0.1;
+    trial.weight_decay = 0;
+    trial.wd_mode = "plain";
+    trial.seed = 3;
+    choices.optimizer = Optimizer::adamw;
+    data.class_names = {"a", "b", "c"};
+    env.backbone = flatten_backbone(dir);
+    env.device = "cpu";
+    env.threads = 1;
+  }
+  std::unique_ptr<train::Engine> make() {
+    return train::TorchEngineFactory().make(train::EngineContext{trial, choices, data, env, group, key});
+  }
+};
+
+TEST(TorchEngine, ThePrecisionNoteOnTheCpuNamesTheTrial) {
+  EngineFixture f;
+  f.choices.precision = Precision::bf16;
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto logger = spdlog::default_logger();
+  const auto level = logger->level();
+  logger->sinks().push_back(sink);
+  logger->set_level(spdlog::level::info);
+  const auto engine = f.make();
+  logger->set_level(level);
+  logger->sinks().pop_back();
+  EXPECT_NE(captured.str().find("trial 0123456789abcdef: precision bf16 applies on CUDA; training in fp32 on cpu"),
+            std::string::npos) << captured.str();
+  EXPECT_EQ(engine->device(), "cpu");
+  EXPECT_FALSE(engine->scales_loss()) << "no fp16 loss scaling off CUDA";
+  engine->prepare();
+  EXPECT_EQ(engine->parameters(), 3 * kSize * kSize * kClasses + kClasses) << "flatten: only the head learns";
+  EXPECT_EQ(engine->feature_dim(), 3 * kSize * kSize);
+}
+
+TEST(TorchEngine, ReadsOutOfMemoryFromTorchsErrors) {
+  const train::TorchEngineFactory torch_engine;
+  const c10::Error oom(c10::SourceLocation{__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+                       "CUDA out of memory. Tried to allocate 2.00 GiB");
+  const auto f = torch_engine.classify(oom);
+  EXPECT_TRUE(f.out_of_memory);
+  EXPECT_EQ(f.message.find("CUDA out of memory"), 0u) << f.message;
+  const auto other = torch_engine.classify(std::runtime_error("shape mismatch"));
+  EXPECT_FALSE(other.out_of_memory);
+  EXPECT_EQ(other.message, "shape mismatch");
+}
+
+TEST(TorchEngine, ItsStateRoundTripsThroughBytes) {
+  EngineFixture f;
+  auto engine = f.make();
+  engine->prepare();
+  const auto s = shard(false);
+  auto step = [&] {
+    const auto a = engine->forward_backward(s.batch, 1, 1.0);
+    ASSERT_TRUE(a.failure.empty()) << a.failure;
+    ASSERT_FALSE(a.out_of_memory);
+    ASSERT_TRUE(engine->unscale_gradients(1.0));
+    engine->apply_step(0.1);
+  };
+  step();
+  const std::string saved = engine->save_state();
+  step();
+  const double after_two = engine->forward_backward(s.batch, 1, 1.0).loss;
+  engine->load_state(saved);
+  step();
+  EXPECT_EQ(engine->forward_backward(s.batch, 1, 1.0).loss, after_two)
+      << "weights and AdamW moments restored: the second step again gives the same loss, bit for bit";
+  EXPECT_FALSE(engine->unscale_gradients(0.0)) << "a division by zero overflows";
 }
 
 }  // namespace
