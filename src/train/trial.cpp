@@ -14,16 +14,7 @@
 
 namespace xfer::train {
 
-const char* status_name(Status s) {
-  switch (s) {
-    case Status::done: return "done";
-    case Status::diverged: return "diverged";
-    case Status::oom: return "oom";
-    case Status::failed: return "failed";
-    case Status::interrupted: return "interrupted";
-  }
-  return "?";
-}
+const char* status_name(Status s) { return name(s).data(); }  // the table's words are string literals
 
 int default_threads() {
   auto env_int = [](const char* name) {

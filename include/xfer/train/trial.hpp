@@ -16,14 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/train/group.hpp"
 
 namespace xfer::train {
 
-enum class Status { done, diverged, oom, failed, interrupted };
-const char* status_name(Status s);
+// The trainer's outcomes are the ledger's statuses (done, diverged, oom, failed, interrupted; never pending or
+// running), so the sweep records them without a translation.
+using Status = TrialStatus;
+const char* status_name(Status s);  // name(s), as a C string
 
 struct EpochRecord {
   int epoch = 0;                 // 0-based
