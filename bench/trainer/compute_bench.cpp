@@ -1,6 +1,6 @@
 // The trainer's pure compute: xfer's model (a TorchScript backbone + a fresh Linear head, model::Classifier) trained
-// with the paper's AdamW (weight_decay = wd / lr) on synthetic batches already on the device — no loading, no
-// evaluation. Built against LibTorch alone (bench/trainer/CMakeLists.txt), so it runs wherever a GPU and a LibTorch
+// with the paper's AdamW (weight_decay = wd / lr) on synthetic batches already on the device, through the trainer's
+// own step (train/step.hpp: autocast, criterion, backward) — no loading, no evaluation. Built against LibTorch alone (bench/trainer/CMakeLists.txt), so it runs wherever a GPU and a LibTorch
 // are: on CUDA it trains under bf16 autocast as xfer does and reports the fraction of the GPU's peak.
 //
 //   compute_bench --backbone resnet18.pt --size 224 --batch 128 --steps 20 [--device auto|cpu|cuda]
@@ -26,6 +26,7 @@
 #define XFER_HAVE_CUDA_STATS 1
 #endif
 
+#include "step.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/model/classifier.hpp"
 
@@ -87,14 +88,19 @@ int main(int argc, char** argv) {
     torch::optim::AdamW opt(model.parameters(), torch::optim::AdamWOptions(lr).weight_decay(wd / lr));
     torch::manual_seed(0);
     const auto x = torch::randn({a.batch, 3, a.size, a.size}).to(device);
-    const auto y = torch::randint(0, a.classes, {a.batch}, torch::kLong).to(device);
+    const auto y = torch::randint(0, a.classes, {a.batch}, torch::kInt);
+    xfer::data::Batch batch;  // the labels; the images are `x`, already on the device
+    batch.n = batch.global_n = a.batch;
+    batch.size = a.size;
+    batch.labels.assign(y.data_ptr<int32_t>(), y.data_ptr<int32_t>() + a.batch);
+    xfer::train::StepSettings settings;
+    settings.criterion.classes = a.classes;
+    settings.criterion.device = device;
+    settings.autocast = amp;
+    settings.autocast_dtype = at::kBFloat16;
     auto step = [&] {
       opt.zero_grad();
-      if (amp) xfer::model::set_autocast(true, at::kBFloat16);
-      auto logits = model.forward(x);
-      if (amp) xfer::model::set_autocast(false, at::kBFloat16);
-      auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), y);
-      loss.backward();
+      xfer::train::forward_backward(model, batch, x, settings);
       opt.step();
     };
     for (int i = 0; i < a.warmup; ++i) step();

@@ -13,6 +13,7 @@
 #include <boost/archive/text_oarchive.hpp>
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
+#include <boost/serialization/version.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -33,7 +34,7 @@ void serialize(Archive& ar, xfer::train::Predictions& p, const unsigned) {
 }
 
 template <class Archive>
-void serialize(Archive& ar, xfer::train::CheckpointMeta& m, const unsigned) {
+void serialize(Archive& ar, xfer::train::CheckpointMeta& m, const unsigned version) {
   ar& m.trial_key;
   ar& m.canonical;
   ar& m.epochs_done;
@@ -50,9 +51,13 @@ void serialize(Archive& ar, xfer::train::CheckpointMeta& m, const unsigned) {
   ar& m.test;
   ar& m.rng_state;
   ar& m.micro_batches;
+  if (version >= 1) ar& m.loss_scale_good_steps;
 }
 
 }  // namespace boost::serialization
+
+// Version 1 adds the loss scale's good-step count; version-0 checkpoints still load (count 0).
+BOOST_CLASS_VERSION(xfer::train::CheckpointMeta, 1)
 
 namespace xfer::train {
 

@@ -28,6 +28,7 @@ struct CheckpointMeta {
   std::string rng_state;        // torch's CPU generator (dropout in some backbones)
   int micro_batches = 1;
   double loss_scale = 1.0;
+  int64_t loss_scale_good_steps = 0;  // fp16: steps since the scale last changed (archive version 1)
   double first_loss = 0;        // the trial's first step loss (divergence bound)
 };
 

@@ -14,16 +14,7 @@
 
 namespace xfer::train {
 
-const char* status_name(Status s) {
-  switch (s) {
-    case Status::done: return "done";
-    case Status::diverged: return "diverged";
-    case Status::oom: return "oom";
-    case Status::failed: return "failed";
-    case Status::interrupted: return "interrupted";
-  }
-  return "?";
-}
+const char* status_name(Status s) { return name(s).data(); }  // the table's words are string literals
 
 int default_threads() {
   auto env_int = [](const char* name) {
@@ -88,6 +79,16 @@ Result run(const grid::TrialConfig& t, const data::Dataset& d, const Environment
   Result r;
   module().run(&t, &d, &env, &r);
   return r;
+}
+
+std::string cuda_version_text(long v) {
+  return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+}
+
+std::string cudnn_version_text(long v) {
+  const long major = v >= 90000 ? v / 10000 : v / 1000;
+  const long minor = v >= 90000 ? v % 10000 / 100 : v % 1000 / 100;
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
 }
 
 Backend backend() {

@@ -28,8 +28,8 @@ class Group {
   virtual void barrier() = 0;
 };
 
-// A group of one: a trial on a single rank.
-class SoloGroup final : public Group {
+// A group of one: a trial on a single rank (tests derive their in-process groups from it).
+class SoloGroup : public Group {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }

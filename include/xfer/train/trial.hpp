@@ -1,7 +1,10 @@
 // train: fine-tunes one trial — a backbone, a dataset, a recipe — with the paper's protocol: per-epoch schedules,
 // validation and test after every epoch, the best-by-validation epoch kept with its predictions; atomic
 // checkpoints, exact resume, faults kept inside the trial, data parallelism over a rank group. This header is plain
-// C++ (no torch); torch lives in the .cpp files of model/ and train/.
+// C++ (no torch); torch lives in the .cpp files of model/ and train/. Inside: the protocol (epoch_loop.hpp) written
+// against a backend interface (engine.hpp), its rules as plain functions (schedule, oom_policy, loss_scale,
+// evaluation), checkpoint files; the LibTorch engine (src/train/torch_engine, step, gradient_exchange) is the
+// trainer module loaded on demand. Knows nothing of HDF5, the results schema or MPI (the group is an interface).
 #pragma once
 
 #include <atomic>
@@ -13,14 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/train/group.hpp"
 
 namespace xfer::train {
 
-enum class Status { done, diverged, oom, failed, interrupted };
-const char* status_name(Status s);
+// The trainer's outcomes are the ledger's statuses (done, diverged, oom, failed, interrupted; never pending or
+// running), so the sweep records them without a translation.
+using Status = TrialStatus;
+const char* status_name(Status s);  // name(s), as a C string
 
 struct EpochRecord {
   int epoch = 0;                 // 0-based
@@ -105,10 +111,17 @@ void remove_trial_checkpoints(const std::string& checkpoint_dir, bool keep_best_
 // node (OMPI_COMM_WORLD_LOCAL_SIZE / SLURM_NTASKS_PER_NODE), at least 1 — never oversubscribed.
 int default_threads();
 
-// Information about the training backend for provenance: LibTorch version, CUDA, cuDNN, devices.
+// Information about the training backend for provenance: LibTorch version, CUDA, cuDNN, devices. The CUDA and
+// cuDNN versions are those LibTorch was built with (e.g. "12.1", "8.9.2"), "none (CPU build)" without them.
 struct Backend {
   std::string torch_version, cuda_version, cudnn_version, devices;
 };
 Backend backend();
+
+// Version numbers as the libraries encode them, as text: CUDART_VERSION (major·1000 + minor·10: 12010 → "12.1"),
+// CUDNN_VERSION (before 9: major·1000 + minor·100 + patch, 8902 → "8.9.2"; from 9: major·10000 + minor·100 + patch,
+// 90100 → "9.1.0").
+std::string cuda_version_text(long cudart_version);
+std::string cudnn_version_text(long cudnn_version);
 
 }  // namespace xfer::train

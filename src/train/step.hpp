@@ -1,0 +1,35 @@
+// train/step: the training criterion and one step's forward and backward over micro-batches — the LibTorch half of
+// the step (the update, the exchange and the policies are elsewhere). Torch types: used by the LibTorch engine.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "xfer/data/loader.hpp"
+#include "xfer/model/classifier.hpp"
+
+namespace xfer::train {
+
+struct Criterion {
+  bool multilabel = false;     // binary cross-entropy per class, averaged over the classes
+  int classes = 0;
+  double label_smoothing = 0;  // single-label cross-entropy
+  torch::Device device{torch::kCPU};
+};
+
+// The criterion summed over samples [lo, hi) of the batch, whose logits are given.
+torch::Tensor criterion_sum(const Criterion& c, const torch::Tensor& logits, const data::Batch& b, int64_t lo, int64_t hi);
+
+struct StepSettings {
+  Criterion criterion;
+  int micro_batches = 1;           // requested; oom_policy's effective_micro_batches decides the split
+  double loss_scale = 1.0;         // the loss is multiplied by it before backward (fp16)
+  bool autocast = false;           // CUDA autocast around the forward passes
+  at::ScalarType autocast_dtype = at::kBFloat16;
+};
+
+// Forward and backward of the batch `x` (this rank's shard of `b`) in micro-batches, gradients accumulated. Each
+// part's loss is its criterion sum divided by the global batch, so summing gradients over the group gives the full
+// batch's mean gradient. Returns the shard's unscaled loss.
+double forward_backward(model::Classifier& model, const data::Batch& b, const torch::Tensor& x, const StepSettings& s);
+
+}  // namespace xfer::train

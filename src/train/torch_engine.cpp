@@ -1,0 +1,265 @@
+#include "torch_engine.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "gradient_exchange.hpp"
+#include "step.hpp"
+#include "xfer/core/logline.hpp"
+#include "xfer/model/classifier.hpp"
+
+#if defined(XFER_TORCH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace xfer::train {
+
+namespace {
+
+bool is_oom(const c10::Error& e) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
+         std::string(e.what()).find("out of memory") != std::string::npos;
+}
+
+int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  return 0;
+}
+
+class TorchEngine final : public Engine {
+ public:
+  explicit TorchEngine(const EngineContext& c) : context_(c), group_(&c.group) {
+    threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
+    torch::set_num_threads(threads_);
+    device_ = model::choose_device(c.env.device, c.env.local_rank);
+    const bool fp16 = c.choices.precision == Precision::fp16;
+    if (device_.is_cuda()) {
+      // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
+      step_.autocast = c.choices.precision != Precision::fp32;
+      step_.autocast_dtype = fp16 ? at::kHalf : at::kBFloat16;
+      scales_loss_ = fp16;
+    } else if (fp16 || c.choices.precision == Precision::bf16) {
+      log::info("trial " + c.key + ": precision " + name_str(c.choices.precision) + " applies on CUDA; training in fp32 on " +
+                device_.str());
+    }
+    if (!device_.is_cuda() && c.env.keep_host_memory) {
+      const char* v = std::getenv("XFER_KEEP_HOST_MEMORY");
+      if (!(v && std::string(v) == "0") && !model::keep_host_memory())
+        log::debug("glibc's malloc not tunable here: freed activations go back to the kernel");
+    }
+    step_.criterion.multilabel = c.data.multilabel;
+    step_.criterion.classes = c.data.num_classes();
+    step_.criterion.label_smoothing = c.trial.label_smoothing;
+    step_.criterion.device = device_;
+    exchange_ = std::make_unique<GroupGradientExchange>(c.group, device_);
+  }
+
+  void prepare() override {
+    const auto& c = context_;
+    const auto& t = c.trial;
+    model_ = std::make_unique<model::Classifier>(c.env.backbone, t.input_size, c.data.num_classes(),
+                                                 static_cast<uint64_t>(t.seed));
+    if (!c.env.head_init.empty()) model_->load_head(c.env.head_init);
+    model_->to(device_);
+    model_->set_channels_last(c.env.channels_last);
+    model_->train(true);
+    params_ = model_->parameters();
+    const double wd = t.optimizer_weight_decay();
+    if (c.choices.optimizer == Optimizer::adamw)
+      opt_ = std::make_unique<torch::optim::AdamW>(
+          params_, torch::optim::AdamWOptions(t.lr).betas({t.beta1, t.beta2}).eps(t.eps).weight_decay(wd));
+    else
+      opt_ = std::make_unique<torch::optim::SGD>(
+          params_, torch::optim::SGDOptions(t.lr).momentum(t.momentum).nesterov(t.nesterov).weight_decay(wd));
+    torch::manual_seed(static_cast<uint64_t>(t.seed) + 1);  // dropout inside backbones
+  }
+
+  std::string device() const override { return device_.str(); }
+  int threads() const override { return threads_; }
+  int64_t parameters() const override { return model_->parameter_count(); }
+  int feature_dim() const override { return model_->feature_dim(); }
+  bool scales_loss() const override { return scales_loss_; }
+
+  void configure_loader(data::LoaderOptions& o) override {
+    if (!device_.is_cuda()) return;
+    // Pinned host buffers for asynchronous copies.
+    o.allocate = [this](size_t n) {
+      auto tensor = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
+      void* p = tensor.data_ptr();
+      std::lock_guard<std::mutex> lock(pinned_mu_);
+      pinned_.emplace(p, tensor);
+      return p;
+    };
+    o.release = [this](void* p) {
+      std::lock_guard<std::mutex> lock(pinned_mu_);
+      pinned_.erase(p);
+    };
+  }
+
+  StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
+    StepAttempt a;
+    try {
+      opt_->zero_grad();
+      auto x = torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+      step_.micro_batches = micro_batches;
+      step_.loss_scale = loss_scale;
+      a.loss = train::forward_backward(*model_, b, x, step_);
+    } catch (const c10::Error& e) {
+      if (is_oom(e)) a.out_of_memory = true;
+      else a.failure = e.what_without_backtrace();
+    } catch (const std::exception& e) {
+      a.failure = e.what();
+    }
+    return a;
+  }
+
+  void release_cached_memory() override {
+#if defined(XFER_TORCH_CUDA)
+    c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  }
+
+  void exchange_gradients() override { exchange_->sum(params_); }
+
+  bool unscale_gradients(double loss_scale) override {
+    bool overflow = false;
+    for (auto& p : params_)
+      if (p.grad().defined()) {
+        p.mutable_grad().div_(loss_scale);
+        overflow |= !torch::isfinite(p.grad()).all().item<bool>();
+      }
+    return !overflow;
+  }
+
+  void apply_step(double learning_rate) override {
+    for (auto& group : opt_->param_groups()) group.options().set_lr(learning_rate);
+    opt_->step();
+  }
+
+  void sync_buffers() override {
+    if (group_->size() == 1) return;
+    torch::NoGradGuard ng;
+    for (auto& b : model_->buffers()) {
+      if (!b.is_floating_point()) continue;
+      auto host = b.to(torch::kCPU, torch::kFloat).contiguous();
+      group_->broadcast(host.data_ptr<float>(), static_cast<size_t>(host.numel()), 0);
+      b.copy_(host.to(b.device(), b.scalar_type()));
+    }
+  }
+
+  SplitOutputs forward_split(data::Loader& loader) override {
+    model_->train(false);
+    torch::NoGradGuard ng;
+    SplitOutputs out;
+    while (auto b = loader.next()) {
+      if (b->n == 0) continue;
+      auto x = torch::from_blob(b->data, {b->n, 3, b->size, b->size}, torch::kFloat).to(device_, device_.is_cuda());
+      if (step_.autocast) model::set_autocast(true, step_.autocast_dtype);
+      auto logits = model_->forward(x).to(torch::kFloat);
+      if (step_.autocast) model::set_autocast(false, step_.autocast_dtype);
+      out.loss_sum += criterion_sum(step_.criterion, logits, *b, 0, b->n).item<double>();
+      out.count += b->n;
+      auto probs = (step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).to(torch::kCPU).contiguous();
+      out.samples.insert(out.samples.end(), b->samples.begin(), b->samples.end());
+      out.scores.insert(out.scores.end(), probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+    }
+    model_->train(true);
+    return out;
+  }
+
+  std::string save_state() override {
+    torch::serialize::OutputArchive a;
+    torch::NoGradGuard ng;
+    for (const auto& [name, tensor] : model_->state()) a.write(name, tensor.to(torch::kCPU));
+    torch::serialize::OutputArchive o;
+    opt_->save(o);
+    a.write("optimizer", o);
+    std::string out;
+    out.reserve(archive_bytes_hint_);
+    a.save_to([&out](const void* p, size_t n) {
+      out.append(static_cast<const char*>(p), n);
+      return n;
+    });
+    archive_bytes_hint_ = std::max(archive_bytes_hint_, out.size());
+    return out;
+  }
+
+  void load_state(const std::string& bytes) override {
+    std::istringstream in(bytes);
+    torch::serialize::InputArchive a;
+    a.load_from(in, device_);
+    torch::NoGradGuard ng;
+    for (auto& [name, tensor] : model_->state()) {
+      torch::Tensor v;
+      a.read(name, v);
+      tensor.copy_(v);
+    }
+    torch::serialize::InputArchive o;
+    a.read("optimizer", o);
+    opt_->load(o);
+  }
+
+  std::string random_state() override {
+    const auto state = at::detail::getDefaultCPUGenerator().get_state();
+    return std::string(static_cast<const char*>(state.data_ptr()), static_cast<size_t>(state.numel()));
+  }
+
+  void restore_random_state(const std::string& bytes) override {
+    auto state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kByte);
+    std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(state);
+  }
+
+  void save_model(const std::string& path) override {
+    torch::serialize::OutputArchive a;
+    for (const auto& [name, tensor] : model_->state()) a.write(name, tensor.to(torch::kCPU));
+    a.save_to(path);
+  }
+
+  int64_t peak_memory_bytes() override {
+#if defined(XFER_TORCH_CUDA)
+    if (device_.is_cuda())
+      return static_cast<int64_t>(
+          c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index()).allocated_bytes[0].peak);
+#endif
+    return peak_rss_bytes();
+  }
+
+ private:
+  const EngineContext context_;  // references, valid for the trial
+  Group* group_;
+  int threads_ = 1;
+  torch::Device device_{torch::kCPU};
+  bool scales_loss_ = false;
+  StepSettings step_;
+  std::unique_ptr<model::Classifier> model_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::Optimizer> opt_;
+  std::unique_ptr<GradientExchange> exchange_;
+  size_t archive_bytes_hint_ = 0;
+  std::mutex pinned_mu_;
+  std::map<void*, torch::Tensor> pinned_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> TorchEngineFactory::make(const EngineContext& context) const {
+  return std::make_unique<TorchEngine>(context);
+}
+
+Fault TorchEngineFactory::classify(const std::exception& e) const {
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return {is_oom(*c), c->what_without_backtrace()};
+  return {false, e.what()};
+}
+
+}  // namespace xfer::train

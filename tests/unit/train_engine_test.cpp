@@ -1,0 +1,257 @@
+// The LibTorch engine's parts in-process: the criterion against its closed form, the step over micro-batches
+// against one pass over the whole shard, loss scaling through backward, the gradient exchange over a group, and the
+// engine itself — its set-up messages, its reading of torch's errors, its state round trip.
+// The backbone is a TorchScript module made here (flatten: no BatchNorm, so micro-batches change nothing).
+#include <cmath>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/torch.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "gradient_exchange.hpp"
+#include "step.hpp"
+#include "torch_engine.hpp"
+#include "support/tempdir.hpp"
+#include "xfer/model/classifier.hpp"
+
+namespace xfer::test {
+namespace {
+
+constexpr int kSize = 4, kClasses = 3, kN = 6;
+
+std::string flatten_backbone(const TempDir& dir) {
+  torch::jit::Module m("Flatten");
+  m.define(R"(
+def forward(self, x):
+    return x.flatten(1)
+)");
+  const std::string path = (dir / "flatten.pt").string();
+  m.save(path);
+  return path;
+}
+
+struct Shard {
+  data::Batch batch;
+  std::vector<float> pixels;
+  torch::Tensor x;
+};
+
+Shard shard(bool multilabel) {
+  Shard s;
+  torch::manual_seed(7);
+  auto x = torch::randn({kN, 3, kSize, kSize});
+  s.pixels.assign(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+  s.batch.n = kN;
+  s.batch.global_n = 2 * kN;  // as if a peer held the other half
+  s.batch.size = kSize;
+  s.batch.data = s.pixels.data();
+  for (int i = 0; i < kN; ++i) {
+    s.batch.labels.push_back(i % kClasses);
+    for (int k = 0; k < kClasses; ++k) s.batch.targets.push_back(multilabel && (i + k) % 2 ? 1.f : 0.f);
+    s.batch.samples.push_back(i);
+  }
+  s.x = torch::from_blob(s.pixels.data(), {kN, 3, kSize, kSize}, torch::kFloat);
+  return s;
+}
+
+std::vector<torch::Tensor> gradients(model::Classifier& m) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : m.parameters()) out.push_back(p.grad().clone());
+  return out;
+}
+
+void zero(model::Classifier& m) {
+  for (auto& p : m.parameters())
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+TEST(Criterion, CrossEntropyWithSmoothingAndBinaryCrossEntropyPerClass) {
+  const auto s = shard(true);
+  torch::manual_seed(3);
+  const auto logits = torch::randn({kN, kClasses});
+  train::Criterion c;
+  c.classes = kClasses;
+  c.label_smoothing = 0.1;
+  double expected = 0;
+  const auto logp = torch::log_softmax(logits, 1);
+  for (int i = 0; i < kN; ++i)
+    for (int k = 0; k < kClasses; ++k) {
+      const double q = (k == s.batch.labels[i] ? 0.9 : 0.0) + 0.1 / kClasses;
+      expected -= q * logp[i][k].item<double>();
+    }
+  EXPECT_NEAR(train::criterion_sum(c, logits, s.batch, 0, kN).item<double>(), expected, 1e-5);
+  // Samples [2, 5) alone.
+  double part = 0;
+  for (int i = 2; i < 5; ++i)
+    for (int k = 0; k < kClasses; ++k)
+      part -= ((k == s.batch.labels[i] ? 0.9 : 0.0) + 0.1 / kClasses) * logp[i][k].item<double>();
+  EXPECT_NEAR(train::criterion_sum(c, logits.slice(0, 2, 5), s.batch, 2, 5).item<double>(), part, 1e-5);
+
+  c.multilabel = true;
+  double bce = 0;
+  for (int i = 0; i < kN; ++i)
+    for (int k = 0; k < kClasses; ++k) {
+      const double z = logits[i][k].item<double>(), y = s.batch.targets[i * kClasses + k];
+      const double p = 1 / (1 + std::exp(-z));
+      bce -= y * std::log(p) + (1 - y) * std::log(1 - p);
+    }
+  EXPECT_NEAR(train::criterion_sum(c, logits, s.batch, 0, kN).item<double>(), bce / kClasses, 1e-5);
+}
+
+TEST(Step, MicroBatchesAccumulateTheSameLossAndGradientsAsOnePass) {
+  TempDir dir("step");
+  model::Classifier m(flatten_backbone(dir), kSize, kClasses, 5);
+  m.train(true);
+  const auto s = shard(false);
+  train::StepSettings st;
+  st.criterion.classes = kClasses;
+  const double one = train::forward_backward(m, s.batch, s.x, st);
+  const auto whole = gradients(m);
+  for (int micro : {2, 3, 8}) {
+    zero(m);
+    st.micro_batches = micro;
+    EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st), one, 1e-6) << micro;
+    const auto parts = gradients(m);
+    for (size_t i = 0; i < whole.size(); ++i) EXPECT_TRUE(torch::allclose(parts[i], whole[i], 1e-5, 1e-7)) << micro;
+  }
+  // The loss is the shard's sum over the global batch: the mean over the shard, halved.
+  train::Criterion c;
+  c.classes = kClasses;
+  torch::NoGradGuard ng;
+  const double mean = train::criterion_sum(c, m.forward(s.x), s.batch, 0, kN).item<double>() / kN;
+  EXPECT_NEAR(one, mean / 2, 1e-6);
+}
+
+TEST(Step, TheLossScaleMultipliesTheGradients) {
+  TempDir dir("scale");
+  model::Classifier m(flatten_backbone(dir), kSize, kClasses, 5);
+  const auto s = shard(false);
+  train::StepSettings st;
+  st.criterion.classes = kClasses;
+  const double plain = train::forward_backward(m, s.batch, s.x, st);
+  const auto g1 = gradients(m);
+  zero(m);
+  st.loss_scale = 1024;
+  EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st), plain, 1e-9) << "the reported loss is unscaled";
+  const auto g2 = gradients(m);
+  for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(torch::allclose(g2[i], g1[i] * 1024, 1e-5, 1e-5));
+}
+
+// A group of two whose peer holds the same gradients, and reports what it was given.
+class TwinGroup final : public train::SoloGroup {
+ public:
+  size_t reduced = 0;
+  using train::SoloGroup::allreduce_sum;
+  int size() const override { return 2; }
+  void allreduce_sum(float* data, size_t n) override {
+    reduced += n;
+    for (size_t i = 0; i < n; ++i) data[i] *= 2;
+  }
+};
+
+TEST(GradientExchange, SumsEveryGradientInOneBucketAndFillsMissingOnesWithZeros) {
+  auto a = torch::ones({2, 3}, torch::requires_grad());
+  auto b = torch::ones({4}, torch::requires_grad());
+  (a * torch::arange(6).reshape({2, 3})).sum().backward();
+  std::vector<torch::Tensor> params{a, b};
+  TwinGroup g;
+  train::GroupGradientExchange exchange(g, torch::kCPU);
+  exchange.sum(params);
+  EXPECT_EQ(g.reduced, 10u) << "one all-reduce over all 10 values";
+  EXPECT_TRUE(torch::equal(a.grad(), 2 * torch::arange(6).reshape({2, 3}).to(torch::kFloat)));
+  ASSERT_TRUE(b.grad().defined());
+  EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({4})));
+
+  train::SoloGroup solo;
+  train::GroupGradientExchange alone(solo, torch::kCPU);
+  const auto before = a.grad().clone();
+  alone.sum(params);
+  EXPECT_TRUE(torch::equal(a.grad(), before)) << "a group of one leaves the gradients";
+}
+
+struct EngineFixture {
+  TempDir dir{"engine"};
+  grid::TrialConfig trial;
+  train::TrialChoices choices;
+  data::Dataset data;
+  train::Environment env;
+  train::SoloGroup group;
+  std::string key = "0123456789abcdef";
+  EngineFixture() {
+    trial.input_size = kSize;
+    trial.lr = 0.1;
+    trial.weight_decay = 0;
+    trial.wd_mode = "plain";
+    trial.seed = 3;
+    choices.optimizer = Optimizer::adamw;
+    data.class_names = {"a", "b", "c"};
+    env.backbone = flatten_backbone(dir);
+    env.device = "cpu";
+    env.threads = 1;
+  }
+  std::unique_ptr<train::Engine> make() {
+    return train::TorchEngineFactory().make(train::EngineContext{trial, choices, data, env, group, key});
+  }
+};
+
+TEST(TorchEngine, ThePrecisionNoteOnTheCpuNamesTheTrial) {
+  EngineFixture f;
+  f.choices.precision = Precision::bf16;
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto logger = spdlog::default_logger();
+  const auto level = logger->level();
+  logger->sinks().push_back(sink);
+  logger->set_level(spdlog::level::info);
+  const auto engine = f.make();
+  logger->set_level(level);
+  logger->sinks().pop_back();
+  EXPECT_NE(captured.str().find("trial 0123456789abcdef: precision bf16 applies on CUDA; training in fp32 on cpu"),
+            std::string::npos) << captured.str();
+  EXPECT_EQ(engine->device(), "cpu");
+  EXPECT_FALSE(engine->scales_loss()) << "no fp16 loss scaling off CUDA";
+  engine->prepare();
+  EXPECT_EQ(engine->parameters(), 3 * kSize * kSize * kClasses + kClasses) << "flatten: only the head learns";
+  EXPECT_EQ(engine->feature_dim(), 3 * kSize * kSize);
+}
+
+TEST(TorchEngine, ReadsOutOfMemoryFromTorchsErrors) {
+  const train::TorchEngineFactory torch_engine;
+  const c10::Error oom(c10::SourceLocation{__func__, __FILE__, static_cast<uint32_t>(__LINE__)},
+                       "CUDA out of memory. Tried to allocate 2.00 GiB");
+  const auto f = torch_engine.classify(oom);
+  EXPECT_TRUE(f.out_of_memory);
+  EXPECT_EQ(f.message.find("CUDA out of memory"), 0u) << f.message;
+  const auto other = torch_engine.classify(std::runtime_error("shape mismatch"));
+  EXPECT_FALSE(other.out_of_memory);
+  EXPECT_EQ(other.message, "shape mismatch");
+}
+
+TEST(TorchEngine, ItsStateRoundTripsThroughBytes) {
+  EngineFixture f;
+  auto engine = f.make();
+  engine->prepare();
+  const auto s = shard(false);
+  auto step = [&] {
+    const auto a = engine->forward_backward(s.batch, 1, 1.0);
+    ASSERT_TRUE(a.failure.empty()) << a.failure;
+    ASSERT_FALSE(a.out_of_memory);
+    ASSERT_TRUE(engine->unscale_gradients(1.0));
+    engine->apply_step(0.1);
+  };
+  step();
+  const std::string saved = engine->save_state();
+  step();
+  const double after_two = engine->forward_backward(s.batch, 1, 1.0).loss;
+  engine->load_state(saved);
+  step();
+  EXPECT_EQ(engine->forward_backward(s.batch, 1, 1.0).loss, after_two)
+      << "weights and AdamW moments restored: the second step again gives the same loss, bit for bit";
+  EXPECT_FALSE(engine->unscale_gradients(0.0)) << "a division by zero overflows";
+}
+
+}  // namespace
+}  // namespace xfer::test
