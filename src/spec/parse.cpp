@@ -15,6 +15,7 @@
 #include "xfer/spec/catalog.hpp"
 #include "xfer/spec/dataset_kind.hpp"
 #include "xfer/spec/spec.hpp"
+#include "xfer/core/vocabulary.hpp"
 
 namespace fs = std::filesystem;
 
@@ -665,17 +666,13 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return p == pattern.size();
 }
 
-const std::vector<std::string>& metric_names() {
-  static const std::vector<std::string> k = {"accuracy", "balanced_accuracy", "qwk", "macro_f1", "roc_auc", "log_loss"};
-  return k;
-}
-bool is_metric(const std::string& m) {
-  const auto& k = metric_names();
-  return std::find(k.begin(), k.end(), m) != k.end();
-}
-bool higher_is_better(const std::string& metric) { return metric != "log_loss"; }
 const std::vector<std::string>& augmentation_names() {
-  static const std::vector<std::string> k = {"none", "randaugment", "augmix", "colour_affine"};
+  // The spec reader's choice lists are strings; the words themselves are core's vocabulary.
+  static const std::vector<std::string> k = [] {
+    std::vector<std::string> out;
+    for (const auto& [value, word] : vocabulary::Names<Augmentation>::table) out.emplace_back(word);
+    return out;
+  }();
   return k;
 }
 

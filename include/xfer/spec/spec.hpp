@@ -171,10 +171,7 @@ std::optional<std::string> expand_vars(const std::string& s, std::string* unset)
 // fnmatch-style glob ('*', '?', '[...]') used by overrides.
 bool glob_match(const std::string& pattern, const std::string& name);
 
-// Names accepted by the spec.
-bool is_metric(const std::string& m);
-bool higher_is_better(const std::string& metric);
-const std::vector<std::string>& metric_names();
+// The augmentation recipes' names (core/vocabulary's), as the spec reader's choice list.
 const std::vector<std::string>& augmentation_names();
 
 }  // namespace xfer::spec
