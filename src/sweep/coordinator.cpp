@@ -55,6 +55,7 @@ void Coordinator::operator()() {
       for (int m : members) transport_.send_stop(m, t);
     for (int r = 0; r < transport_.size(); ++r) transport_.send_shutdown(r);
   }
+  transport_.complete_sends();
 }
 
 void Coordinator::loop() {

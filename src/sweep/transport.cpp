@@ -7,6 +7,7 @@
 #include <functional>
 #include <thread>
 
+#include <boost/mpi/nonblocking.hpp>
 #include <boost/optional.hpp>
 
 namespace bmpi = boost::mpi;
@@ -43,7 +44,17 @@ std::optional<Report> Transport::receive_report(double wait_s) {
   return r;
 }
 
-void Transport::send_order(int rank, const Order& o) { ctrl_.send(rank, kToWorker, o); }
+void Transport::send_order(int rank, const Order& o) {
+  // The request keeps its own copy of the serialised order (boost::mpi::request::preserve).
+  in_flight_.push_back(ctrl_.isend(rank, kToWorker, o));
+  in_flight_.erase(std::remove_if(in_flight_.begin(), in_flight_.end(), [](bmpi::request& r) { return bool(r.test()); }),
+                   in_flight_.end());
+}
+
+void Transport::complete_sends() {
+  bmpi::wait_all(in_flight_.begin(), in_flight_.end());
+  in_flight_.clear();
+}
 
 void Transport::send_stop(int rank, int64_t trial) { ctrl_.send(rank, kStop, trial); }
 
