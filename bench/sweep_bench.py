@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """The sweep's scheduling quality: the paper grid's cost distribution (inputs/paper.toml, 2,280 trials, costs from the
-cost model) on R oversubscribed ranks with the `--simulate` executor (each trial sleeps cost × SCALE µs, no training).
+one cost model, grid::CostModel — the numbers `xfer plan --json --list` prints, and /trials' cost_gflop, which is
+what each simulated trial sleeps on) on R oversubscribed ranks with the `--simulate` executor (each trial sleeps
+cost × SCALE µs, no training).
 
     bench/sweep_bench.py XFER RANKS SCALE OUT.h5
 

@@ -13,11 +13,12 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
-#include "sizes.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/data/dataset.hpp"
+#include "xfer/grid/cost.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
+#include "xfer/sweep/dataset_sizes.hpp"
 
 namespace xfer::app {
 
@@ -89,7 +90,8 @@ int plan(const PlanOptions& o) {
   // Datasets whose root is set are opened: their layout is checked (a wrong root fails here, on the login node,
   // not in the queue), and their real split sizes drive the cost. The others are planned from the catalog.
   std::vector<size_t> problems;
-  const std::vector<grid::DataSize> sizes = dataset_sizes(spec, &problems);
+  const grid::CostModel costs(spec, sweep::dataset_sizes(spec, &problems));
+  const std::vector<grid::DataSize>& sizes = costs.sizes();
 
   struct Cell {
     size_t trials = 0;
@@ -104,9 +106,7 @@ int plan(const PlanOptions& o) {
   for (size_t i = 0; i < trials.size(); ++i) {
     const auto& t = trials[i];
     const auto& m = spec.models[t.model_index];
-    const auto& size = sizes[t.dataset_index];
-    const double gmacs = m.gmacs > 0 ? m.gmacs : 1.0;
-    trial_cost[i] = grid::trial_cost_gflop(t.config, gmacs, size);
+    trial_cost[i] = costs.gflop(t);
     auto& c = cells[{t.model_index, t.dataset_index}];
     c.trials++;
     c.input_size = t.config.input_size;
@@ -125,7 +125,7 @@ int plan(const PlanOptions& o) {
           const double r = static_cast<double>(it->second.input_size) / t.config.input_size;
           ips *= r * r;
         }
-        const double h = grid::trial_gpu_hours(t.config, ips, size);
+        const double h = costs.gpu_hours(t, ips);
         c.hours += h;
         total_hours += h;
       }
@@ -148,8 +148,8 @@ int plan(const PlanOptions& o) {
   for (size_t i = 0; i < spec.datasets.size(); ++i)
     if (sizes[i].source == "unknown") unknown_sizes.insert(spec.datasets[i].name);
   std::set<std::string> unknown_gmacs;
-  for (const auto& m : spec.models)
-    if (m.gmacs <= 0) unknown_gmacs.insert(m.name);
+  for (size_t i = 0; i < spec.models.size(); ++i)
+    if (!costs.gmacs_known(i)) unknown_gmacs.insert(spec.models[i].name);
 
   if (o.json) {
     nlohmann::ordered_json j;
@@ -233,7 +233,7 @@ int plan(const PlanOptions& o) {
     std::cout << "\n";
   }
   if (!unknown_gmacs.empty()) {
-    std::cout << "Cost assumes 1 GMAC/image for (set gmacs in [[model]]):";
+    std::cout << fmt::format("Cost assumes {} GMAC/image for (set gmacs in [[model]]):", grid::CostModel::kUnknownGmacs);
     for (const auto& m : unknown_gmacs) std::cout << " " << m;
     std::cout << "\n";
   }

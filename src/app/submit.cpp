@@ -19,13 +19,14 @@
 
 #include "commands.hpp"
 #include "jobscripts.hpp"
-#include "sizes.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/data/dataset.hpp"
+#include "xfer/grid/cost.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 #include "xfer/store/store.hpp"
+#include "xfer/sweep/dataset_sizes.hpp"
 #include "xfer/sweep/sweep.hpp"
 
 namespace fs = std::filesystem;
@@ -132,11 +133,10 @@ int submit(const SubmitOptions& o) {
     throw Error::input(fmt::format("trials need groups of {} ranks (ranks_per_trial) but the job has {} ({} node(s) × {} "
                                    "rank(s))", widest, o.nodes * ranks, o.nodes, ranks));
   // Time: start-up, the stop margin, and one epoch of the cheapest trial must fit.
-  const auto sizes = dataset_sizes(spec);
+  const grid::CostModel costs(spec, sweep::dataset_sizes(spec));
   double cheapest = 1e300;
   for (const auto& t : trials) {
-    const double epoch = grid::trial_cost_gflop(t.config, std::max(1e-3, spec.models[t.model_index].gmacs),
-                                                sizes[t.dataset_index]) / t.config.epochs;
+    const double epoch = costs.gflop(t) / t.config.epochs;
     const double rate = (o.gpus_per_node > 0 ? o.gflops_per_gpu : o.gflops_per_core * cpus) * t.config.ranks_per_trial;
     cheapest = std::min(cheapest, epoch / rate);
   }

@@ -8,6 +8,8 @@
 #include <boost/serialization/string.hpp>
 #include <boost/serialization/vector.hpp>
 
+#include "xfer/core/vocabulary.hpp"
+#include "xfer/sweep/resolved_trial.hpp"
 #include "xfer/train/serialization.hpp"
 
 namespace xfer::sweep {
@@ -31,7 +33,8 @@ struct Report {
   std::string host, device;
   train::EpochRecord epoch_record;
   // finished
-  std::string status, message;
+  TrialStatus status = TrialStatus::failed;
+  std::string message;
   int32_t best_epoch = -1, resumed_from_epoch = -1;
   double best_val = 0, test_at_best = 0, seconds = 0;
   std::vector<train::EpochRecord> epochs;
@@ -55,9 +58,10 @@ struct Order {
   std::vector<int32_t> members;  // world ranks of the group, ascending; members[0] leads
   int32_t group_tag = 0;
   double deadline_unix = 0;      // 0: none
+  ResolvedTrial resolved;        // what the trial is and where its files are: the worker reads no spec
   template <class A>
   void serialize(A& a, unsigned) {
-    a& kind& trial& attempt& members& group_tag& deadline_unix;
+    a& kind& trial& attempt& members& group_tag& deadline_unix& resolved;
   }
 };
 

@@ -3,6 +3,9 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -300,6 +303,100 @@ print(len(ka))
   const Result again = merge(merged, shards);
   EXPECT_EQ(again.status, 2);
   EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+}
+
+// One cost model: `xfer plan`'s per-trial costs are the costs the sweep records and orders by (one rank: started
+// costliest first), and a job array's shards are every third trial of that order.
+TEST_F(Sweep, PlanOrderAndShardsUseTheSameCosts) {
+  dir.write("spec.toml",
+            "[study]\nname = \"costs\"\nresults = \"out/results.h5\"\n\n"
+            "[[model]]\nname = \"shufflenet_v2_x0_5\"\nbackbone = \"" + kModels + "/shufflenet_v2_x0_5.pt\"\n"
+            "imagenet_top1 = 60\ngmacs = 0.04\n"
+            "[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels + "/squeezenet1_1.pt\"\n"
+            "imagenet_top1 = 58\ngmacs = 0.35\n"
+            "[[model]]\nname = \"resnet18\"\nbackbone = \"" + kModels + "/resnet18.pt\"\nimagenet_top1 = 69\n\n"
+            "[[dataset]]\nname = \"eurosat\"\nkind = \"eurosat\"\nroot = \"" + (*data_ / "eurosat").string() +
+            "\"\ninput_size = 32\n\n[grid]\nepochs = 2\nbatch_size = 32\ninput_size = 32\nweight_decays = [1e-4]\n"
+            "\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [1e-3, 1e-4]\n"
+            "\n[[override]]\nmodel = \"squeezenet1_1\"\nepochs = 3\n");
+  const std::string spec_path = (dir / "spec.toml").string();
+  const Result plan = run(quote(xfer()) + " plan " + quote(spec_path) + " --json --list");
+  ASSERT_EQ(plan.status, 0) << plan.err;
+  const auto p = nlohmann::json::parse(plan.out);
+  std::vector<std::pair<std::string, double>> planned;  // spec order
+  for (const auto& t : p["trials"]) planned.emplace_back(t["key"].get<std::string>(), t["cost_gflop"].get<double>());
+  ASSERT_EQ(planned.size(), 6u);
+  std::vector<std::string> by_cost;
+  {
+    std::vector<size_t> idx(planned.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return planned[a].second > planned[b].second; });
+    for (size_t i : idx) by_cost.push_back(planned[i].first);
+  }
+  ASSERT_NE(planned[0].second, planned[2].second) << "the models must cost differently for the order to say anything";
+  // The sweep (simulated: each trial sleeps cost × 2000 µs) on one rank records the same costs and starts the
+  // trials costliest first.
+  const Result r = run(kMpirun + " -n 1 " + quote(xfer()) + " run " + quote(spec_path) +
+                       " --no-progress --simulate 2000");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Result rows = run(std::string(XFER_PYTHON) + " -c " + quote(
+      "import sys, h5py\nt = h5py.File(sys.argv[1], 'r')['trials'][()]\n"
+      "for r in sorted(t, key=lambda r: r['started_at']):\n"
+      "    print(r['key'].decode(), repr(float(r['cost_gflop'])), r['status'].decode())") + " " + quote(results()));
+  ASSERT_EQ(rows.status, 0) << rows.err;
+  std::stringstream ss(rows.out);
+  std::vector<std::string> started;
+  for (std::string key, status; ss >> key;) {
+    double cost = 0;
+    ss >> cost >> status;
+    EXPECT_EQ(status, "done") << key;
+    const auto it = std::find_if(planned.begin(), planned.end(), [&](const auto& e) { return e.first == key; });
+    ASSERT_NE(it, planned.end()) << key;
+    EXPECT_DOUBLE_EQ(cost, it->second) << key << ": the sweep's cost is the plan's";
+    started.push_back(key);
+  }
+  EXPECT_EQ(started, by_cost) << "one rank starts the trials costliest first";
+  // Three shards: shard i holds positions i, i+3 of that order.
+  for (int i = 0; i < 3; ++i) {
+    const Result dry = run(quote(xfer()) + " run " + quote(spec_path) + " --dry-run --json --results " +
+                           quote((dir / "unrun.h5").string()) + " --shard " + std::to_string(i) + "/3");
+    ASSERT_EQ(dry.status, 0) << dry.err;
+    std::set<std::string> got, expected;
+    const auto d = nlohmann::json::parse(dry.out);
+    for (const auto& w : d["would_run"]) got.insert(w["key"].get<std::string>());
+    for (size_t k = static_cast<size_t>(i); k < by_cost.size(); k += 3) expected.insert(by_cost[k]);
+    EXPECT_EQ(got, expected) << "shard " << i;
+  }
+}
+
+// Only rank 0 reads the spec: the workers are started with a spec path that does not exist, and without the
+// variable the spec's backbone and data paths are written under. They train from what their orders carry.
+TEST_F(Sweep, AWorkerRankNeverReadsTheSpec) {
+  dir.write("spec.toml",
+            "[study]\nname = \"rank0\"\nresults = \"out/results.h5\"\n\n"
+            "[[model]]\nname = \"shufflenet_v2_x0_5\"\nbackbone = \"${XFER_TEST_ONLY_RANK0}/models/shufflenet_v2_x0_5.pt\"\n"
+            "imagenet_top1 = 60\n"
+            "[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"${XFER_TEST_ONLY_RANK0}/models/squeezenet1_1.pt\"\n"
+            "imagenet_top1 = 58\n\n"
+            "[[dataset]]\nname = \"eurosat\"\nkind = \"eurosat\"\nroot = \"${XFER_TEST_ONLY_RANK0}/data/eurosat\"\n"
+            "input_size = 32\n\n[grid]\nepochs = 1\nbatch_size = 32\ninput_size = 32\nweight_decays = [1e-4]\n"
+            "\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [1e-3, 1e-4]\n");
+  fs::create_directories(dir / "root0");
+  fs::create_symlink(kModels, dir / "root0/models");
+  fs::create_symlink(data_->path(), dir / "root0/data");
+  const std::string common = " --no-progress --threads 1 --heartbeat-timeout 600";
+  const std::string cmd = kMpirun + " -n 1 env XFER_TEST_ONLY_RANK0=" + quote((dir / "root0").string()) + " " +
+                          quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + common +
+                          " : -n 2 env -u XFER_TEST_ONLY_RANK0 " + quote(xfer()) + " run " +
+                          quote((dir / "no-such-folder/spec.toml").string()) + common;
+  const Result r = run(cmd);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  expect_all_done_once(check(results()), 4, 1);
+  const Result groups = run(std::string(XFER_PYTHON) + " -c " + quote(
+      "import sys, h5py\nt = h5py.File(sys.argv[1], 'r')['trials'][()]\nprint(sorted(set(int(g) for g in t['rank_group'])))") +
+      " " + quote(results()));
+  ASSERT_EQ(groups.status, 0) << groups.err;
+  EXPECT_NE(groups.out.find_first_of("12"), std::string::npos) << "a worker rank ran trials: " << groups.out;
 }
 
 }  // namespace

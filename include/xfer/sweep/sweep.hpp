@@ -1,7 +1,8 @@
 // sweep: `xfer run` — a coordinator on rank 0 hands trials out dynamically, longest first, to groups of ranks; an
 // exactly-once ledger in the results file decides what runs (done trials never again, orphaned ones resumed,
-// failed ones retried up to max_attempts); signals and the allocation's end stop the sweep cleanly. Trial
-// descriptors and results travel as Boost.Serialization archives over Boost.MPI.
+// failed ones retried up to max_attempts); signals and the allocation's end stop the sweep cleanly. Only rank 0
+// reads the spec: each order carries the resolved trial (resolved_trial.hpp) as a Boost.Serialization archive over
+// Boost.MPI. The decisions are pure and tested alone (ledger.hpp, scheduler.hpp); MPI stays in this module.
 #pragma once
 
 #include <string>

@@ -1,8 +1,16 @@
-#include "sizes.hpp"
+#include "xfer/sweep/dataset_sizes.hpp"
 
-#include "xfer/data/dataset.hpp"
+namespace xfer::sweep {
 
-namespace xfer::app {
+grid::DataSize measured_size(const data::Dataset& d) {
+  grid::DataSize z;
+  z.n_train = static_cast<int64_t>(d.indices(data::Split::train).size());
+  z.n_val = static_cast<int64_t>(d.indices(data::Split::val).size());
+  z.n_test = static_cast<int64_t>(d.indices(data::Split::test).size());
+  z.val_is_test = d.validation == "paper";
+  z.source = "data";
+  return z;
+}
 
 std::vector<grid::DataSize> dataset_sizes(const spec::Spec& spec, std::vector<size_t>* problems) {
   std::vector<grid::DataSize> sizes;
@@ -14,16 +22,10 @@ std::vector<grid::DataSize> dataset_sizes(const spec::Spec& spec, std::vector<si
       continue;
     }
     const data::Dataset ds = data::open(spec, d);
-    grid::DataSize z;
-    z.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
-    z.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());
-    z.n_test = static_cast<int64_t>(ds.indices(data::Split::test).size());
-    z.val_is_test = ds.validation == "paper";
-    z.source = "data";
-    sizes.push_back(z);
+    sizes.push_back(measured_size(ds));
     if (problems) (*problems)[i] = ds.problems.size();
   }
   return sizes;
 }
 
-}  // namespace xfer::app
+}  // namespace xfer::sweep

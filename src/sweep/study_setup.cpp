@@ -1,0 +1,191 @@
+#include "study_setup.hpp"
+
+#include <filesystem>
+#include <set>
+
+#include "slurm.hpp"
+#include "xfer/core/build_info.hpp"
+#include "xfer/core/digest.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
+#include "xfer/grid/cost.hpp"
+#include "xfer/metrics/metrics.hpp"
+#include "xfer/sweep/dataset_sizes.hpp"
+#include "xfer/train/trial.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::sweep {
+
+namespace {
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+}  // namespace
+
+Study read_study(const std::string& spec_path) {
+  Study s;
+  s.spec = data::with_layouts_resolved(spec::load(spec_path));
+  s.trials = grid::expand(s.spec);
+  return s;
+}
+
+std::string resolved_or_throw(const spec::SpecPath& p, const std::string& what) {
+  if (!p.resolved())
+    throw Error::input(p.where.str() + ": " + what + " \"" + p.raw + "\" names ${" + p.unset_var +
+                       "}, which is unset — set it before `xfer run` (xfer plan lists every such path)");
+  return p.path;
+}
+
+store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double cost) {
+  const auto& c = t.config;
+  store::TrialRow r;
+  r.key = t.key.str();
+  r.model = c.model;
+  r.dataset = c.dataset;
+  r.kind = c.kind;
+  r.metric = c.metric;
+  r.optimizer = c.optimizer;
+  r.wd_mode = c.wd_mode;
+  r.augmentation = c.augmentation;
+  r.schedule = c.schedule;
+  r.precision = c.precision;
+  r.lr = c.lr;
+  r.weight_decay = c.weight_decay;
+  r.imagenet_top1 = spec.models[t.model_index].imagenet_top1;
+  r.cost_gflop = cost;
+  r.seed = c.seed;
+  r.epochs = c.epochs;
+  r.batch_size = c.batch_size;
+  r.input_size = c.input_size;
+  r.ranks_per_trial = c.ranks_per_trial;
+  r.status = "pending";
+  r.val_metric = r.test_metric = kNaN;
+  r.order = static_cast<int64_t>(t.order);
+  return r;
+}
+
+Prepared prepare(const Study& study, const RunOptions& o) {
+  Prepared p;
+  const auto& spec = study.spec;
+  p.results_path = results_path(o, o.results.empty() ? resolved_or_throw(spec.study.results, "results") : o.results);
+  std::vector<grid::DataSize> sizes;
+  if (o.simulate > 0) {
+    sizes = dataset_sizes(spec);
+  } else {
+    resolved_or_throw(spec.study.checkpoint_dir, "checkpoint_dir");
+    for (const auto& m : spec.models) resolved_or_throw(m.backbone, "backbone of " + m.name);
+    for (const auto& d : spec.datasets) {
+      resolved_or_throw(d.root, "root of dataset " + d.name);
+      p.datasets.push_back(data::open(spec, d));
+      sizes.push_back(measured_size(p.datasets.back()));
+    }
+  }
+  for (const auto& d : spec.datasets) p.resolved.push_back({d, data::split_settings(spec, d)});
+  p.cost = grid::CostModel(spec, std::move(sizes)).gflop(study.trials);
+  return p;
+}
+
+std::vector<double> trial_costs(const Study& study) {
+  return grid::CostModel(study.spec, dataset_sizes(study.spec)).gflop(study.trials);
+}
+
+ResolvedTrial resolve_trial(const Study& study, const Prepared& p, size_t index, const RunOptions& o) {
+  const grid::Trial& t = study.trials[index];
+  ResolvedTrial r;
+  r.index = static_cast<int64_t>(index);
+  r.key = t.key.str();
+  r.config = t.config;
+  r.cost_gflop = p.cost[index];
+  r.dataset = p.resolved[t.dataset_index];
+  if (o.simulate <= 0) {  // --simulate runs without models or checkpoints, under unset paths too
+    const train::Environment env = train::environment_for(study.spec, t);
+    r.backbone = env.backbone;
+    r.checkpoint_dir = env.checkpoint_dir;
+    r.keep_best_model = env.keep_best_model;
+  }
+  return r;
+}
+
+void write_study(const Study& study, const Prepared& p, store::Results& results, int ranks,
+                 const std::vector<std::string>& hosts) {
+  const auto& spec = study.spec;
+  std::vector<store::ModelRow> models;
+  for (const auto& m : spec.models) {
+    store::ModelRow r;
+    r.name = m.name;
+    r.weights = m.weights;
+    r.backbone = m.backbone.resolved() ? m.backbone.path : m.backbone.raw;
+    if (m.backbone.resolved() && fs::exists(m.backbone.path)) r.backbone_sha256 = sha256_file_hex(m.backbone.path);
+    r.imagenet_top1 = m.imagenet_top1;
+    r.gmacs = m.gmacs;
+    r.feature_dim = m.feature_dim;
+    models.push_back(r);
+  }
+  std::vector<store::DatasetRow> rows;
+  for (size_t i = 0; i < spec.datasets.size(); ++i) {
+    const auto& d = spec.datasets[i];
+    store::DatasetRow r;
+    r.name = d.name;
+    r.kind = d.kind;
+    r.metric = d.metric;
+    r.root = d.root.resolved() ? d.root.path : d.root.raw;
+    r.validation = spec.validation_of(d);
+    if (i < p.datasets.size()) {
+      const auto& ds = p.datasets[i];
+      r.validation = ds.validation;
+      r.split_sha256 = ds.split_hash;
+      r.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
+      r.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());
+      r.n_test = static_cast<int64_t>(ds.indices(data::Split::test).size());
+      r.problems = static_cast<int64_t>(ds.problems.size());
+      r.classes = ds.num_classes();
+      r.multilabel = ds.multilabel;
+    }
+    rows.push_back(r);
+  }
+  results.write_study(spec.text, models, rows);
+  std::vector<store::ProblemRow> problems;
+  for (size_t i = 0; i < p.datasets.size(); ++i) {
+    const auto& ds = p.datasets[i];
+    std::vector<store::SampleRow> samples;
+    for (size_t s = 0; s < ds.samples.size(); ++s) {
+      store::SampleRow r;
+      r.index = static_cast<int64_t>(s);
+      r.id = ds.samples[s].id;
+      r.split = data::split_name(ds.split[s]);
+      r.label = ds.samples[s].label;
+      if (ds.multilabel)
+        for (size_t k = 0; k < ds.samples[s].labels.size(); ++k)
+          r.labels += (k ? " " : "") + std::to_string(ds.samples[s].labels[k]);
+      else r.labels = std::to_string(r.label);
+      r.group = ds.samples[s].group;
+      samples.push_back(std::move(r));
+    }
+    results.write_samples(ds.name, samples);
+    for (const auto& pr : ds.problems) problems.push_back({ds.name, pr.id, pr.path, pr.reason});
+  }
+  // Index-time problems are recorded once per run (the table keeps every run's).
+  results.add_problems(problems);
+  const auto be = train::backend();
+  std::string host_list;
+  for (const auto& h : std::set<std::string>(hosts.begin(), hosts.end())) host_list += (host_list.empty() ? "" : " ") + h;
+  std::string split_hashes;
+  for (const auto& ds : p.datasets) split_hashes += ds.name + ":" + ds.split_hash + " ";
+  results.write_provenance({{"xfer_version", build_info::version()},
+                            {"git_commit", build_info::git_commit()},
+                            {"git_dirty", build_info::git_dirty() ? "true" : "false"},
+                            {"compiler", build_info::compiler()},
+                            {"build_type", build_info::build_type()},
+                            {"libtorch", be.torch_version},
+                            {"cuda", be.cuda_version},
+                            {"cudnn", be.cudnn_version},
+                            {"devices", be.devices},
+                            {"kokkos_backend", metrics::Runtime::backend()},
+                            {"mpi", MpiRuntime::library_version()},
+                            {"hosts", host_list},
+                            {"ranks", std::to_string(ranks)},
+                            {"split_sha256", split_hashes},
+                            {"slurm_job_id", slurm_variable("SLURM_JOB_ID")},
+                            {"updated_utc", store::iso_utc(store::now_unix())}});
+}
+
+}  // namespace xfer::sweep

@@ -1,0 +1,146 @@
+#include "worker.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "slurm.hpp"
+#include "xfer/core/stop.hpp"
+#include "xfer/store/store.hpp"
+#include "xfer/train/trial.hpp"
+
+namespace xfer::sweep {
+
+namespace {
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+void Worker::loop() {
+  report(Report::ready, -1);
+  while (true) {
+    const Order order = transport_.receive_order();
+    if (order.kind == Order::shutdown) break;
+    run(order);
+  }
+  transport_.drain_stops();
+}
+
+void Worker::report(Report::Kind kind, int64_t trial, Report r) {
+  r.kind = kind;
+  r.rank = mpi_.rank();
+  r.trial = trial;
+  r.host = host_name();
+  r.message = stop_requested().load() && kind == Report::ready ? "stop requested" : r.message;
+  transport_.send_report(r);
+}
+
+// The dataset as rank 0 resolved it, never as this rank's spec would say.
+const data::Dataset& Worker::dataset(const ResolvedDataset& d) {
+  auto it = datasets_.find(d.spec.name);
+  if (it == datasets_.end())
+    it = datasets_.emplace(d.spec.name, data::open(d.spec.name, d.spec.kind, d.spec.root.path, d.split)).first;
+  return it->second;
+}
+
+void Worker::run(const Order& order) {
+  const bool leader = order.members.front() == mpi_.rank();
+  std::unique_ptr<MpiGroup> group;
+  if (order.members.size() > 1) group = MpiGroup::of(std::vector<int>(order.members.begin(), order.members.end()), order.group_tag);
+  if (leader) report(Report::started, order.trial);
+
+  // A companion thread: heartbeats for the coordinator (leader), and the coordinator's stop notice (everyone).
+  std::atomic<bool> done{false};
+  std::thread companion([&] {
+    auto last = Clock::now();
+    while (!done.load()) {
+      if (auto which = transport_.poll_stop(); which && (*which == order.trial || *which < 0))
+        stop_requested().store(true);
+      if (leader && std::chrono::duration<double>(Clock::now() - last).count() >= o_.heartbeat) {
+        report(Report::heartbeat, order.trial);
+        last = Clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+
+  Report fin;
+  if (o_.simulate > 0) {
+    simulate(order, fin);
+  } else {
+    try {
+      train(order, group.get(), leader, fin);
+    } catch (const std::exception& e) {  // e.g. the dataset cannot be opened on this node
+      fin.status = TrialStatus::failed;
+      fin.message = e.what();
+    }
+  }
+  done.store(true);
+  companion.join();
+  group.reset();
+  if (leader) report(Report::finished, order.trial, std::move(fin));
+  else report(Report::ready, -1);
+}
+
+void Worker::simulate(const Order& order, Report& fin) {
+  // Benchmark executor: sleep for the trial's cost (the cost model's, as rank 0 computed it), in slices so a stop
+  // is honoured.
+  const auto began = Clock::now();
+  const auto until = began + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(order.resolved.cost_gflop * o_.simulate * 1e-6));
+  while (Clock::now() < until) {
+    if (stop_requested().load()) {
+      fin.status = TrialStatus::interrupted;
+      fin.message = "simulated trial stopped";
+      return;
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(20)));
+  }
+  fin.status = TrialStatus::done;
+  fin.message = "simulated";
+  fin.seconds = std::chrono::duration<double>(Clock::now() - began).count();
+  fin.best_val = fin.test_at_best = kNaN;
+}
+
+void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin) {
+  const ResolvedTrial& trial = order.resolved;
+  const data::Dataset& d = dataset(trial.dataset);
+  train::Environment env;
+  env.backbone = trial.backbone;
+  env.checkpoint_dir = trial.checkpoint_dir;
+  env.keep_best_model = trial.keep_best_model;
+  env.group = group;
+  env.local_rank = mpi_.local_rank();
+  env.device = o_.device;
+  env.threads = o_.threads;
+  env.stop = &stop_requested();
+  env.remove_checkpoints = false;  // the coordinator removes them once the result is recorded
+  if (order.deadline_unix > 0)
+    env.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(order.deadline_unix - store::now_unix()));
+  if (leader)
+    env.on_epoch = [&](const train::EpochRecord& e) {
+      Report r;
+      r.epoch_record = e;
+      report(Report::epoch, order.trial, std::move(r));
+    };
+  const train::Result res = train::run(trial.config, d, env);
+  fin.status = parse<TrialStatus>(train::status_name(res.status), "the trainer's status");
+  fin.message = res.message;
+  fin.best_epoch = res.best_epoch;
+  fin.best_val = res.best_val;
+  fin.test_at_best = res.test_at_best;
+  fin.seconds = res.seconds;
+  fin.resumed_from_epoch = res.resumed_from_epoch;
+  fin.device = res.device;
+  fin.epochs = res.epochs;
+  fin.classes = res.val.classes;
+  fin.val_samples = res.val.samples;
+  fin.val_scores = res.val.scores;
+  fin.test_samples = res.test.samples;
+  fin.test_scores = res.test.scores;
+  for (const auto& p : res.data_problems) fin.problems.push_back({p.id, p.path, p.reason});
+}
+
+}  // namespace xfer::sweep
