@@ -192,8 +192,8 @@ int plan(const PlanOptions& o) {
       for (size_t i = 0; i < trials.size(); ++i) {
         const auto& t = trials[i].config;
         j["trials"].push_back({{"key", trials[i].key.str()}, {"model", t.model}, {"dataset", t.dataset},
-                               {"optimizer", t.optimizer}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
-                               {"wd_mode", t.wd_mode}, {"augmentation", t.augmentation}, {"seed", t.seed},
+                               {"optimizer", name_str(t.optimizer)}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
+                               {"wd_mode", name_str(t.wd_mode)}, {"augmentation", name_str(t.augmentation)}, {"seed", t.seed},
                                {"epochs", t.epochs}, {"batch_size", t.batch_size}, {"input_size", t.input_size},
                                {"ranks_per_trial", t.ranks_per_trial}, {"cost_gflop", trial_cost[i]}});
       }
@@ -258,7 +258,7 @@ int plan(const PlanOptions& o) {
     for (size_t i = 0; i < trials.size(); ++i) {
       const auto& t = trials[i].config;
       std::cout << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", trials[i].key.str(),
-                               t.model, mw, t.dataset, dw, t.optimizer, fmt_num(t.lr), fmt_num(t.weight_decay), t.augmentation,
+                               t.model, mw, t.dataset, dw, name(t.optimizer), fmt_num(t.lr), fmt_num(t.weight_decay), name(t.augmentation),
                                t.seed, fmt_cost(trial_cost[i]));
     }
   }

@@ -83,11 +83,11 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   if (mpi) env.local_rank = mpi->local_rank();
   env.on_epoch = [&](const train::EpochRecord& r) {
     spdlog::info("trial {} epoch {}/{}: train loss {:.4f}, val {} {:.4f}, test {:.4f}, lr {:.3g}, {:.1f} img/s",
-                 trial.key.str(), r.epoch + 1, trial.config.epochs, r.train_loss, trial.config.metric, r.val_metric,
+                 trial.key.str(), r.epoch + 1, trial.config.epochs, r.train_loss, name(trial.config.metric), r.val_metric,
                  r.test_metric, r.lr, r.images_per_second);
   };
   spdlog::info("trial {}: {} on {} ({} lr {} wd {}), {} epochs", trial.key.str(), trial.config.model,
-               trial.config.dataset, trial.config.optimizer, trial.config.lr, trial.config.weight_decay,
+               trial.config.dataset, name(trial.config.optimizer), trial.config.lr, trial.config.weight_decay,
                trial.config.epochs);
   const train::Result r = train::run(trial.config, d, env);
   if (!root) return r.status == train::Status::failed ? 1 : 0;
@@ -115,7 +115,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
                              r.message.empty() ? "" : " — " + r.message);
     if (r.best_epoch >= 0)
       std::cout << fmt::format("best epoch {}: validation {} {:.6g}, test {:.6g}\n", r.best_epoch + 1,
-                               trial.config.metric, r.best_val, r.test_at_best);
+                               name(trial.config.metric), r.best_val, r.test_at_best);
   }
   // Interrupted (a signal): exit 0 after the checkpoint, as a preempted job should.
   return r.status == train::Status::failed ? 1 : 0;

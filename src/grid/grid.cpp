@@ -56,16 +56,15 @@ std::string TrialConfig::canonical_head() const {
   c.add("model", model).add("weights", weights).add_int("input_size", input_size).add("crop_pct", crop_pct);
   c.add("mean", num(mean[0]) + "," + num(mean[1]) + "," + num(mean[2]));
   c.add("std", num(std[0]) + "," + num(std[1]) + "," + num(std[2]));
-  c.add("dataset", dataset).add("kind", kind).add("metric", metric).add("flips", flips).add_bool("bgr_quirk", bgr_quirk);
-  c.add("validation", validation);
+  c.add("dataset", dataset).add("kind", kind).add("metric", name_str(metric)).add("flips", name_str(flips));
+  c.add_bool("bgr_quirk", bgr_quirk).add("validation", name_str(validation));
   // The kind's registry entry says which split fields it keys (an unknown kind keys them all).
   const spec::DatasetKind* k = spec::find_dataset_kind(kind);
-  const std::optional<Validation> mode = try_parse<Validation>(validation);
-  if (mode != Validation::fixed) {
+  if (validation != Validation::fixed) {
     if (!k || k->keys_heldout_fraction) c.add("heldout_fraction", heldout_fraction);
     c.add_int("heldout_seed", heldout_seed);
   }
-  if (mode == Validation::holdout) c.add("val_fraction", val_fraction).add_int("val_seed", val_seed);
+  if (validation == Validation::holdout) c.add("val_fraction", val_fraction).add_int("val_seed", val_seed);
   if (limit_train > 0) c.add_int("limit_train", limit_train);
   if (limit_test > 0) c.add_int("limit_test", limit_test);
   if (k)
@@ -85,24 +84,24 @@ std::string TrialConfig::kind_setting_text(const std::string& key) const {
 
 std::string TrialConfig::canonical_recipe() const {
   Canon c(false);
-  c.add("optimizer", optimizer).add("lr", lr).add("weight_decay", weight_decay).add("wd_mode", wd_mode);
-  if (optimizer == "sgd") c.add("momentum", momentum).add_bool("nesterov", nesterov);
-  if (optimizer == "adamw") c.add("beta1", beta1).add("beta2", beta2).add("eps", eps);
-  c.add("schedule", schedule);
-  if (schedule == "step") {
+  c.add("optimizer", name_str(optimizer)).add("lr", lr).add("weight_decay", weight_decay).add("wd_mode", name_str(wd_mode));
+  if (optimizer == Optimizer::sgd) c.add("momentum", momentum).add_bool("nesterov", nesterov);
+  if (optimizer == Optimizer::adamw) c.add("beta1", beta1).add("beta2", beta2).add("eps", eps);
+  c.add("schedule", name_str(schedule));
+  if (schedule == Schedule::step) {
     std::string ms;
     for (size_t i = 0; i < step_milestones.size(); ++i) ms += (i ? "," : "") + std::to_string(step_milestones[i]);
     c.add("step_milestones", ms).add("step_gamma", step_gamma);
   }
   if (warmup_epochs > 0) c.add_int("warmup_epochs", warmup_epochs);
   if (label_smoothing > 0) c.add("label_smoothing", label_smoothing);
-  c.add("augmentation", augmentation).add_int("seed", seed);
+  c.add("augmentation", name_str(augmentation)).add_int("seed", seed);
   return c.str();
 }
 
 std::string TrialConfig::canonical_tail() const {
   Canon c(false);
-  c.add_int("epochs", epochs).add_int("batch_size", batch_size).add("precision", precision);
+  c.add_int("epochs", epochs).add_int("batch_size", batch_size).add("precision", name_str(precision));
   return c.str();
 }
 
@@ -133,7 +132,7 @@ std::vector<Trial> expand(const spec::Spec& spec) {
       if (m.input_size > 0) input_size = m.input_size;
       int batch_size = g.batch_size, epochs = g.epochs;
       int ranks = m.ranks_per_trial > 0 ? m.ranks_per_trial : g.ranks_per_trial;
-      std::string precision = g.precision;
+      std::string precision = g.precision;  // the spec's words, parsed once per cell below
       for (const auto& o : spec.overrides) {
         if (!spec::glob_match(o.model, m.name) || !spec::glob_match(o.dataset, d.name)) continue;
         if (o.input_size) input_size = *o.input_size;
@@ -147,11 +146,21 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                                        "{} ranks; every rank needs at least one sample per step",
                                        spec.path, m.name, d.name, batch_size, ranks));
       std::string head, tail;  // this cell's canonical parts, from its first trial
+      // The spec reader has checked every word against its vocabulary; parse them once per cell.
+      const Metric metric = parse<Metric>(d.metric, d.where.str());
+      const Flips flips = parse<Flips>(d.flips, d.where.str());
+      const Validation validation = parse<Validation>(spec.validation_of(d), d.where.str());
+      const Schedule schedule = parse<Schedule>(g.schedule, "grid.schedule");
+      const Precision cell_precision = parse<Precision>(precision, "precision");
+      std::vector<Augmentation> augmentations;
+      for (const auto& a : g.augmentations) augmentations.push_back(parse<Augmentation>(a, "grid.augmentations"));
       for (const auto& opt : g.optimizers) {
         const auto& wds = opt.weight_decays.empty() ? g.weight_decays : opt.weight_decays;
+        const Optimizer family = parse<Optimizer>(opt.family, opt.where.str());
+        const WdMode wd_mode = parse<WdMode>(opt.wd_mode, opt.where.str());
         for (double lr : opt.lrs)
           for (double wd : wds)
-            for (const auto& aug : g.augmentations)
+            for (const Augmentation aug : augmentations)
               for (int64_t seed : g.seeds) {
                 TrialConfig t;
                 t.model = m.name;
@@ -162,10 +171,10 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                 t.std = m.std;
                 t.dataset = d.name;
                 t.kind = d.kind;
-                t.metric = d.metric;
-                t.flips = d.flips;
+                t.metric = metric;
+                t.flips = flips;
                 t.bgr_quirk = d.bgr_quirk;
-                t.validation = spec.validation_of(d);
+                t.validation = validation;
                 t.heldout_fraction = d.heldout_fraction;
                 t.heldout_seed = spec.heldout_seed_of(d);
                 t.val_fraction = d.val_fraction;
@@ -175,16 +184,16 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                 t.melanoma_2019 = d.melanoma_2019;
                 t.manifest = d.manifest;
                 t.split_file = d.split_file;
-                t.optimizer = opt.family;
+                t.optimizer = family;
                 t.lr = lr;
                 t.weight_decay = wd;
-                t.wd_mode = opt.wd_mode;
+                t.wd_mode = wd_mode;
                 t.momentum = opt.momentum;
                 t.nesterov = opt.nesterov;
                 t.beta1 = opt.beta1;
                 t.beta2 = opt.beta2;
                 t.eps = opt.eps;
-                t.schedule = g.schedule;
+                t.schedule = schedule;
                 t.step_milestones = g.step_milestones;
                 t.step_gamma = g.step_gamma;
                 t.warmup_epochs = g.warmup_epochs;
@@ -193,7 +202,7 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                 t.seed = seed;
                 t.epochs = epochs;
                 t.batch_size = batch_size;
-                t.precision = precision;
+                t.precision = cell_precision;
                 t.ranks_per_trial = ranks;
                 if (head.empty()) head = t.canonical_head(), tail = t.canonical_tail();
                 Trial trial{key_of(head + t.canonical_recipe() + tail), std::move(t), mi, di, out.size()};
@@ -202,8 +211,8 @@ std::vector<Trial> expand(const spec::Spec& spec) {
                   throw Error::input(fmt::format(
                       "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "
                       "augmentation {}, seed {}): check [[grid.optimizer]] entries ({} and {}) for duplicates",
-                      spec.path, first.model, first.dataset, first.optimizer, num(first.lr), num(first.weight_decay),
-                      first.augmentation, first.seed, it->second.second->where.str(), opt.where.str()));
+                      spec.path, first.model, first.dataset, name(first.optimizer), num(first.lr),
+                      num(first.weight_decay), name(first.augmentation), first.seed, it->second.second->where.str(), opt.where.str()));
                 }
                 out.push_back(std::move(trial));
               }

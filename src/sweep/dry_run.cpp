@@ -45,7 +45,7 @@ int dry_run(const RunOptions& o, bool json) {
   auto entry = [&](const std::pair<size_t, Action>& w) {
     const auto& t = trials[w.first];
     return nlohmann::ordered_json{{"key", t.key.str()}, {"model", t.config.model}, {"dataset", t.config.dataset},
-                                  {"optimizer", t.config.optimizer}, {"lr", t.config.lr},
+                                  {"optimizer", name_str(t.config.optimizer)}, {"lr", t.config.lr},
                                   {"weight_decay", t.config.weight_decay}, {"seed", t.config.seed},
                                   {"action", action_name(w.second)}};
   };
@@ -63,7 +63,7 @@ int dry_run(const RunOptions& o, bool json) {
   for (size_t i = 0; i < would_run.size() && i < 50; ++i) {
     const auto& t = trials[would_run[i].first];
     std::cout << fmt::format("  {} {:<24} {:<14} {} lr={} wd={} seed={}  [{}]\n", t.key.str(), t.config.model,
-                             t.config.dataset, t.config.optimizer, t.config.lr, t.config.weight_decay, t.config.seed,
+                             t.config.dataset, name(t.config.optimizer), t.config.lr, t.config.weight_decay, t.config.seed,
                              action_name(would_run[i].second));
   }
   return 0;

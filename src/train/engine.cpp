@@ -4,11 +4,11 @@ namespace xfer::train {
 
 TrialChoices TrialChoices::of(const grid::TrialConfig& t, const data::Dataset& d, const std::string& where) {
   TrialChoices c;
-  c.optimizer = parse<Optimizer>(t.optimizer, where);
-  c.schedule = parse<Schedule>(t.schedule, where);
-  c.precision = parse<Precision>(t.precision, where);
-  c.augmentation = parse<Augmentation>(t.augmentation, where);
-  c.metric = parse<Metric>(t.metric, where);
+  c.optimizer = t.optimizer;
+  c.schedule = t.schedule;
+  c.precision = t.precision;
+  c.augmentation = t.augmentation;
+  c.metric = t.metric;
   c.validation = parse<Validation>(d.validation, "dataset " + d.name);
   return c;
 }

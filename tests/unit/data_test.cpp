@@ -537,7 +537,7 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   for (const auto& t : trials) {
     SCOPED_TRACE(t.config.dataset);
     const data::Dataset d = data::open(spec, spec.datasets[t.dataset_index]);
-    EXPECT_EQ(d.validation, t.config.validation);
+    EXPECT_EQ(d.validation, name(t.config.validation));
     EXPECT_TRUE(has_line(t.config.canonical_text(), "validation=" + d.validation + "\n"));
   }
   // Pre-split: keyed fixed, without the held-out draw it does not make, and trains on its val/ folder.
@@ -552,13 +552,13 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   EXPECT_TRUE(spec.find_dataset("pre")->resolved->layout_checked);
   EXPECT_NE(spec.find_dataset("pre")->resolved->basis.find("val/"), std::string::npos);
   // The manifest's split column has val rows: fixed as well; a manifest without one: the spec's selection.
-  EXPECT_EQ(by_dataset.at("man")->validation, "fixed");
-  EXPECT_EQ(by_dataset.at("multi")->validation, "paper");
+  EXPECT_EQ(by_dataset.at("man")->validation, Validation::fixed);
+  EXPECT_EQ(by_dataset.at("multi")->validation, Validation::paper);
   // Without a val/ folder: the held-out draw as before, with its seed and fraction in the key.
   const std::string flat = by_dataset.at("flat")->canonical_text();
   EXPECT_TRUE(has_line(flat, "validation=paper\nheldout_fraction=0.2\nheldout_seed=0\n")) << flat;
-  EXPECT_EQ(by_dataset.at("mnist")->validation, "paper");
-  EXPECT_EQ(by_dataset.at("atlas")->validation, "fixed");
+  EXPECT_EQ(by_dataset.at("mnist")->validation, Validation::paper);
+  EXPECT_EQ(by_dataset.at("atlas")->validation, Validation::fixed);
 
   // study.selection = "holdout": the flat imagefolder carves from train; the pre-split one keeps its val/.
   const spec::Spec holdout = data::with_layouts_resolved(spec::load(dir.write("h.toml", layout_spec(
@@ -567,8 +567,8 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   for (const auto& t : grid::expand(holdout)) {
     SCOPED_TRACE(t.config.dataset);
     const data::Dataset d = data::open(holdout, holdout.datasets[t.dataset_index]);
-    EXPECT_EQ(d.validation, t.config.validation);
-    EXPECT_EQ(t.config.validation, t.config.dataset == "pre" ? "fixed" : "holdout");
+    EXPECT_EQ(d.validation, name(t.config.validation));
+    EXPECT_EQ(t.config.validation, t.config.dataset == "pre" ? Validation::fixed : Validation::holdout);
     EXPECT_EQ(has_line(t.config.canonical_text(), "val_seed="), t.config.dataset == "flat");
   }
 }
@@ -617,9 +617,9 @@ TEST_F(Fixtures, PlanningBeforeTheDataIsStagedKeysPaperKindsFromTheirKind) {
   const auto trials = grid::expand(spec);
   ASSERT_EQ(trials.size(), 3u);
   for (const auto& d : spec.datasets) EXPECT_FALSE(d.resolved->layout_checked) << d.name;
-  EXPECT_EQ(trials[0].config.validation, "paper");
-  EXPECT_EQ(trials[1].config.validation, "fixed");
-  EXPECT_EQ(trials[2].config.validation, "paper") << "generic kinds fall back to study.selection";
+  EXPECT_EQ(trials[0].config.validation, Validation::paper);
+  EXPECT_EQ(trials[1].config.validation, Validation::fixed);
+  EXPECT_EQ(trials[2].config.validation, Validation::paper) << "generic kinds fall back to study.selection";
   // The paper kinds' keys do not depend on resolution: the same as expanding them unresolved.
   spec::Spec paper_only = unresolved;
   paper_only.datasets.pop_back();

@@ -79,9 +79,9 @@ TEST_F(GridFixture, FullFactorialWithConditionalAxes) {
     else if (t.config.dataset == "e") EXPECT_EQ(t.config.input_size, 224) << "EuroSAT defaults to 224";
     else EXPECT_EQ(t.config.input_size, 256);
   }
-  EXPECT_EQ(trials.front().config.optimizer, "adamw");
+  EXPECT_EQ(trials.front().config.optimizer, Optimizer::adamw);
   EXPECT_DOUBLE_EQ(trials.front().config.optimizer_weight_decay(), 1e-3 / 1e-2) << "the paper's wd / lr";
-  const auto sgd = std::find_if(trials.begin(), trials.end(), [](const auto& t) { return t.config.optimizer == "sgd"; });
+  const auto sgd = std::find_if(trials.begin(), trials.end(), [](const auto& t) { return t.config.optimizer == Optimizer::sgd; });
   ASSERT_NE(sgd, trials.end());
   EXPECT_DOUBLE_EQ(sgd->config.optimizer_weight_decay(), sgd->config.weight_decay);
 }
@@ -141,29 +141,29 @@ TEST_F(GridFixture, EveryResolvedFieldChangesTheKey) {
       {"std", [](auto& t) { t.std[0] = 0.5; }},
       {"dataset", [](auto& t) { t.dataset = "b"; }},
       {"kind", [](auto& t) { t.kind = "cassava"; }},
-      {"metric", [](auto& t) { t.metric = "accuracy"; }},
-      {"flips", [](auto& t) { t.flips = "hv"; }},
+      {"metric", [](auto& t) { t.metric = Metric::accuracy; }},
+      {"flips", [](auto& t) { t.flips = Flips::hv; }},
       {"bgr_quirk", [](auto& t) { t.bgr_quirk = true; }},
-      {"validation", [](auto& t) { t.validation = "holdout"; }},
+      {"validation", [](auto& t) { t.validation = Validation::holdout; }},
       {"heldout_fraction", [](auto& t) { t.heldout_fraction = 0.25; }},
       {"heldout_seed", [](auto& t) { t.heldout_seed = 415; }},
       {"limit_train", [](auto& t) { t.limit_train = 100; }},
       {"limit_test", [](auto& t) { t.limit_test = 100; }},
-      {"optimizer", [](auto& t) { t.optimizer = "sgd"; }},
+      {"optimizer", [](auto& t) { t.optimizer = Optimizer::sgd; }},
       {"lr", [](auto& t) { t.lr = 0.0100000001; }},
       {"weight_decay", [](auto& t) { t.weight_decay = 1e-4; }},
-      {"wd_mode", [](auto& t) { t.wd_mode = "plain"; }},
+      {"wd_mode", [](auto& t) { t.wd_mode = WdMode::plain; }},
       {"beta1", [](auto& t) { t.beta1 = 0.8; }},
       {"beta2", [](auto& t) { t.beta2 = 0.99; }},
       {"eps", [](auto& t) { t.eps = 1e-6; }},
-      {"schedule", [](auto& t) { t.schedule = "cosine_step"; }},
+      {"schedule", [](auto& t) { t.schedule = Schedule::cosine_step; }},
       {"warmup_epochs", [](auto& t) { t.warmup_epochs = 1; }},
       {"label_smoothing", [](auto& t) { t.label_smoothing = 0.1; }},
-      {"augmentation", [](auto& t) { t.augmentation = "augmix"; }},
+      {"augmentation", [](auto& t) { t.augmentation = Augmentation::augmix; }},
       {"seed", [](auto& t) { t.seed = 1; }},
       {"epochs", [](auto& t) { t.epochs = 29; }},
       {"batch_size", [](auto& t) { t.batch_size = 64; }},
-      {"precision", [](auto& t) { t.precision = "fp32"; }},
+      {"precision", [](auto& t) { t.precision = Precision::fp32; }},
   };
   std::set<std::string> keys{base.key().str()};
   for (const auto& [name, mut] : mutations) {
@@ -174,7 +174,7 @@ TEST_F(GridFixture, EveryResolvedFieldChangesTheKey) {
   }
   // Fields of other branches: SGD momentum, holdout split, step schedule.
   grid::TrialConfig sgd = base;
-  sgd.optimizer = "sgd";
+  sgd.optimizer = Optimizer::sgd;
   grid::TrialConfig sgd2 = sgd;
   sgd2.momentum = 0.8;
   EXPECT_NE(sgd.key(), sgd2.key());
@@ -182,7 +182,7 @@ TEST_F(GridFixture, EveryResolvedFieldChangesTheKey) {
   sgd2.nesterov = false;
   EXPECT_NE(sgd.key(), sgd2.key());
   grid::TrialConfig ho = base;
-  ho.validation = "holdout";
+  ho.validation = Validation::holdout;
   grid::TrialConfig ho2 = ho;
   ho2.val_seed += 1;
   EXPECT_NE(ho.key(), ho2.key());
@@ -190,7 +190,7 @@ TEST_F(GridFixture, EveryResolvedFieldChangesTheKey) {
   ho2.val_fraction = 0.2;
   EXPECT_NE(ho.key(), ho2.key());
   grid::TrialConfig st = base;
-  st.schedule = "step";
+  st.schedule = Schedule::step;
   grid::TrialConfig st2 = st;
   st2.step_milestones = {10, 20};
   EXPECT_NE(st.key(), st2.key());

@@ -184,7 +184,7 @@ struct EngineFixture {
     trial.input_size = kSize;
     trial.lr = 0.1;
     trial.weight_decay = 0;
-    trial.wd_mode = "plain";
+    trial.wd_mode = WdMode::plain;
     trial.seed = 3;
     choices.optimizer = Optimizer::adamw;
     data.class_names = {"a", "b", "c"};

@@ -324,7 +324,7 @@ data::Dataset memory_dataset() {
   return d;
 }
 
-grid::TrialConfig memory_trial(int epochs, const std::string& metric = "accuracy") {
+grid::TrialConfig memory_trial(int epochs, Metric metric = Metric::accuracy) {
   grid::TrialConfig t;
   t.model = "scripted";
   t.input_size = 8;
@@ -333,16 +333,16 @@ grid::TrialConfig memory_trial(int epochs, const std::string& metric = "accuracy
   t.dataset = "mem";
   t.kind = "memory";
   t.metric = metric;
-  t.flips = "none";
-  t.validation = "fixed";
-  t.optimizer = "sgd";
+  t.flips = Flips::none;
+  t.validation = Validation::fixed;
+  t.optimizer = Optimizer::sgd;
   t.lr = 0.1;
-  t.wd_mode = "plain";
-  t.schedule = "cosine";
-  t.augmentation = "none";
+  t.wd_mode = WdMode::plain;
+  t.schedule = Schedule::cosine;
+  t.augmentation = Augmentation::none;
   t.epochs = epochs;
   t.batch_size = 4;
-  t.precision = "fp32";
+  t.precision = Precision::fp32;
   return t;
 }
 
@@ -451,7 +451,7 @@ class EpochLoop : public ::testing::Test {
 TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
   Script s;
   s.p_correct = {0.6, 0.9, 0.7};
-  auto t = memory_trial(3, "log_loss");
+  auto t = memory_trial(3, Metric::log_loss);
   std::vector<int> seen;
   train::Environment env;
   env.on_epoch = [&](const train::EpochRecord& r) { seen.push_back(r.epoch); };
@@ -476,7 +476,7 @@ TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
 
   Script acc;
   acc.p_correct = {0.6, 0.9, 0.7};
-  const auto a = run(memory_trial(3, "accuracy"), acc);
+  const auto a = run(memory_trial(3, Metric::accuracy), acc);
   EXPECT_EQ(a.best_epoch, 0) << "accuracy is 1 every epoch: a tie is not better";
 }
 
@@ -553,14 +553,16 @@ TEST_F(EpochLoop, ADeadlineStopsBeforeAnEpochThatCannotFinish) {
   EXPECT_TRUE(std::filesystem::exists(dir / "ckpt")) << "checkpointed for the next job";
 }
 
+// The trial's words are enums (parsed at the spec's edge); the dataset's validation mode is the one word the loop
+// still reads, and an unknown one fails the trial by name instead of training on a guess.
 TEST_F(EpochLoop, AnUnknownWordInTheTrialFailsItNamingTheTrial) {
   Script s;
   auto t = memory_trial(1);
-  t.schedule = "linear";
+  d.validation = "linear";
   const auto r = run(t, s);
   EXPECT_EQ(r.status, train::Status::failed);
-  EXPECT_NE(r.message.find("trial " + t.key().str()), std::string::npos) << r.message;
-  EXPECT_NE(r.message.find("unknown schedule \"linear\""), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("dataset " + d.name), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("unknown validation \"linear\""), std::string::npos) << r.message;
 }
 
 }  // namespace

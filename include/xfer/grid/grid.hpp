@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
 #include "xfer/spec/spec.hpp"
 
 namespace xfer::grid {
@@ -42,10 +43,10 @@ struct TrialConfig {
   // Dataset and its splits.
   std::string dataset;
   std::string kind;
-  std::string metric;
-  std::string flips;
+  Metric metric = Metric::accuracy;
+  Flips flips = Flips::none;
   bool bgr_quirk = false;
-  std::string validation;  // fixed | paper | holdout
+  Validation validation = Validation::paper;
   double heldout_fraction = 0.2;
   int64_t heldout_seed = 0;
   double val_fraction = 0.1;
@@ -55,28 +56,28 @@ struct TrialConfig {
   std::string manifest;
   std::string split_file;
   // Recipe.
-  std::string optimizer;   // adamw | sgd
+  Optimizer optimizer = Optimizer::adamw;
   double lr = 0;
   double weight_decay = 0; // the grid's value
-  std::string wd_mode;     // over_lr: the optimiser gets weight_decay / lr (the paper's AdamW); plain
+  WdMode wd_mode = WdMode::over_lr;  // over_lr: the optimiser gets weight_decay / lr (the paper's AdamW)
   double momentum = 0.9;
   bool nesterov = true;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  std::string schedule;
+  Schedule schedule = Schedule::cosine;
   std::vector<int> step_milestones;
   double step_gamma = 0.1;
   int warmup_epochs = 0;
   double label_smoothing = 0;
-  std::string augmentation;
+  Augmentation augmentation = Augmentation::none;
   int64_t seed = 0;
   int epochs = 0;
   int batch_size = 0;
-  std::string precision;
+  Precision precision = Precision::auto_;
   // Execution: how, not what — not part of the key.
   int ranks_per_trial = 1;
 
   // The weight decay handed to the optimiser.
-  double optimizer_weight_decay() const { return wd_mode == "over_lr" ? weight_decay / lr : weight_decay; }
+  double optimizer_weight_decay() const { return wd_mode == WdMode::over_lr ? weight_decay / lr : weight_decay; }
   // "key=value" lines in a fixed order, only the fields that matter for this kind/family/schedule. A field added in
   // a later version must be written only when it differs from its default, so existing keys stay valid.
   std::string canonical_text() const;
