@@ -180,6 +180,32 @@ store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double c
   r.batch_size = c.batch_size;
   r.input_size = c.input_size;
   r.ranks_per_trial = c.ranks_per_trial;
+  r.weights = c.weights;
+  r.crop_pct = c.crop_pct;
+  r.mean = c.mean;
+  r.std = c.std;
+  r.flips = c.flips;
+  r.bgr_quirk = c.bgr_quirk;
+  r.validation = c.validation;
+  r.heldout_fraction = c.heldout_fraction;
+  r.heldout_seed = c.heldout_seed;
+  r.val_fraction = c.val_fraction;
+  r.val_seed = c.val_seed;
+  r.limit_train = c.limit_train;
+  r.limit_test = c.limit_test;
+  r.melanoma_2019 = c.melanoma_2019;
+  r.manifest = c.manifest;
+  r.split_file = c.split_file;
+  r.momentum = c.momentum;
+  r.nesterov = c.nesterov;
+  r.beta1 = c.beta1;
+  r.beta2 = c.beta2;
+  r.eps = c.eps;
+  r.step_milestones.assign(c.step_milestones.begin(), c.step_milestones.end());
+  r.step_gamma = c.step_gamma;
+  r.warmup_epochs = c.warmup_epochs;
+  r.label_smoothing = c.label_smoothing;
+  r.canonical = c.canonical_text();
   r.status = "pending";
   r.val_metric = r.test_metric = kNaN;
   r.order = static_cast<int64_t>(t.order);
@@ -545,7 +571,7 @@ class Coordinator {
     row.slurm_job_id = env_or("SLURM_JOB_ID");
     row.slurm_array_task_id = env_or("SLURM_ARRAY_TASK_ID");
     row.message.clear();
-    results_.update_trial(row);
+    results_.record_started(row);
     Order o;
     o.kind = Order::assign;
     o.trial = t;
@@ -567,15 +593,14 @@ class Coordinator {
       case Report::started: {
         auto& row = rows_[static_cast<size_t>(r.trial)];
         row.host = r.host;
-        results_.update_trial(row);
+        results_.record_started(row);
         break;
       }
       case Report::epoch: {
         if (auto it = running_.find(r.trial); it != running_.end()) it->second.last_seen = Clock::now();
         auto& row = rows_[static_cast<size_t>(r.trial)];
-        put_curve(row, r.epoch_record);
         row.epochs_done = r.epoch_record.epoch + 1;
-        results_.update_trial(row);
+        results_.record_epoch(row, curve_row(row, r.epoch_record));
         const auto& cfg = sh_.trials[static_cast<size_t>(r.trial)].config;
         epoch_cost_ += cost_[r.trial] / cfg.epochs / std::max(1, cfg.ranks_per_trial);
         epoch_seconds_ += r.epoch_record.train_seconds + r.epoch_record.eval_seconds;
@@ -586,7 +611,7 @@ class Coordinator {
     }
   }
 
-  void put_curve(const store::TrialRow& row, const train::EpochRecord& e) {
+  static store::CurveRow curve_row(const store::TrialRow& row, const train::EpochRecord& e) {
     store::CurveRow c;
     c.key = row.key;
     c.attempt = row.attempts;
@@ -600,7 +625,7 @@ class Coordinator {
     c.eval_seconds = e.eval_seconds;
     c.images_per_second = e.images_per_second;
     c.peak_memory_bytes = e.peak_memory_bytes;
-    results_.put_curve(c);
+    return c;
   }
 
   void finish(const Report& r) {
@@ -622,21 +647,20 @@ class Coordinator {
     row.finished_at = store::now_unix();
     row.epochs_done = r.epochs.empty() ? row.epochs_done : r.epochs.back().epoch + 1;
     // Curves: the trial's own record is authoritative (a resumed trial carries its earlier epochs).
-    for (const auto& e : r.epochs) put_curve(row, e);
+    std::vector<store::CurveRow> curves;
+    for (const auto& e : r.epochs) curves.push_back(curve_row(row, e));
     const auto& trial = sh_.trials[static_cast<size_t>(t)];
     const std::string& ds = sh_.spec.datasets[trial.dataset_index].name;
     const bool final = r.status == "done" || r.status == "diverged";
     // Predictions of the selected epoch, once the trial is over (an interrupted trial carries them in its checkpoint).
+    std::vector<store::PredictionSet> predictions;
     if (final && !r.val_samples.empty())
-      results_.put_predictions({row.key, "val", ds, r.classes, r.val_samples, r.val_scores});
+      predictions.push_back({row.key, "val", ds, r.classes, r.val_samples, r.val_scores});
     if (final && !r.test_samples.empty())
-      results_.put_predictions({row.key, "test", ds, r.classes, r.test_samples, r.test_scores});
-    if (!r.problems.empty()) {
-      std::vector<store::ProblemRow> p;
-      for (const auto& x : r.problems) p.push_back({ds, x.id, x.path, x.reason});
-      results_.add_problems(p);
-    }
-    results_.update_trial(row);
+      predictions.push_back({row.key, "test", ds, r.classes, r.test_samples, r.test_scores});
+    std::vector<store::ProblemRow> problems;
+    for (const auto& x : r.problems) problems.push_back({ds, x.id, x.path, x.reason});
+    results_.record_finished(row, curves, predictions, problems);
     ++finished_;
     const bool exhausted = (r.status == "failed" || r.status == "oom") && row.attempts >= sh_.spec.study.max_attempts;
     if ((final || exhausted) && o_.simulate <= 0) {
@@ -798,8 +822,8 @@ void write_study(const Shared& sh, const Prepared& p, store::Results& results, i
     results.write_samples(ds.name, samples);
     for (const auto& pr : ds.problems) problems.push_back({ds.name, pr.id, pr.path, pr.reason});
   }
-  // Index-time problems are recorded once per run (the table keeps every run's).
-  results.add_problems(problems);
+  // Index-time problems: appended only when they differ from the ones last recorded.
+  results.add_index_problems(problems);
   const auto be = train::backend();
   std::string host_list;
   for (const auto& h : std::set<std::string>(hosts.begin(), hosts.end())) host_list += (host_list.empty() ? "" : " ") + h;
