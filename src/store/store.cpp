@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "hdf5_util.hpp"
+#include "h5.hpp"
 #include "schema.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/digest.hpp"
@@ -269,6 +269,7 @@ void Results::write_study(const std::string& spec_text, const std::vector<ModelR
   const std::string spec_sha = sha256_hex(spec_text);
   if (!h5::exists(g, "spec") || h5::get_attr(s.file, "spec_sha256") != spec_sha) {
     // The spec of the latest run is the one in force (a seed added, say); the text is small.
+    if (h5::exists(g, "spec")) spdlog::info("{}: the spec differs from the last run's; /study/spec now holds this one", path_);
     h5::write_string_dataset(g, "spec", spec_text);
     h5::set_attr(s.file, "spec_sha256", spec_sha);
   }

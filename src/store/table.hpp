@@ -15,7 +15,7 @@
 
 #include <fmt/format.h>
 
-#include "hdf5_util.hpp"
+#include "h5.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
 

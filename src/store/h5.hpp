@@ -1,4 +1,4 @@
-// store/hdf5_util: RAII handles and the few HDF5 operations the results file needs (compound tables that grow by
+// store/h5: RAII handles and the few HDF5 operations the results file needs (compound tables that grow by
 // appending, fixed-width strings, string attributes), each failure an xfer::Error naming the file and object.
 #pragma once
 

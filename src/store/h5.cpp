@@ -1,4 +1,4 @@
-#include "hdf5_util.hpp"
+#include "h5.hpp"
 
 #include <mutex>
 
