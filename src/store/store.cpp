@@ -241,17 +241,17 @@ void Results::load_indexes(const Session& s) {
   if (indexed_) return;
   {
     Handle d = h5::open_dataset(s.file, "trials");
-    const auto keys = schema::trials().read_all(d, *schema::trials().only({"key"}));
     trial_row_.clear();
-    trial_row_.reserve(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) trial_row_[keys[i].key] = static_cast<int64_t>(i);
+    trial_row_.reserve(h5::rows(d));
+    schema::trials().for_each(d, *schema::trials().only({"key"}),
+                              [&](size_t i, const TrialRow& r) { trial_row_[r.key] = static_cast<int64_t>(i); });
   }
   {
     Handle d = h5::open_dataset(s.file, "curves");
-    const auto ids = schema::curves().read_all(d, *schema::curves().only({"key", "attempt", "epoch"}));
     curve_row_.clear();
-    for (size_t i = 0; i < ids.size(); ++i)
-      curve_row_[std::make_tuple(ids[i].key, ids[i].attempt, ids[i].epoch)] = static_cast<int64_t>(i);
+    schema::curves().for_each(d, *schema::curves().only({"key", "attempt", "epoch"}), [&](size_t i, const CurveRow& r) {
+      curve_row_[std::make_tuple(r.key, r.attempt, r.epoch)] = static_cast<int64_t>(i);
+    });
   }
   {
     Handle d = h5::open_dataset(s.file, "predictions/index");
@@ -348,9 +348,8 @@ std::vector<Results::LedgerEntry> Results::ledger() const {
   static const auto* layout = schema::trials().only({"key", "status", "attempts"}).release();
   Session s(path_, false, *sessions_);
   Handle d = h5::open_dataset(s.file, "trials");
-  const auto rows = schema::trials().read_all(d, *layout);
-  std::vector<LedgerEntry> out(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) out[i] = {rows[i].key, rows[i].status, rows[i].attempts};
+  std::vector<LedgerEntry> out(h5::rows(d));
+  schema::trials().for_each(d, *layout, [&](size_t i, const TrialRow& r) { out[i] = {r.key, r.status, r.attempts}; });
   return out;
 }
 

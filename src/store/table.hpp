@@ -6,6 +6,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -331,15 +332,26 @@ class Table {
     std::vector<char> buf(layout.size() * n);
     h5::read_rows(dset, layout.type(), buf.data(), first, n);
     for (hsize_t i = 0; i < n; ++i) layout.unpack(buf.data() + i * layout.size(), out[i]);
-    if (layout.has_vtext()) {
-      // HDF5 allocated the variable-length strings; give them back.
-      hsize_t count[1] = {n};
-      h5::Handle space(h5::check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
-      H5Dvlen_reclaim(layout.type(), space, H5P_DEFAULT, buf.data());
-    }
+    reclaim(layout, buf, n);
     return out;
   }
   std::vector<Row> read_all(hid_t dset, const Layout<Row>& layout) const { return read(dset, layout, 0, h5::rows(dset)); }
+  // Every row through `layout`, one scratch Row at a time (in blocks): for indexes and the ledger, which keep a
+  // few fields of many rows and need not build a full Row for each.
+  void for_each(hid_t dset, const Layout<Row>& layout, const std::function<void(size_t, const Row&)>& f) const {
+    const hsize_t n = h5::rows(dset), block = 65536;
+    std::vector<char> buf(layout.size() * static_cast<size_t>(std::min(block, n)));
+    Row scratch;  // the layout's columns are overwritten for each row
+    for (hsize_t first = 0; first < n; first += block) {
+      const hsize_t m = std::min(block, n - first);
+      h5::read_rows(dset, layout.type(), buf.data(), first, m);
+      for (hsize_t i = 0; i < m; ++i) {
+        layout.unpack(buf.data() + i * layout.size(), scratch);
+        f(static_cast<size_t>(first + i), scratch);
+      }
+      reclaim(layout, buf, m);
+    }
+  }
   std::vector<Row> read_all(hid_t dset) const { return read_all(dset, *all_); }
 
   // SHA-256 of the rows' values (every column, in order): what "the same content" means for write-once tables.
@@ -365,6 +377,13 @@ class Table {
   std::string name_of(const Row& r) const { return row_name_(r); }
 
  private:
+  // HDF5 allocated the variable-length strings it read; give them back.
+  static void reclaim(const Layout<Row>& layout, std::vector<char>& buf, hsize_t n) {
+    if (!layout.has_vtext() || n == 0) return;
+    hsize_t count[1] = {n};
+    h5::Handle space(h5::check(H5Screate_simple(1, count, nullptr), "memory space"), H5Sclose);
+    H5Dvlen_reclaim(layout.type(), space, H5P_DEFAULT, buf.data());
+  }
   typename Layout<Row>::Packed pack(const Layout<Row>& layout, const std::vector<Row>& rows, const std::string& file,
                                     const std::string& name) const {
     typename Layout<Row>::Packed p;
