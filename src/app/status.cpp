@@ -39,7 +39,7 @@ int status(const StatusOptions& given) {
       throw Error::input(given.results + ": its results file " + o.results + " does not exist yet (nothing has run)");
   }
   const auto results = store::Results::open_existing(o.results);
-  const auto trials = results.trials();
+  const auto trials = results.trial_states();
   const auto runs = results.runs();
   const bool writer = std::filesystem::exists(o.results + ".lock");
   static const std::vector<std::string> kStatuses = {"done", "running", "pending", "failed", "diverged", "oom",

@@ -9,6 +9,7 @@
 
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/core/vocabulary.hpp"
 #include "xfer/store/store.hpp"
 
 namespace fs = std::filesystem;
@@ -17,12 +18,18 @@ namespace xfer::store {
 
 namespace {
 
-int progress_rank(const std::string& status) {
-  if (status == "done") return 5;
-  if (status == "diverged") return 4;
-  if (status == "interrupted" || status == "running") return 3;
-  if (status == "failed" || status == "oom") return 2;
-  return 1;  // pending
+// How far along a trial is: done > diverged > interrupted/running > failed/oom > pending.
+int progress_rank(const TrialRow& t, const std::string& shard) {
+  switch (parse<TrialStatus>(t.status, shard + ": /trials, trial " + t.key + ", column status")) {
+    case TrialStatus::done: return 5;
+    case TrialStatus::diverged: return 4;
+    case TrialStatus::interrupted:
+    case TrialStatus::running: return 3;
+    case TrialStatus::failed:
+    case TrialStatus::oom: return 2;
+    case TrialStatus::pending: return 1;
+  }
+  return 1;
 }
 
 bool same_number(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
@@ -77,8 +84,9 @@ MergeReport merge(const std::string& out, const std::vector<std::string>& shards
       }
       // A more advanced state supersedes a less advanced one (pending < failed < interrupted < diverged < done):
       // that is the same trial further along, not a disagreement. Two different results at the same stage are.
-      const bool replace = progress_rank(t.status) > progress_rank(kept.status);
-      if (progress_rank(t.status) != progress_rank(kept.status)) {
+      const int rank_new = progress_rank(t, shards[i]), rank_kept = progress_rank(kept, shards[from]);
+      const bool replace = rank_new > rank_kept;
+      if (rank_new != rank_kept) {
         report.superseded++;
         if (replace) it->second = std::make_pair(i, std::move(t));
         continue;
@@ -137,7 +145,7 @@ MergeReport merge(const std::string& out, const std::vector<std::string>& shards
     res.add_problems(problems);
     for (const auto& run : in[i].runs()) {
       RunRow r = run;
-      r.end_reason = (r.end_reason + " [" + fs::path(shards[i]).filename().string() + "]").substr(0, 63);
+      r.end_reason += " [" + fs::path(shards[i]).filename().string() + "]";
       res.begin_run(r);
     }
   }

@@ -246,14 +246,14 @@ void Coordinator::record_hung(store::TrialRow& row, int leader, double silent_s)
 
 void Coordinator::record_assigned(const store::TrialRow& row) { results_.update_trial(row); }
 
-void Coordinator::record_started(const store::TrialRow& row) { results_.update_trial(row); }
+void Coordinator::record_started(const store::TrialRow& row) { results_.record_started(row); }
 
+// One session: the epoch's curve row and the trial row.
 void Coordinator::record_epoch(const store::TrialRow& row, const train::EpochRecord& e) {
-  put_curve(row, e);
-  results_.update_trial(row);
+  results_.record_epoch(row, curve_row(row, e));
 }
 
-void Coordinator::put_curve(const store::TrialRow& row, const train::EpochRecord& e) {
+store::CurveRow Coordinator::curve_row(const store::TrialRow& row, const train::EpochRecord& e) {
   store::CurveRow c;
   c.key = row.key;
   c.attempt = row.attempts;
@@ -267,23 +267,22 @@ void Coordinator::put_curve(const store::TrialRow& row, const train::EpochRecord
   c.eval_seconds = e.eval_seconds;
   c.images_per_second = e.images_per_second;
   c.peak_memory_bytes = e.peak_memory_bytes;
-  results_.put_curve(c);
+  return c;
 }
 
 void Coordinator::record_finished(const store::TrialRow& row, const Report& r, const std::string& ds, bool final) {
-  // Curves: the trial's own record is authoritative (a resumed trial carries its earlier epochs).
-  for (const auto& e : r.epochs) put_curve(row, e);
+  // One session. Curves: the trial's own record is authoritative (a resumed trial carries its earlier epochs; the
+  // store skips those its epoch events already wrote).
+  std::vector<store::CurveRow> curves;
+  for (const auto& e : r.epochs) curves.push_back(curve_row(row, e));
   // Predictions of the selected epoch, once the trial is over (an interrupted trial carries them in its checkpoint).
-  if (final && !r.val_samples.empty())
-    results_.put_predictions({row.key, "val", ds, r.classes, r.val_samples, r.val_scores});
+  std::vector<store::PredictionSet> predictions;
+  if (final && !r.val_samples.empty()) predictions.push_back({row.key, "val", ds, r.classes, r.val_samples, r.val_scores});
   if (final && !r.test_samples.empty())
-    results_.put_predictions({row.key, "test", ds, r.classes, r.test_samples, r.test_scores});
-  if (!r.problems.empty()) {
-    std::vector<store::ProblemRow> p;
-    for (const auto& x : r.problems) p.push_back({ds, x.id, x.path, x.reason});
-    results_.add_problems(p);
-  }
-  results_.update_trial(row);
+    predictions.push_back({row.key, "test", ds, r.classes, r.test_samples, r.test_scores});
+  std::vector<store::ProblemRow> problems;
+  for (const auto& x : r.problems) problems.push_back({ds, x.id, x.path, x.reason});
+  results_.record_finished(row, curves, predictions, problems);
 }
 
 }  // namespace xfer::sweep

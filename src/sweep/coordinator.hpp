@@ -54,7 +54,7 @@ class Coordinator {
   void record_started(const store::TrialRow& row);
   void record_epoch(const store::TrialRow& row, const train::EpochRecord& e);
   void record_finished(const store::TrialRow& row, const Report& r, const std::string& dataset, bool final);
-  void put_curve(const store::TrialRow& row, const train::EpochRecord& e);
+  static store::CurveRow curve_row(const store::TrialRow& row, const train::EpochRecord& e);
 
   const Study& study_;
   const Prepared& prep_;

@@ -57,6 +57,32 @@ store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double c
   r.batch_size = c.batch_size;
   r.input_size = c.input_size;
   r.ranks_per_trial = c.ranks_per_trial;
+  r.weights = c.weights;
+  r.crop_pct = c.crop_pct;
+  r.mean = c.mean;
+  r.std = c.std;
+  r.flips = name_str(c.flips);
+  r.bgr_quirk = c.bgr_quirk;
+  r.validation = name_str(c.validation);
+  r.heldout_fraction = c.heldout_fraction;
+  r.heldout_seed = c.heldout_seed;
+  r.val_fraction = c.val_fraction;
+  r.val_seed = c.val_seed;
+  r.limit_train = c.limit_train;
+  r.limit_test = c.limit_test;
+  r.melanoma_2019 = c.melanoma_2019;
+  r.manifest = c.manifest;
+  r.split_file = c.split_file;
+  r.momentum = c.momentum;
+  r.nesterov = c.nesterov;
+  r.beta1 = c.beta1;
+  r.beta2 = c.beta2;
+  r.eps = c.eps;
+  r.step_milestones.assign(c.step_milestones.begin(), c.step_milestones.end());
+  r.step_gamma = c.step_gamma;
+  r.warmup_epochs = c.warmup_epochs;
+  r.label_smoothing = c.label_smoothing;
+  r.canonical = c.canonical_text();
   r.status = "pending";
   r.val_metric = r.test_metric = kNaN;
   r.order = static_cast<int64_t>(t.order);
@@ -163,8 +189,8 @@ void write_study(const Study& study, const Prepared& p, store::Results& results,
     results.write_samples(ds.name, samples);
     for (const auto& pr : ds.problems) problems.push_back({ds.name, pr.id, pr.path, pr.reason});
   }
-  // Index-time problems are recorded once per run (the table keeps every run's).
-  results.add_problems(problems);
+  // Index-time problems: appended only when they differ from the ones last recorded.
+  results.add_index_problems(problems);
   const auto be = train::backend();
   std::string host_list;
   for (const auto& h : std::set<std::string>(hosts.begin(), hosts.end())) host_list += (host_list.empty() ? "" : " ") + h;

@@ -2,12 +2,16 @@
 // meaning; every table a compound dataset h5py and pandas read directly). Knows the results schema; nothing of
 // torch, MPI or the trainer (the sweep converts its results into these rows).
 //
-// Layout (format "xfer-results 1"):
+// Layout (format "xfer-results 2"; every table is declared once in store.cpp, its columns listed in its
+// `description` attribute):
 //   /              attrs: format, xfer_version, study, created_utc, spec_sha256
 //   /study/spec    the spec's full text (string)
 //   /study/models, /study/datasets      one row per model / dataset (checksums, split hashes, sizes)
 //   /samples/<dataset>                  the dataset's samples: index, id, split, label(s), group
-//   /trials        one row per trial key: configuration, status, attempts, best epoch, metrics, timing, host, SLURM
+//                  /study and /samples are written once per study: a rerun with the same content (attribute
+//                  content_sha256) writes nothing; different content replaces the table and says so in the log
+//   /trials        one row per trial key: the resolved configuration and its canonical text (the text the key
+//                  hashes), status, attempts, best epoch, metrics, timing, host, SLURM
 //   /curves        one row per (trial, epoch): lr, losses, metrics, throughput, memory
 //   /predictions/index, /predictions/samples, /predictions/scores
 //                  per (trial, split) the selected epoch's probabilities: rows [offset, offset + n) of samples and
@@ -16,25 +20,45 @@
 //   /runs          one row per `xfer run`: when, where, how many ranks, how it ended
 //   /provenance    attributes: git commit and dirty flag, library versions, devices
 //   /analysis      written by `xfer analyze`
-// The file is opened, written and closed around every event, so it is consistent whenever no event is being
-// written and a killed job leaves it readable.
+// The file is opened, written and closed around every event (one HDF5 session each: a trial costs at most
+// epochs + 3), so it is consistent whenever no event is being written and a killed job leaves it readable. Text
+// longer than its column is an Error naming the file, table, column and row, never cut.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <set>
+#include <tuple>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace xfer::store {
 
-// Fixed-width text columns (null-padded): h5py returns bytes, pandas shows them as such.
+// Text columns are fixed-width (null-padded) or variable-length HDF5 strings: h5py returns bytes or str, pandas
+// shows them as such.
 struct TrialRow {
   std::string key, model, dataset, kind, metric, optimizer, wd_mode, augmentation, schedule, precision, status,
       host, device, slurm_job_id, slurm_array_task_id, message;
   double lr = 0, weight_decay = 0, imagenet_top1 = 0, cost_gflop = 0;
   int64_t seed = 0;
   int32_t epochs = 0, batch_size = 0, input_size = 0, ranks_per_trial = 1;
+  // The rest of the resolved configuration (grid::TrialConfig's fields that determine the result; the sweep copies
+  // them), and the canonical text the key is the hash of.
+  std::string weights, flips, validation, manifest, split_file, canonical;
+  double crop_pct = 1;
+  std::array<double, 3> mean{}, std{};
+  bool bgr_quirk = false, melanoma_2019 = true;
+  double heldout_fraction = 0.2, val_fraction = 0.1;
+  int64_t heldout_seed = 0, val_seed = 0, limit_train = 0, limit_test = 0;
+  double momentum = 0.9, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool nesterov = true;
+  std::vector<int32_t> step_milestones;
+  double step_gamma = 0.1, label_smoothing = 0;
+  int32_t warmup_epochs = 0;
   int32_t attempts = 0, best_epoch = -1, epochs_done = 0, rank_group = -1, group_size = 0;
   int32_t resumed_from = -1;                // the epoch the latest run of it resumed from (-1: from scratch)
   double val_metric = 0, test_metric = 0;  // NaN until known
@@ -109,14 +133,31 @@ class Results {
 
   const std::string& path() const { return path_; }
 
-  // Study metadata (replaced on every run: the spec of the latest run is the one in force).
+  // Study metadata, written once per study: a table whose content is unchanged (its content_sha256 attribute) is
+  // not written again; a different one replaces it, with a log line (HDF5 does not reclaim the old one's space).
   void write_study(const std::string& spec_text, const std::vector<ModelRow>& models,
                    const std::vector<DatasetRow>& datasets);
   void write_samples(const std::string& dataset, const std::vector<SampleRow>& samples);
   void write_provenance(const std::map<std::string, std::string>& attrs);
   void add_problems(const std::vector<ProblemRow>& rows);
+  // The problems found while indexing the datasets: appended only when they differ from the last recorded ones.
+  void add_index_problems(const std::vector<ProblemRow>& rows);
+
+  // A trial's events, one HDF5 session each. started: the row as the trial starts (or as it changes before its
+  // first epoch). epoch: one curve row written (or overwritten, for the same key, attempt and epoch) and the
+  // trial's row updated. finished: the trial's final row, its curves (rows this object already recorded through
+  // record_epoch are not written again), its predictions and the problems its data loader met.
+  void record_started(const TrialRow& row);
+  void record_epoch(const TrialRow& row, const CurveRow& curve);
+  void record_finished(const TrialRow& row, const std::vector<CurveRow>& curves,
+                       const std::vector<PredictionSet>& predictions, const std::vector<ProblemRow>& problems);
+  // How many HDF5 sessions (open … close of the file) this object has had: the benchmark's and tests' measure.
+  int64_t sessions() const { return *sessions_; }
 
   std::vector<TrialRow> trials() const;
+  // The rows with only key, model, dataset, epochs and the state columns (no configuration): what
+  // `xfer status` needs, a fraction of the bytes to read.
+  std::vector<TrialRow> trial_states() const;
   // Only what the ledger decides on (key, status, attempts): a fraction of the full rows to read.
   struct LedgerEntry {
     std::string key, status;
@@ -125,7 +166,8 @@ class Results {
   std::vector<LedgerEntry> ledger() const;
   // Appends rows for keys not yet present; returns how many were added.
   size_t add_trials(const std::vector<TrialRow>& rows);
-  void update_trial(const TrialRow& row);  // by key
+  // By key: writes the state columns (status, attempts, metrics, timing, …); the configuration is fixed by the key.
+  void update_trial(const TrialRow& row);
   void update_trials(const std::vector<TrialRow>& rows);
   // Writes (or overwrites, for the same key, attempt and epoch) a curve row.
   void put_curve(const CurveRow& row);
@@ -156,10 +198,22 @@ class Results {
 
  private:
   explicit Results(std::string path) : path_(std::move(path)) {}
+  struct Session;
+  // The rows of the tables events write to, read once (key columns only) in the first session that needs them,
+  // then kept up to date: no event reads a whole table.
+  void load_indexes(const Session& s);
+  void write_curves(const Session& s, const std::vector<CurveRow>& rows);
+  void write_prediction(const Session& s, const PredictionSet& p);
+  void write_trial_states(const Session& s, const std::vector<TrialRow>& rows);
+  void append_problems(const Session& s, const std::vector<ProblemRow>& rows);
+
   std::string path_;
-  mutable std::map<std::string, int64_t> trial_row_;          // key → row
-  mutable std::map<std::tuple<std::string, int, int>, int64_t> curve_row_;  // (key, attempt, epoch) → row
-  mutable bool trial_index_ = false, curve_index_ = false;
+  std::shared_ptr<int64_t> sessions_ = std::make_shared<int64_t>(0);
+  bool indexed_ = false;
+  std::unordered_map<std::string, int64_t> trial_row_;          // key → row of /trials
+  std::map<std::tuple<std::string, int, int>, int64_t> curve_row_;  // (key, attempt, epoch) → row of /curves
+  std::map<std::pair<std::string, std::string>, int64_t> prediction_row_;  // (key, split) → row of /predictions/index
+  std::unordered_map<std::string, std::set<std::pair<int, int>>> epochs_recorded_;  // key → (attempt, epoch)
 };
 
 // `xfer merge`: combines shard files (a job array's) into `out`, which must not exist. Each trial key once; a key in

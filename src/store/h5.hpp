@@ -1,4 +1,4 @@
-// store/hdf5_util: RAII handles and the few HDF5 operations the results file needs (compound tables that grow by
+// store/h5: RAII handles and the few HDF5 operations the results file needs (compound tables that grow by
 // appending, fixed-width strings, string attributes), each failure an xfer::Error naming the file and object.
 #pragma once
 
@@ -86,16 +86,5 @@ std::string get_attr(hid_t obj, const std::string& name);  // "" if absent
 std::vector<std::string> attr_names(hid_t obj);
 void write_string_dataset(hid_t loc, const std::string& name, const std::string& text);
 std::string read_string_dataset(hid_t loc, const std::string& name);
-
-// Fixed-width, null-padded text fields.
-template <size_t N>
-void put(char (&dst)[N], const std::string& s) {
-  std::memset(dst, 0, N);
-  std::memcpy(dst, s.data(), std::min(N, s.size()));
-}
-template <size_t N>
-std::string get(const char (&src)[N]) {
-  return std::string(src, strnlen(src, N));
-}
 
 }  // namespace xfer::store::h5

@@ -1,4 +1,4 @@
-#include "hdf5_util.hpp"
+#include "h5.hpp"
 
 #include <mutex>
 
@@ -175,7 +175,8 @@ std::string get_attr(hid_t obj, const std::string& name) {
   Handle a(check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), "attribute " + name), H5Aclose);
   Handle ftype(check(H5Aget_type(a), "attribute type"), H5Tclose);
   if (H5Tis_variable_str(ftype) > 0) {
-    const auto type = vlen_string();
+    // Read with the attribute's own character set: HDF5 does not convert ASCII to UTF-8.
+    Handle type(check(H5Tcopy(ftype), "string type"), H5Tclose);
     char* p = nullptr;
     check_status(H5Aread(a, type, &p), "read attribute " + name);
     std::string s = p ? p : "";
