@@ -25,7 +25,6 @@
 #include "xfer/grid/cost.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
-#include "xfer/store/store.hpp"
 #include "xfer/sweep/dataset_sizes.hpp"
 #include "xfer/sweep/sweep.hpp"
 
@@ -217,17 +216,6 @@ int submit(const SubmitOptions& o) {
   return 0;
 }
 
-int merge(const MergeOptions& o) {
-  const auto report = store::merge(o.out, o.shards);
-  std::cout << fmt::format("{}: {} trials from {} shard(s); {} identical duplicate(s); {} superseded by a more advanced "
-                           "state; {} conflict(s)\n", o.out, report.trials, o.shards.size(), report.identical_duplicates,
-                           report.superseded, report.conflicts.size());
-  for (const auto& w : report.warnings) std::cerr << "xfer: warning: " << w << "\n";
-  for (const auto& c : report.conflicts)
-    std::cerr << "xfer: conflict: " << c.reason << " — the merged file keeps the row from " << c.kept_from
-              << "; both are listed in /merge/conflicts\n";
-  return report.conflicts.empty() ? 0 : 3;
-}
 
 Command submit_command(CLI::App& cli) {
   auto o = std::make_shared<SubmitOptions>();
@@ -250,14 +238,6 @@ Command submit_command(CLI::App& cli) {
   sub->add_option("--log-dir", o->log_dir, "job logs (default: <results folder>/logs)");
   sub->add_flag("--dry-run", o->dry_run, "print the script; submit nothing");
   return {sub, nullptr, [o](sweep::MpiRuntime*) { return submit(*o); }};
-}
-
-Command merge_command(CLI::App& cli) {
-  auto o = std::make_shared<MergeOptions>();
-  auto* sub = cli.add_subcommand("merge", "Combine shard results files (a job array's) into one, each trial once");
-  sub->add_option("out", o->out, "the merged results file (must not exist)")->required();
-  sub->add_option("shards", o->shards, "shard results files")->required();
-  return {sub, nullptr, [o](sweep::MpiRuntime*) { return merge(*o); }};
 }
 
 }  // namespace xfer::app
