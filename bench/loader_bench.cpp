@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     xfer::data::TransformSettings ts;
     ts.size = size;
     ts.train = true;
-    ts.flips = "h";
+    ts.flips = xfer::Flips::h;
     ts.seed = 1;
     xfer::data::LoaderOptions lo;
     lo.batch_size = batch;

@@ -32,7 +32,7 @@ int splits(const SplitsOptions& o) {
     const spec::DatasetKind* k = spec::find_dataset_kind(o.kind);
     if (!k) throw Error::input("--kind: unknown dataset kind \"" + o.kind + "\"");
     data::SplitSettings s;
-    s.validation = k->native_validation ? "fixed" : o.validation;
+    s.validation = k->native_validation ? Validation::fixed : parse<Validation>(o.validation, "--validation");
     s.heldout_seed = o.heldout_seed >= 0 ? o.heldout_seed : std::max<long>(0, k->heldout_seed);
     s.heldout_fraction = o.heldout_fraction;
     s.val_seed = o.val_seed;
@@ -47,7 +47,7 @@ int splits(const SplitsOptions& o) {
   const auto n_train = d.indices(data::Split::train).size(), n_val = d.indices(data::Split::val).size(),
              n_test = d.indices(data::Split::test).size();
   if (o.json) {
-    nlohmann::ordered_json j{{"dataset", d.name}, {"kind", d.kind}, {"root", d.root}, {"validation", d.validation},
+    nlohmann::ordered_json j{{"dataset", d.name}, {"kind", d.kind}, {"root", d.root}, {"validation", name_str(d.validation)},
                              {"classes", d.class_names}, {"multilabel", d.multilabel},
                              {"train", n_train}, {"val", n_val}, {"test", n_test},
                              {"train_per_class", d.class_counts(data::Split::train)},
@@ -60,7 +60,7 @@ int splits(const SplitsOptions& o) {
   }
   std::cout << fmt::format("{} ({}), {} classes{}: train {}, val {}{}, test {}\n", d.name, d.kind, d.num_classes(),
                            d.multilabel ? " (multi-label)" : "", n_train, n_val,
-                           d.validation == "paper" ? " (= test, paper mode)" : "", n_test);
+                           d.validation == Validation::paper ? " (= test, paper mode)" : "", n_test);
   const auto tr = d.class_counts(data::Split::train), te = d.class_counts(data::Split::test);
   for (size_t c = 0; c < d.class_names.size(); ++c)
     std::cout << fmt::format("  {:>3} {:<36} train {:>7}  test {:>7}\n", c, d.class_names[c], tr[c], te[c]);

@@ -26,7 +26,7 @@ const char* split_name(Split s) {
 }
 
 std::vector<int64_t> Dataset::indices(Split s) const {
-  const Split want = (s == Split::val && validation == "paper") ? Split::test : s;
+  const Split want = (s == Split::val && validation == Validation::paper) ? Split::test : s;
   std::vector<int64_t> out;
   for (size_t i = 0; i < split.size(); ++i)
     if (split[i] == want) out.push_back(static_cast<int64_t>(i));
@@ -105,7 +105,7 @@ spec::Spec with_layouts_resolved(spec::Spec spec) {
 
 SplitSettings split_settings(const spec::Spec& spec, const spec::DatasetSpec& d) {
   SplitSettings s;
-  s.validation = spec.validation_of(d);
+  s.validation = spec.validation_mode(d);
   s.heldout_fraction = d.heldout_fraction;
   s.heldout_seed = spec.heldout_seed_of(d);
   s.val_fraction = d.val_fraction;

@@ -165,14 +165,15 @@ class Builder {
     (void)has_native;
     if (s_.layout_checked) {
       // The trials were keyed with this mode: running another split would put results under the wrong keys.
-      if (has_native_val != (s_.validation == "fixed"))
+      if (has_native_val != (s_.validation == Validation::fixed))
         throw Error::input(d_.root + ": dataset \"" + d_.name + "\" (" + d_.kind + ") was resolved to validation = " +
-                           s_.validation + " (" + s_.resolved_basis + ") before its trials were keyed, but the layout " +
+                           name_str(s_.validation) + " (" + s_.resolved_basis + ") before its trials were keyed, but the layout " +
                            "on disk now " + (has_native_val ? "has" : "has no") + " validation split: the data " +
                            "changed between planning and running; restore it, or plan again (the trial keys change)");
       d_.validation = s_.validation;
     } else {
-      d_.validation = has_native_val ? "fixed" : (s_.validation == "fixed" ? "paper" : s_.validation);
+      d_.validation = has_native_val ? Validation::fixed
+                                     : (s_.validation == Validation::fixed ? Validation::paper : s_.validation);
     }
 
     // Limits first (the demo's small Fashion-MNIST), so the holdout is carved from the limited train pool.
@@ -195,7 +196,7 @@ class Builder {
       for (int64_t i : test)
         if (!keep.count(i)) d_.split[static_cast<size_t>(i)] = Split::unused;
     }
-    if (d_.validation == "holdout") {
+    if (d_.validation == Validation::holdout) {
       const auto train = in_split(Split::train);
       LegacyRandomState rs(static_cast<uint32_t>(s_.val_seed));
       for (const auto& rows : by_class(train)) {

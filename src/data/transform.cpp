@@ -23,7 +23,7 @@ void flip_vertical(Image& img) {
 }  // namespace
 
 Transform::Transform(TransformSettings s) : s_(std::move(s)) {
-  if (s_.train && s_.augmentation == "colour_affine") s_.scale_lo = 0.35;  // the recipe's stronger crop scale
+  if (s_.train && s_.augmentation == Augmentation::colour_affine) s_.scale_lo = 0.35;  // the recipe's stronger crop scale
   // torchvision: ToTensor divides by 255 in float32, Normalize subtracts and divides in float32.
   for (int c = 0; c < 3; ++c)
     for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) / 255.0f - s_.mean[c]) / s_.std[c];
@@ -46,13 +46,13 @@ Image Transform::pixels_from(const Image& decoded, int64_t index, int epoch) con
   const CropBox box =
       random_resized_crop_box(decoded.rows, decoded.cols, s_.scale_lo, s_.scale_hi, s_.ratio_lo, s_.ratio_hi, rng);
   Image img = resize_box_pil_bilinear(decoded, box, S);
-  if (s_.flips == "h" || s_.flips == "hv")
+  if (s_.flips == Flips::h || s_.flips == Flips::hv)
     if (rng.uniform() < 0.5) flip_horizontal(img);
-  if (s_.flips == "hv")
+  if (s_.flips == Flips::hv)
     if (rng.uniform() < 0.5) flip_vertical(img);
-  if (s_.augmentation == "randaugment") rand_augment(img, 2, 9, rng);
-  else if (s_.augmentation == "augmix") aug_mix(img, 3, 3, rng);
-  else if (s_.augmentation == "colour_affine") colour_jitter_rotate(img, 0.4, 30.0, rng);
+  if (s_.augmentation == Augmentation::randaugment) rand_augment(img, 2, 9, rng);
+  else if (s_.augmentation == Augmentation::augmix) aug_mix(img, 3, 3, rng);
+  else if (s_.augmentation == Augmentation::colour_affine) colour_jitter_rotate(img, 0.4, 30.0, rng);
   return img;
 }
 

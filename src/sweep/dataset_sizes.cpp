@@ -7,7 +7,7 @@ grid::DataSize measured_size(const data::Dataset& d) {
   z.n_train = static_cast<int64_t>(d.indices(data::Split::train).size());
   z.n_val = static_cast<int64_t>(d.indices(data::Split::val).size());
   z.n_test = static_cast<int64_t>(d.indices(data::Split::test).size());
-  z.val_is_test = d.validation == "paper";
+  z.val_is_test = d.validation == Validation::paper;
   z.source = "data";
   return z;
 }

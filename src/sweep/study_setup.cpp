@@ -157,7 +157,7 @@ void write_study(const Study& study, const Prepared& p, store::Results& results,
     r.validation = spec.validation_of(d);
     if (i < p.datasets.size()) {
       const auto& ds = p.datasets[i];
-      r.validation = ds.validation;
+      r.validation = name_str(ds.validation);
       r.split_sha256 = ds.split_hash;
       r.n_train = static_cast<int64_t>(ds.indices(data::Split::train).size());
       r.n_val = static_cast<int64_t>(ds.indices(data::Split::val).size());

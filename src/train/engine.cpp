@@ -2,14 +2,14 @@
 
 namespace xfer::train {
 
-TrialChoices TrialChoices::of(const grid::TrialConfig& t, const data::Dataset& d, const std::string& where) {
+TrialChoices TrialChoices::of(const grid::TrialConfig& t, const data::Dataset& d) {
   TrialChoices c;
   c.optimizer = t.optimizer;
   c.schedule = t.schedule;
   c.precision = t.precision;
   c.augmentation = t.augmentation;
   c.metric = t.metric;
-  c.validation = parse<Validation>(d.validation, "dataset " + d.name);
+  c.validation = d.validation;
   return c;
 }
 

@@ -69,7 +69,7 @@ class EpochLoop {
  private:
   void setup(Result& r, const EngineFactory& factory) {
     key_ = t_.key().str();
-    choices_ = TrialChoices::of(t_, d_, "trial " + key_);
+    choices_ = TrialChoices::of(t_, d_);
     schedule_ = LearningRateSchedule::of(t_, choices_.schedule);
     const auto t0 = Clock::now();
     engine_ = factory.make(EngineContext{t_, choices_, d_, env_, g_, key_});
@@ -89,8 +89,8 @@ class EpochLoop {
     train_tf.seed = static_cast<uint64_t>(t_.seed);
     data::TransformSettings eval_tf = train_tf;
     train_tf.train = !env_.deterministic_input;
-    train_tf.flips = name_str(t_.flips);
-    train_tf.augmentation = name_str(t_.augmentation);
+    train_tf.flips = t_.flips;
+    train_tf.augmentation = t_.augmentation;
     const int loader_threads = env_.loader_threads > 0 ? env_.loader_threads : std::max(1, engine_->threads() / 2);
     auto options = [&](bool train) {
       data::LoaderOptions o;

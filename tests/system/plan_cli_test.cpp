@@ -67,6 +67,9 @@ const Case kCases[] = {
      23, "'override[0].model'"},
     {"negative_seed", "weight_decays = [0.0]", "weight_decays = [0.0]\nseeds = [-1]", 17, "'grid.seeds'"},
     {"unknown_optimizer_family", "family = \"adamw\"", "family = \"adam\"", 19, "'grid.optimizer[0].family'"},
+    // The trial's words are enums from here on (TrialConfig), so an unknown one must stop at the spec.
+    {"unknown_schedule", "weight_decays = [0.0]", "weight_decays = [0.0]\nschedule = \"linear\"", 17, "'grid.schedule'"},
+    {"unknown_precision", "weight_decays = [0.0]", "weight_decays = [0.0]\nprecision = \"fp8\"", 17, "'grid.precision'"},
     {"sgd_with_over_lr", "family = \"adamw\"", "family = \"sgd\"\nwd_mode = \"over_lr\"", 20,
      "'grid.optimizer[0].wd_mode'"},
     {"key_for_other_kind", "root = \"data\"", "root = \"data\"\nmanifest = \"m.csv\"", 14, "'dataset[0].manifest'"},

@@ -42,7 +42,7 @@ class Fixtures : public ::testing::Test {
   static data::SplitSettings paper(const std::string& kind) {
     data::SplitSettings s;
     const auto* k = spec::find_dataset_kind(kind);
-    s.validation = k->native_validation ? "fixed" : "paper";
+    s.validation = k->native_validation ? Validation::fixed : Validation::paper;
     s.heldout_seed = k->heldout_seed >= 0 ? k->heldout_seed : 0;
     return s;
   }
@@ -85,7 +85,7 @@ TEST_F(Fixtures, EveryNativeLayoutOpensWithItsCountsAndProblems) {
       }
     }
     // Every row is in a split or reported (an empty class is a problem without a row; paper-mode val = test).
-    const size_t in_splits = tr + te + (d.validation == "paper" ? 0 : va);
+    const size_t in_splits = tr + te + (d.validation == Validation::paper ? 0 : va);
     if (e.contains("rows") && layout != "melanoma") {
       EXPECT_EQ(in_splits + d.problems.size() - (layout == "imagefolder" ? 1 : 0), e["rows"].get<size_t>());
     }
@@ -128,10 +128,10 @@ TEST_F(Fixtures, PaperSplitsEqualNumpysDrawBitForBit) {
 
 TEST_F(Fixtures, FixedSplitsAreTheFilesOwn) {
   const data::Dataset hpa = open("hpa");
-  EXPECT_EQ(hpa.validation, "fixed");
+  EXPECT_EQ(hpa.validation, Validation::fixed);
   EXPECT_EQ(hpa.indices(data::Split::val).size(), 10u);
   const data::Dataset cct = open("cct20");
-  EXPECT_EQ(cct.validation, "fixed");
+  EXPECT_EQ(cct.validation, Validation::fixed);
   EXPECT_EQ(std::count(cct.class_names.begin(), cct.class_names.end(), "empty"), 0) << "\"empty\" (30) is dropped";
   EXPECT_EQ(cct.class_names[11], "species_33");
   // Melanoma: rows outside every fold are in neither split; 2019 rows exist.
@@ -147,11 +147,11 @@ TEST_F(Fixtures, FixedSplitsAreTheFilesOwn) {
 
 TEST_F(Fixtures, HoldoutCarvesValidationFromTrainReproducibly) {
   data::SplitSettings s = paper("aptos");
-  s.validation = "holdout";
+  s.validation = Validation::holdout;
   s.val_seed = 99;
   const auto a = data::open("a", "aptos", root("aptos"), s);
   const auto b = data::open("a", "aptos", root("aptos"), s);
-  EXPECT_EQ(a.validation, "holdout");
+  EXPECT_EQ(a.validation, Validation::holdout);
   EXPECT_EQ(a.split_hash, b.split_hash);
   const auto val = a.indices(data::Split::val), test = a.indices(data::Split::test);
   EXPECT_GT(val.size(), 10u);
@@ -351,7 +351,7 @@ TEST_F(LoaderTest, EachSampleOncePerEpochShardedAndDeterministic) {
   data::TransformSettings ts;
   ts.size = 24;
   ts.train = true;
-  ts.flips = "h";
+  ts.flips = Flips::h;
   ts.seed = 5;
   auto collect = [&](int rank, int world, int threads, int epoch, int64_t first = 0) {
     data::LoaderOptions lo;
@@ -431,11 +431,11 @@ TEST_F(LoaderTest, EvalCacheGivesIdenticalBatchesAndMultiLabelTargets) {
 
 TEST_F(LoaderTest, AugmentationRecipesRunAndStayInRange) {
   const data::Dataset d = open("cassava");
-  for (const char* aug : {"randaugment", "augmix", "colour_affine"}) {
+  for (const Augmentation aug : {Augmentation::randaugment, Augmentation::augmix, Augmentation::colour_affine}) {
     data::TransformSettings ts;
     ts.size = 32;
     ts.train = true;
-    ts.flips = "hv";
+    ts.flips = Flips::hv;
     ts.augmentation = aug;
     ts.seed = 3;
     const data::Transform t(ts);
@@ -443,7 +443,7 @@ TEST_F(LoaderTest, AugmentationRecipesRunAndStayInRange) {
                         data::TransformSettings s;
                         s.size = 32;
                         s.train = true;
-                        s.flips = "hv";
+                        s.flips = Flips::hv;
                         s.seed = 3;
                         return s;
                       }()).pixels(d, 0, 0);
@@ -454,9 +454,9 @@ TEST_F(LoaderTest, AugmentationRecipesRunAndStayInRange) {
       EXPECT_EQ(img.rows, 32);
       EXPECT_EQ(img.channels, 3);
       changed += i == 0 && img.px != base.px;
-      EXPECT_EQ(t.pixels(d, i, 0).px, img.px) << aug << ": deterministic in (seed, epoch, index)";
+      EXPECT_EQ(t.pixels(d, i, 0).px, img.px) << name(aug) << ": deterministic in (seed, epoch, index)";
     }
-    EXPECT_EQ(changed, 1) << aug << " changed nothing";
+    EXPECT_EQ(changed, 1) << name(aug) << " changed nothing";
   }
 }
 
@@ -537,8 +537,8 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   for (const auto& t : trials) {
     SCOPED_TRACE(t.config.dataset);
     const data::Dataset d = data::open(spec, spec.datasets[t.dataset_index]);
-    EXPECT_EQ(d.validation, name(t.config.validation));
-    EXPECT_TRUE(has_line(t.config.canonical_text(), "validation=" + d.validation + "\n"));
+    EXPECT_EQ(d.validation, t.config.validation);
+    EXPECT_TRUE(has_line(t.config.canonical_text(), "validation=" + name_str(d.validation) + "\n"));
   }
   // Pre-split: keyed fixed, without the held-out draw it does not make, and trains on its val/ folder.
   const std::string pre = by_dataset.at("pre")->canonical_text();
@@ -567,7 +567,7 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   for (const auto& t : grid::expand(holdout)) {
     SCOPED_TRACE(t.config.dataset);
     const data::Dataset d = data::open(holdout, holdout.datasets[t.dataset_index]);
-    EXPECT_EQ(d.validation, name(t.config.validation));
+    EXPECT_EQ(d.validation, t.config.validation);
     EXPECT_EQ(t.config.validation, t.config.dataset == "pre" ? Validation::fixed : Validation::holdout);
     EXPECT_EQ(has_line(t.config.canonical_text(), "val_seed="), t.config.dataset == "flat");
   }
@@ -601,8 +601,8 @@ TEST_F(Fixtures, ALayoutThatChangesAfterResolutionIsRefusedByName) {
   }
   // Resolved again, the new layouts open, under the split they now have.
   data::resolve_layouts(spec);
-  EXPECT_EQ(data::open(spec, *spec.find_dataset("pre")).validation, "paper");
-  EXPECT_EQ(data::open(spec, *spec.find_dataset("grows")).validation, "fixed");
+  EXPECT_EQ(data::open(spec, *spec.find_dataset("pre")).validation, Validation::paper);
+  EXPECT_EQ(data::open(spec, *spec.find_dataset("grows")).validation, Validation::fixed);
 }
 
 TEST_F(Fixtures, PlanningBeforeTheDataIsStagedKeysPaperKindsFromTheirKind) {

@@ -82,7 +82,7 @@ ResolvedTrial sample() {
   d.where = {"spec.toml", 10, "dataset[0]"};
   d.resolved = spec::ResolvedValidation{Validation::fixed, true, "a val/ folder"};
   auto& s = t.dataset.split;
-  s.validation = "fixed";
+  s.validation = Validation::fixed;
   s.heldout_fraction = 0.35;
   s.heldout_seed = 5;
   s.val_fraction = 0.05;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
+
 namespace xfer::spec {
 struct Spec;
 struct DatasetSpec;
@@ -50,7 +52,7 @@ struct MemoryImages {
 
 // How to split: resolved from a trial's configuration.
 struct SplitSettings {
-  std::string validation = "paper";  // fixed | paper (validate on the held-out set) | holdout (carve from train)
+  Validation validation = Validation::paper;  // fixed | paper (validate on the held-out set) | holdout (carve from train)
   double heldout_fraction = 0.2;
   int64_t heldout_seed = 0;
   double val_fraction = 0.1;
@@ -74,7 +76,7 @@ struct Dataset {
   std::vector<Split> split;  // per sample
   std::shared_ptr<const MemoryImages> memory;
   std::vector<Problem> problems;
-  std::string validation;    // the mode in force: fixed | paper | holdout
+  Validation validation = Validation::paper;  // the mode in force
   std::string split_hash;    // SHA-256 of the "sample_id,split" rows, in sample order
 
   int num_classes() const { return static_cast<int>(class_names.size()); }

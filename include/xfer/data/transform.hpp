@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "xfer/core/vocabulary.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/data/numpy_random.hpp"
 
@@ -65,8 +66,8 @@ struct TransformSettings {
   bool train = false;
   double scale_lo = 0.65, scale_hi = 1.0;            // the paper's RandomResizedCrop scale
   double ratio_lo = 3.0 / 4.0, ratio_hi = 4.0 / 3.0;
-  std::string flips = "none";                        // none | h | hv
-  std::string augmentation = "none";                 // none | randaugment | augmix | colour_affine
+  Flips flips = Flips::none;
+  Augmentation augmentation = Augmentation::none;
   bool bgr_quirk = false;
   uint64_t seed = 0;                                 // the trial's seed
 };

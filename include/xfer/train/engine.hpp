@@ -27,8 +27,8 @@ struct TrialChoices {
   Augmentation augmentation = Augmentation::none;
   Metric metric = Metric::accuracy;
   Validation validation = Validation::paper;  // the dataset's mode in force (data::Dataset::validation)
-  // Throws Error (input) naming `where` (e.g. "trial 3f2a…") and the bad word.
-  static TrialChoices of(const grid::TrialConfig& t, const data::Dataset& d, const std::string& where);
+  // The trial's and the dataset's words, already the vocabulary's enums (parsed where the spec was read).
+  static TrialChoices of(const grid::TrialConfig& t, const data::Dataset& d);
 };
 
 // Everything an engine is built from.
