@@ -1,0 +1,162 @@
+// `xfer analyze` and `xfer report` through the binary: selection from a results file and the write-back, bad CSV
+// input that gets notes instead of NaN tables, and the report rendered by headless Chromium without console errors.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/kokkos_env.hpp"
+#include "support/process.hpp"
+#include "support/tempdir.hpp"
+#include "xfer/analysis/stats.hpp"
+#include "xfer/analysis/study.hpp"
+#include "xfer/metrics/metrics.hpp"
+#include "xfer/store/store.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::test {
+namespace {
+
+class StudyFiles : public ::testing::Test {
+ protected:
+  TempDir dir;
+};
+
+TEST_F(StudyFiles, CsvInputBadInputGetsNotesNotNaNTables) {
+  // d_ok: 5 models, percent values; d_two: only two models; d_flat: a constant metric; d_kappa: negative values.
+  const std::string csv = dir.write("t.csv", "model,imagenet_top1,dataset,value,n_test\n"
+                                             "a,60,d_ok,70.5,1000\nb,65,d_ok,72.0,1000\nc,70,d_ok,75.0,1000\n"
+                                             "d,75,d_ok,74.0,1000\ne,80,d_ok,79.0,1000\n"
+                                             "a,60,d_two,0.5,\nb,65,d_two,0.6,\n"
+                                             "a,60,d_flat,0.8,\nb,65,d_flat,0.8,\nc,70,d_flat,0.8,\n"
+                                             "a,60,d_kappa,-0.1,\nb,65,d_kappa,0.2,\nc,70,d_kappa,0.4,\nd,75,d_kappa,0.3,\n");
+  const Result r = run(quote(xfer()) + " analyze --csv " + quote(csv) + " --json --resamples 1000 --out " +
+                       quote((dir / "out").string()));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& ok = j["datasets"]["d_ok"];
+  for (const char* k : {"n_models", "pearson_r", "spearman_rho", "kendall_tau", "slope", "intercept", "r2", "slope_ci"})
+    EXPECT_TRUE(ok.contains(k)) << k;
+  EXPECT_EQ(ok["n_models"], 5);
+  EXPECT_TRUE(ok["slope_ci"].is_array());
+  EXPECT_NEAR(ok["slope"].get<double>(), analysis::ols({60, 65, 70, 75, 80}, {70.5, 72, 75, 74, 79}).slope, 1e-12)
+      << "percent detected: slope in percentage points";
+  EXPECT_TRUE(ok["logit_slope"].is_number());
+  EXPECT_EQ(ok["points"][0]["interval"], "Clopper–Pearson, n = 1000");
+  auto has_note = [&](const char* d, const char* words) {
+    for (const auto& n : j["datasets"][d]["notes"])
+      if (n.get<std::string>().find(words) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has_note("d_two", "need at least 3"));
+  EXPECT_TRUE(j["datasets"]["d_two"]["pearson_r"].is_null());
+  EXPECT_TRUE(has_note("d_flat", "same for every model"));
+  EXPECT_TRUE(has_note("d_kappa", "no logit-scale fit"));
+  EXPECT_TRUE(j["datasets"]["d_kappa"]["logit_slope"].is_null());
+  EXPECT_TRUE(j["datasets"]["d_kappa"]["slope"].is_number());
+  // Tables say "—", never "nan".
+  const std::string md = read_file((dir / "out/summary.md").string());
+  EXPECT_EQ(md.find("nan"), std::string::npos) << md;
+  EXPECT_NE(md.find("need at least 3"), std::string::npos);
+  // A malformed table is an error naming the line.
+  dir.write("bad.csv", "model,imagenet_top1,dataset,value\na,sixty,d,0.5\n");
+  const Result bad = run(quote(xfer()) + " analyze --csv " + quote((dir / "bad.csv").string()));
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("bad.csv:2:"), std::string::npos) << bad.err;
+}
+
+TEST_F(StudyFiles, SelectionFromAResultsFileAndWriteBack) {
+  // A results file as a sweep leaves it: 4 models, 2 grid points each, curves for 3 epochs.
+  const std::string path = (dir / "r.h5").string();
+  {
+    auto res = store::Results::open_or_create(path, "t", "[study]\n");
+    res.write_study("[study]\n", {{"m0", "w", "", "", 60, 1, 8}, {"m1", "w", "", "", 65, 1, 8},
+                                  {"m2", "w", "", "", 70, 1, 8}, {"m3", "w", "", "", 75, 1, 8}},
+                    {[] {
+                      store::DatasetRow d;
+                      d.name = "ds";
+                      d.kind = "imagefolder";
+                      d.metric = "accuracy";
+                      d.validation = "holdout";
+                      d.n_test = 500;
+                      d.classes = 3;
+                      return d;
+                    }()});
+    std::vector<store::TrialRow> rows;
+    for (int m = 0; m < 4; ++m)
+      for (int g = 0; g < 2; ++g) {
+        store::TrialRow t;
+        t.key = "k" + std::to_string(m) + std::to_string(g) + "000000000000";
+        t.model = "m" + std::to_string(m);
+        t.dataset = "ds";
+        t.metric = "accuracy";
+        t.optimizer = "adamw";
+        t.lr = g ? 1e-3 : 1e-4;
+        t.augmentation = "none";
+        t.status = "done";
+        t.best_epoch = 2;
+        t.imagenet_top1 = 60 + 5 * m;
+        rows.push_back(t);
+      }
+    res.add_trials(rows);
+    for (const auto& t : rows)
+      for (int e = 0; e < 3; ++e) {
+        store::CurveRow c;
+        c.key = t.key;
+        c.epoch = e;
+        const int m = t.model[1] - '0';
+        // Validation peaks at epoch 1 for the lr 1e-3 point; test is what gets reported there.
+        c.val_metric = 0.5 + 0.05 * m + (t.lr == 1e-3 ? 0.1 : 0) - 0.02 * std::abs(e - 1);
+        c.test_metric = 0.48 + 0.05 * m + (t.lr == 1e-3 ? 0.1 : 0) + 0.01 * e;
+        res.put_curve(c);
+      }
+  }
+  const Result r = run(quote(xfer()) + " analyze " + quote(path) + " --json --resamples 500 --no-figures");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& pts = j["datasets"]["ds"]["points"];
+  ASSERT_EQ(pts.size(), 4u);
+  for (int m = 0; m < 4; ++m) {
+    EXPECT_NEAR(pts[m]["value"].get<double>(), 0.48 + 0.05 * m + 0.1 + 0.01, 1e-12) << "test at the best validation epoch";
+    EXPECT_NE(pts[m]["grid_point"].get<std::string>().find("lr=0.001"), std::string::npos);
+  }
+  const Result oracle = run(quote(xfer()) + " analyze " + quote(path) + " --json --resamples 500 --no-figures --selection oracle");
+  const auto o = nlohmann::json::parse(oracle.out);
+  EXPECT_NEAR(o["datasets"]["ds"]["points"][0]["value"].get<double>(), 0.48 + 0.1 + 0.02, 1e-12) << "best test epoch";
+  EXPECT_NE(o["selection_note"].get<std::string>().find("optimistic"), std::string::npos);
+  // /analysis written back; h5py and pandas read it.
+  const Result py = run(std::string(XFER_PYTHON) + " -c " +
+                        quote("import h5py, pandas as pd; f = h5py.File('" + path + "'); s = pd.DataFrame(f['analysis/summary'][()]); "
+                              "print(s['label'][0].decode(), int(s['n_models'][0]), round(float(s['pearson_r'][0]), 6))"));
+  EXPECT_EQ(py.status, 0) << py.err;
+  EXPECT_EQ(py.out, "ds 4 1.0\n");
+}
+
+TEST_F(StudyFiles, TheReportRendersInHeadlessChromiumWithoutConsoleErrors) {
+  const std::string csv = dir.write("t.csv", "model,imagenet_top1,dataset,value\nalexnet,56.5,a,0.6\nresnet50,76.1,a,0.7\n"
+                                             "convnext_tiny,82.1,a,0.72\nvgg16_bn,73.4,a,0.69\nalexnet,56.5,b,0.8\n"
+                                             "resnet50,76.1,b,0.81\nconvnext_tiny,82.1,b,0.79\nvgg16_bn,73.4,b,0.82\n");
+  const std::string html = (dir / "report.html").string();
+  const Result r = run(quote(xfer()) + " report --csv " + quote(csv) + " --out " + quote(html) + " --resamples 1000");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string page = read_file(html);
+  EXPECT_NE(page.find("<svg"), std::string::npos) << "figures are inline";
+  EXPECT_EQ(page.find("src=\"http"), std::string::npos) << "self-contained";
+  EXPECT_EQ(page.find("<script"), std::string::npos);
+  EXPECT_NE(page.find("Selection rule"), std::string::npos);
+  const std::string shot = (dir / "shot.png").string();
+  const Result c = run("timeout 120 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 "
+                       "--window-size=1200,1600 --screenshot=" + quote(shot) + " " + quote("file://" + html));
+  ASSERT_TRUE(fs::exists(shot)) << c.err;
+  EXPECT_GT(fs::file_size(shot), 20000u) << "a blank screenshot is a few kB";
+  EXPECT_EQ(c.err.find("CONSOLE"), std::string::npos) << c.err;
+  EXPECT_EQ(c.err.find("Uncaught"), std::string::npos) << c.err;
+}
+
+}  // namespace
+}  // namespace xfer::test
