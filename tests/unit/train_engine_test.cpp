@@ -8,12 +8,11 @@
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include "gradient_exchange.hpp"
 #include "step.hpp"
 #include "torch_engine.hpp"
+#include "support/log_capture.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/model/classifier.hpp"
 
@@ -200,17 +199,15 @@ struct EngineFixture {
 TEST(TorchEngine, ThePrecisionNoteOnTheCpuNamesTheTrial) {
   EngineFixture f;
   f.choices.precision = Precision::bf16;
-  std::ostringstream captured;
-  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
-  auto logger = spdlog::default_logger();
-  const auto level = logger->level();
-  logger->sinks().push_back(sink);
-  logger->set_level(spdlog::level::info);
-  const auto engine = f.make();
-  logger->set_level(level);
-  logger->sinks().pop_back();
-  EXPECT_NE(captured.str().find("trial 0123456789abcdef: precision bf16 applies on CUDA; training in fp32 on cpu"),
-            std::string::npos) << captured.str();
+  std::string captured;
+  std::unique_ptr<train::Engine> engine;
+  {
+    LogCapture log;
+    engine = f.make();
+    captured = log.text();
+  }
+  EXPECT_NE(captured.find("trial 0123456789abcdef: precision bf16 applies on CUDA; training in fp32 on cpu"),
+            std::string::npos) << captured;
   EXPECT_EQ(engine->device(), "cpu");
   EXPECT_FALSE(engine->scales_loss()) << "no fp16 loss scaling off CUDA";
   engine->prepare();
