@@ -149,7 +149,7 @@ std::vector<Trial> expand(const spec::Spec& spec) {
       // The spec reader has checked every word against its vocabulary; parse them once per cell.
       const Metric metric = parse<Metric>(d.metric, d.where.str());
       const Flips flips = parse<Flips>(d.flips, d.where.str());
-      const Validation validation = parse<Validation>(spec.validation_of(d), d.where.str());
+      const Validation validation = spec.validation_mode(d);
       const Schedule schedule = parse<Schedule>(g.schedule, "grid.schedule");
       const Precision cell_precision = parse<Precision>(precision, "precision");
       std::vector<Augmentation> augmentations;
@@ -238,16 +238,16 @@ double trial_gpu_hours(const TrialConfig& t, double train_images_per_s, const Da
 DataSize catalog_size(const spec::Spec& spec, const spec::DatasetSpec& d) {
   DataSize s;
   const spec::DatasetKind* k = spec::find_dataset_kind(d.kind);
-  const std::string validation = spec.validation_of(d);
+  const Validation validation = spec.validation_mode(d);
   if (k && k->n_train > 0) {
     s.n_train = k->n_train;
     s.n_val = k->n_val;
     s.n_test = k->n_test;
     s.source = "catalog";
-    if (validation == "holdout") {
+    if (validation == Validation::holdout) {
       s.n_val = static_cast<int64_t>(std::floor(s.n_train * d.val_fraction));
       s.n_train -= s.n_val;
-    } else if (validation == "paper") {
+    } else if (validation == Validation::paper) {
       s.n_val = s.n_test;
       s.val_is_test = true;
     }

@@ -69,10 +69,9 @@ class EpochLoop {
  private:
   void setup(Result& r, const EngineFactory& factory) {
     key_ = t_.key().str();
-    choices_ = TrialChoices::of(t_, d_);
-    schedule_ = LearningRateSchedule::of(t_, choices_.schedule);
+    schedule_ = LearningRateSchedule::of(t_);
     const auto t0 = Clock::now();
-    engine_ = factory.make(EngineContext{t_, choices_, d_, env_, g_, key_});
+    engine_ = factory.make(EngineContext{t_, d_, env_, g_, key_});
     r.threads = engine_->threads();
     r.device = engine_->device();
     engine_->prepare();
@@ -110,7 +109,7 @@ class EpochLoop {
     if (train_idx.empty()) throw Error::input("dataset " + d_.name + " has no training samples");
     train_loader_ = std::make_unique<data::Loader>(d_, train_idx, train_tf, options(true));
     val_loader_ = std::make_unique<data::Loader>(d_, d_.indices(data::Split::val), eval_tf, options(false));
-    val_is_test_ = choices_.validation == Validation::paper;
+    val_is_test_ = d_.validation == Validation::paper;
     if (!val_is_test_) test_loader_ = std::make_unique<data::Loader>(d_, d_.indices(data::Split::test), eval_tf, options(false));
     micro_ = std::max(1, env_.micro_batches);
     if (!env_.step_log.empty() && g_.rank() == 0) step_log_.open(env_.step_log, std::ios::app);
@@ -195,7 +194,7 @@ class EpochLoop {
 
   Evaluation evaluate(data::Loader& loader, int epoch) {
     loader.start_epoch(epoch);
-    return evaluate_split(engine_->forward_split(loader), d_, choices_.metric, g_);
+    return evaluate_split(engine_->forward_split(loader), d_, t_.metric, g_);
   }
 
   // ---- the loop ---------------------------------------------------------------------------------------------
@@ -204,7 +203,7 @@ class EpochLoop {
     r.status = Status::done;
     resume();
     const int64_t spe = train_loader_->batches_per_epoch();
-    const bool higher = higher_is_better(choices_.metric);
+    const bool higher = higher_is_better(t_.metric);
     for (int epoch = start_epoch_; epoch < t_.epochs; ++epoch) {
       const int64_t first = epoch == start_epoch_ ? start_batch_ : 0;
       if (first == 0) loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
@@ -352,7 +351,6 @@ class EpochLoop {
   const Environment& env_;
   Group& g_;
   std::string key_;
-  TrialChoices choices_;
   LearningRateSchedule schedule_;
   std::unique_ptr<Engine> engine_;
   LossScale loss_scale_;

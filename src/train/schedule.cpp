@@ -5,8 +5,8 @@
 
 namespace xfer::train {
 
-LearningRateSchedule LearningRateSchedule::of(const grid::TrialConfig& t, Schedule kind) {
-  return {kind, t.lr, t.epochs, t.warmup_epochs, t.step_milestones, t.step_gamma};
+LearningRateSchedule LearningRateSchedule::of(const grid::TrialConfig& t) {
+  return {t.schedule, t.lr, t.epochs, t.warmup_epochs, t.step_milestones, t.step_gamma};
 }
 
 double learning_rate(const LearningRateSchedule& s, int epoch, int64_t step, int64_t steps_per_epoch) {

@@ -41,14 +41,14 @@ class TorchEngine final : public Engine {
     threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
     torch::set_num_threads(threads_);
     device_ = model::choose_device(c.env.device, c.env.local_rank);
-    const bool fp16 = c.choices.precision == Precision::fp16;
+    const bool fp16 = c.trial.precision == Precision::fp16;
     if (device_.is_cuda()) {
       // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
-      step_.autocast = c.choices.precision != Precision::fp32;
+      step_.autocast = c.trial.precision != Precision::fp32;
       step_.autocast_dtype = fp16 ? at::kHalf : at::kBFloat16;
       scales_loss_ = fp16;
-    } else if (fp16 || c.choices.precision == Precision::bf16) {
-      log::info("trial " + c.key + ": precision " + name_str(c.choices.precision) + " applies on CUDA; training in fp32 on " +
+    } else if (fp16 || c.trial.precision == Precision::bf16) {
+      log::info("trial " + c.key + ": precision " + name_str(c.trial.precision) + " applies on CUDA; training in fp32 on " +
                 device_.str());
     }
     if (!device_.is_cuda() && c.env.keep_host_memory) {
@@ -74,7 +74,7 @@ class TorchEngine final : public Engine {
     model_->train(true);
     params_ = model_->parameters();
     const double wd = t.optimizer_weight_decay();
-    if (c.choices.optimizer == Optimizer::adamw)
+    if (c.trial.optimizer == Optimizer::adamw)
       opt_ = std::make_unique<torch::optim::AdamW>(
           params_, torch::optim::AdamWOptions(t.lr).betas({t.beta1, t.beta2}).eps(t.eps).weight_decay(wd));
     else

@@ -174,7 +174,6 @@ TEST(GradientExchange, SumsEveryGradientInOneBucketAndFillsMissingOnesWithZeros)
 struct EngineFixture {
   TempDir dir{"engine"};
   grid::TrialConfig trial;
-  train::TrialChoices choices;
   data::Dataset data;
   train::Environment env;
   train::SoloGroup group;
@@ -185,20 +184,20 @@ struct EngineFixture {
     trial.weight_decay = 0;
     trial.wd_mode = WdMode::plain;
     trial.seed = 3;
-    choices.optimizer = Optimizer::adamw;
+    trial.optimizer = Optimizer::adamw;
     data.class_names = {"a", "b", "c"};
     env.backbone = flatten_backbone(dir);
     env.device = "cpu";
     env.threads = 1;
   }
   std::unique_ptr<train::Engine> make() {
-    return train::TorchEngineFactory().make(train::EngineContext{trial, choices, data, env, group, key});
+    return train::TorchEngineFactory().make(train::EngineContext{trial, data, env, group, key});
   }
 };
 
 TEST(TorchEngine, ThePrecisionNoteOnTheCpuNamesTheTrial) {
   EngineFixture f;
-  f.choices.precision = Precision::bf16;
+  f.trial.precision = Precision::bf16;
   std::string captured;
   std::unique_ptr<train::Engine> engine;
   {

@@ -112,7 +112,8 @@ TEST(LearningRate, TakesTheTrialsSettings) {
   t.warmup_epochs = 1;
   t.step_milestones = {4};
   t.step_gamma = 0.5;
-  const auto s = LearningRateSchedule::of(t, Schedule::step);
+  t.schedule = Schedule::step;
+  const auto s = LearningRateSchedule::of(t);
   EXPECT_EQ(s.kind, Schedule::step);
   EXPECT_DOUBLE_EQ(train::learning_rate(s, 3, 0, 1), 0.3);
   EXPECT_DOUBLE_EQ(train::learning_rate(s, 4, 0, 1), 0.15);
@@ -458,7 +459,7 @@ TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
   const auto r = run(t, s, env);
   ASSERT_EQ(r.status, train::Status::done) << r.message;
   EXPECT_EQ(s.steps, 6) << "8 samples in batches of 4, 3 epochs";
-  const auto sched = LearningRateSchedule::of(t, Schedule::cosine);
+  const auto sched = LearningRateSchedule::of(t);
   ASSERT_EQ(s.rates.size(), 6u);
   for (int k = 0; k < 6; ++k) EXPECT_DOUBLE_EQ(s.rates[k], train::learning_rate(sched, k / 2, k % 2, 2)) << k;
   EXPECT_EQ(seen, (std::vector<int>{0, 1, 2}));

@@ -19,22 +19,10 @@
 
 namespace xfer::train {
 
-// The trial's words, parsed once when the trial starts (strings stay in grid::TrialConfig and at the edges).
-struct TrialChoices {
-  Optimizer optimizer = Optimizer::adamw;
-  Schedule schedule = Schedule::cosine;
-  Precision precision = Precision::auto_;
-  Augmentation augmentation = Augmentation::none;
-  Metric metric = Metric::accuracy;
-  Validation validation = Validation::paper;  // the dataset's mode in force (data::Dataset::validation)
-  // The trial's and the dataset's words, already the vocabulary's enums (parsed where the spec was read).
-  static TrialChoices of(const grid::TrialConfig& t, const data::Dataset& d);
-};
-
-// Everything an engine is built from.
+// Everything an engine is built from. The trial's words (optimizer, precision, …) are the vocabulary's enums in
+// grid::TrialConfig already, parsed where the spec was read.
 struct EngineContext {
   const grid::TrialConfig& trial;
-  const TrialChoices& choices;
   const data::Dataset& data;
   const Environment& env;
   Group& group;

@@ -19,8 +19,8 @@ struct LearningRateSchedule {
   std::vector<int> milestones;  // step: epochs at which the rate is multiplied by gamma
   double gamma = 0.1;
 
-  // The trial's schedule; `kind` is the trial's parsed schedule word.
-  static LearningRateSchedule of(const grid::TrialConfig& t, Schedule kind);
+  // The trial's schedule (its kind, base rate, epochs, warm-up, milestones).
+  static LearningRateSchedule of(const grid::TrialConfig& t);
 };
 
 // The rate for step `step` (0-based within the epoch) of epoch `epoch` (0-based). Warm-up rises linearly per step to
