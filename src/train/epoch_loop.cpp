@@ -328,7 +328,7 @@ class EpochLoop {
     }
     if (r.status == Status::done && env_.remove_checkpoints) {
       await_checkpoint();
-      remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+      remove_own_checkpoints();
     }
   }
 
@@ -336,7 +336,13 @@ class EpochLoop {
   // (a job that dies in between finds them and recomputes at most one epoch, deterministically).
   void finish_early() {
     await_checkpoint();
-    if (env_.remove_checkpoints) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+    if (env_.remove_checkpoints) remove_own_checkpoints();
+  }
+
+  // Group rank 0 writes the checkpoints (checkpoint()), so it alone removes them: another rank removing the folder
+  // while rank 0's background writer still fills it failed the trial on rank 0 (seen under load with two ranks).
+  void remove_own_checkpoints() {
+    if (g_.rank() == 0) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
   }
 
   void save_best() {

@@ -220,7 +220,7 @@ TEST_F(Sweep, TwoRankGroupsMatchOneRankWithTheSameGlobalBatch) {
                 "--micro-batches 2 --checkpoint-dir " + quote((dir / "c1").string()) + " --step-log " + quote(one)).status, 0);
   const Result r = run(kMpirun + " -n 2 " + quote(xfer()) + " train " + quote((dir / "spec.toml").string()) +
                        " --index 0 --threads 1 --checkpoint-dir " + quote((dir / "c2").string()) + " --step-log " + quote(two));
-  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(r.status, 0) << r.out << r.err;  // the trial's own status and message are on stdout
   auto losses = [](const std::string& path) {
     std::vector<double> out;
     std::ifstream in(path);
