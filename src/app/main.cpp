@@ -53,11 +53,15 @@ int main(int argc, char** argv) {
   } catch (const xfer::Error& e) {
     std::fflush(stdout);
     std::cerr << "xfer: error: " << e.what() << std::endl;
-    return e.kind() == xfer::Error::Kind::input ? 2 : 1;
+    switch (e.kind()) {
+      case xfer::Error::Kind::input: return xfer::exit_status::input;
+      case xfer::Error::Kind::environment: return xfer::exit_status::environment;
+      default: return xfer::exit_status::error;
+    }
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::cerr << "xfer: internal error: " << e.what() << std::endl;
-    return 1;
+    return xfer::exit_status::error;
   }
-  return 0;
+  return xfer::exit_status::ok;
 }

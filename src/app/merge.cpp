@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "xfer/core/error.hpp"
 #include "xfer/store/store.hpp"
 
 namespace xfer::app {
@@ -19,7 +20,7 @@ int merge(const MergeOptions& o) {
   for (const auto& c : report.conflicts)
     std::cerr << "xfer: conflict: " << c.reason << " — the merged file keeps the row from " << c.kept_from
               << "; both are listed in /merge/conflicts\n";
-  return report.conflicts.empty() ? 0 : 3;
+  return report.conflicts.empty() ? exit_status::ok : exit_status::merge_conflicts;
 }
 
 Command merge_command(CLI::App& cli) {

@@ -39,6 +39,8 @@ Command run_command(CLI::App& cli) {
   sub->add_option("--heartbeat-timeout", o->run.heartbeat_timeout, "seconds of silence before a group is declared hung");
   sub->add_option("--simulate", o->run.simulate, "benchmark: no training, each trial sleeps cost_gflop × this µs");
   sub->add_option("--shard", o->shard, "I/K: run shard I of K (job arrays); results go to <stem>.shard-I-of-K<ext>");
+  sub->add_flag("--extend", o->run.extend,
+                 "add this spec's trials to a results file that holds the same study under another spec");
   sub->add_flag("--no-progress", o->no_progress, "no live progress line");
   return {sub, [o] { return !o->dry_run; }, [o](sweep::MpiRuntime* mpi) {
       o->run.progress = !o->no_progress;

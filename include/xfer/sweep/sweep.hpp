@@ -22,6 +22,7 @@ struct RunOptions {
   double heartbeat_timeout = 600;  // a group silent this long is declared hung; its trial fails and is retried
   bool progress = true;            // the live progress line on rank 0
   double simulate = 0;             // > 0: benchmark mode — no training; each trial sleeps cost_gflop × simulate µs
+  bool extend = false;             // the results file holds this study under another spec: add this spec's trials
   int shard = 0, shards = 1;       // a job array's share: every shards-th trial by cost, starting at shard; the
                                    // results go to <results stem>.shard-<shard>-of-<shards><ext> unless --results
 };
