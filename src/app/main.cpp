@@ -30,10 +30,46 @@ int main(int argc, char** argv) {
       xfer::app::analyze_command(cli), xfer::app::report_command(cli), xfer::app::submit_command(cli),
       xfer::app::merge_command(cli)};
 
+  // No command, or a word that is not one: say which exist (CLI11 alone says only "A subcommand is required").
+  {
+    std::string names;
+    for (const auto* c : cli.get_subcommands([](CLI::App*) { return true; }))
+      names += (names.empty() ? "" : ", ") + c->get_name();
+    const char* first = nullptr;
+    bool asks = false;  // --help, --version
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--log-level") {
+        ++i;
+        continue;
+      }
+      if (a.rfind("--log-level=", 0) == 0) continue;
+      if (a == "-h" || a == "--help" || a == "--version") asks = true;
+      if (a.empty() || a[0] != '-') {
+        first = argv[i];
+        break;
+      }
+    }
+    if (!first && !asks) {
+      std::cerr << "xfer: error: no command given; the commands are: " << names << " (xfer --help)" << std::endl;
+      return xfer::exit_status::input;
+    }
+    bool known = false;
+    try {
+      known = first && cli.get_subcommand(first) != nullptr;
+    } catch (const CLI::OptionNotFound&) {
+    }
+    if (first && !known) {
+      std::cerr << "xfer: error: unknown command '" << first << "'; the commands are: " << names << " (xfer --help)"
+                << std::endl;
+      return xfer::exit_status::input;
+    }
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return cli.exit(e);
+    const int rc = cli.exit(e);  // prints the message (or the help)
+    return rc == 0 ? xfer::exit_status::ok : xfer::exit_status::input;
   }
 
   try {
@@ -44,7 +80,7 @@ int main(int argc, char** argv) {
       if (c.needs_mpi && c.needs_mpi()) {
         // Catch a stop signal from the first instant: SLURM may warn a short allocation before MPI is even up, and
         // the default action would kill the rank instead of letting it stop cleanly.
-        xfer::install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
+        xfer::install_default_stop_handlers();
         mpi = std::make_unique<xfer::sweep::MpiRuntime>(&argc, &argv);
       }
       xfer::log::init(log_level, mpi && mpi->size() > 1 ? std::optional<int>(mpi->rank()) : std::nullopt);

@@ -3,8 +3,10 @@
 #include <memory>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "commands.hpp"
+#include "validators.hpp"
 #include "xfer/metrics/metrics.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/sweep/sweep.hpp"
@@ -32,12 +34,21 @@ Command run_command(CLI::App& cli) {
   sub->add_option("--results", o->run.results, "results file (default: the spec's)");
   sub->add_flag("--dry-run", o->dry_run, "show what would run; change nothing");
   sub->add_flag("--json", o->json, "with --dry-run: JSON output");
-  sub->add_option("--time-limit", o->run.time_limit, "seconds from the start (default: SLURM_JOB_END_TIME)");
-  sub->add_option("--grace", o->run.grace, "seconds kept in hand before the end; the bound after a signal (default 60)");
-  sub->add_option("--device", o->run.device, "auto | cpu | cuda");
-  sub->add_option("--threads", o->run.threads, "torch threads per rank (default: from the allocation)");
-  sub->add_option("--heartbeat-timeout", o->run.heartbeat_timeout, "seconds of silence before a group is declared hung");
-  sub->add_option("--simulate", o->run.simulate, "benchmark: no training, each trial sleeps cost_gflop × this µs");
+  sub->add_option("--time-limit", o->run.time_limit, "seconds from the start (default: SLURM_JOB_END_TIME)")
+      ->check(at_least(0, true));
+  sub->add_option("--grace", o->run.grace,
+                  "seconds kept in hand before the end; a stop ends the process within grace + 30 s (default 60)")
+      ->check(at_least(0));
+  sub->add_option("--device", o->run.device, "auto | cpu | cuda | cuda:N (checked on every rank before anything runs)");
+  sub->add_option("--threads", o->run.threads, "torch threads per rank (default: from the allocation)")
+      ->check(at_least(1));
+  const double min_timeout = 3 * o->run.heartbeat;
+  sub->add_option("--heartbeat-timeout", o->run.heartbeat_timeout,
+                  fmt::format("seconds of silence before a group is declared hung (at least {:g}: three heartbeats; "
+                              "default {:g})", min_timeout, o->run.heartbeat_timeout))
+      ->check(at_least(min_timeout, false, "three heartbeat intervals; a shorter one declares healthy trials hung"));
+  sub->add_option("--simulate", o->run.simulate, "benchmark: no training, each trial sleeps cost_gflop × this µs")
+      ->check(at_least(0));
   sub->add_option("--shard", o->shard, "I/K: run shard I of K (job arrays); results go to <stem>.shard-I-of-K<ext>");
   sub->add_flag("--extend", o->run.extend,
                  "add this spec's trials to a results file that holds the same study under another spec");

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "validators.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
 #include "xfer/data/dataset.hpp"
@@ -64,7 +65,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   std::unique_ptr<sweep::MpiGroup> group;
   if (mpi && mpi->size() > 1) group = sweep::MpiGroup::world();
   const bool root = !mpi || mpi->rank() == 0;
-  install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
+  install_default_stop_handlers();
   const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
   const auto trials = grid::expand(spec);
   const grid::Trial& trial = find_trial(trials, o.trial, o.index, o.spec);
@@ -129,7 +130,7 @@ Command train_command(CLI::App& cli) {
   auto* index_opt = sub->add_option("--index", o->index, "the trial's position in the expansion");
   trial_opt->excludes(index_opt);
   sub->add_option("--device", o->device, "auto | cpu | cuda | cuda:N");
-  sub->add_option("--threads", o->threads, "torch threads (default: from the allocation)");
+  sub->add_option("--threads", o->threads, "torch threads (default: from the allocation)")->check(at_least(1));
   sub->add_option("--checkpoint-dir", o->checkpoint_dir, "default: the spec's checkpoint_dir");
   sub->add_option("--predictions", o->predictions, "write val.csv / test.csv of the selected epoch here");
   sub->add_flag("--json", o->json, "the result as JSON on stdout");

@@ -128,7 +128,8 @@ torch::Device choose_device(const std::string& request, int local_rank) {
   if (request == "cpu") return torch::Device(torch::kCPU);
   const bool cuda = torch::cuda::is_available();
   if (request.rfind("cuda", 0) == 0) {
-    if (!cuda) throw Error::input("device \"" + request + "\" requested but torch sees no CUDA device");
+    // The machine lacks it, not the trial: the sweep stops instead of failing every trial on this host.
+    if (!cuda) throw Error::environment("device \"" + request + "\" requested but torch sees no CUDA device");
     if (request.size() > 5) return torch::Device(request);
   } else if (request != "auto") {
     throw Error::input("device \"" + request + "\": expected auto, cpu, cuda or cuda:N");

@@ -68,6 +68,15 @@ void Coordinator::loop() {
     progress(false);
     const auto end = scheduler_.over(now(), o_.grace);
     if (end == Scheduler::End::finished) break;
+    if (end == Scheduler::End::no_ranks) {
+      hung_out_ = fmt::format("every rank group was declared hung (no heartbeat for {:.0f} s); {} trial(s) stay pending "
+                              "for the next run", o_.heartbeat_timeout, scheduler_.pending());
+      spdlog::error("{}", hung_out_);
+      end_reason_ = "every rank hung";
+      stop_requested().store(true);  // rank 0's own worker, if it is the hung one, stops — or the watchdog ends it
+      for (int r = 0; r < transport_.size(); ++r) transport_.send_stop(r, -1);
+      break;
+    }
     if (end == Scheduler::End::stragglers) {
       spdlog::error("{} rank(s) did not report back within {} s of the stop", scheduler_.alive() - scheduler_.idle(),
                     o_.grace);
@@ -76,6 +85,8 @@ void Coordinator::loop() {
     if (auto r = transport_.receive_report(1.0)) handle(*r);  // wakes up every second for housekeeping
   }
   for (int r : scheduler_.idle_ranks()) transport_.send_shutdown(r);
+  if (!hung_out_.empty())
+    for (int r : scheduler_.hung_ranks()) transport_.send_shutdown(r);
   if (end_reason_.empty()) end_reason_ = "finished";
   progress(true);
 }
@@ -85,12 +96,27 @@ void Coordinator::watch_time_and_signals() {
   std::string why;
   if (stop_requested().load()) why = stop_signal() ? fmt::format("signal {}", strsignal(stop_signal())) : "stop requested";
   else if (scheduler_.past_deadline(now())) why = "time limit";
-  if (why.empty()) return;
+  if (!why.empty()) stop_sweep(why);
+}
+
+void Coordinator::stop_sweep(const std::string& why) {
+  if (scheduler_.stopping()) return;
   scheduler_.stop(now());
   end_reason_ = why;
   spdlog::warn("stopping the sweep ({}): running trials checkpoint and stop; pending ones stay pending", why);
   for (const auto& [t, members] : scheduler_.running_groups())
     for (int m : members) transport_.send_stop(m, t);
+}
+
+Coordinator::Outcome Coordinator::outcome() const {
+  Outcome o;
+  for (const auto& [trial, a] : action_) {
+    const auto s = status_of(rows_[static_cast<size_t>(trial)]);
+    if (s && finished(*s)) ++o.finished;
+    else if (s && retryable(*s)) ++o.failed;
+    else ++o.left;
+  }
+  return o;
 }
 
 void Coordinator::check_hung() {
@@ -177,9 +203,11 @@ void Coordinator::finish(const Report& r) {
   const int64_t t = r.trial;
   if (!scheduler_.finish(t, r.rank)) return;  // declared hung meanwhile
   auto& row = rows_[static_cast<size_t>(t)];
-  const Finish f = on_finish(r.status, row.attempts, study_.spec.study.max_attempts, scheduler_.stopping());
+  const Finish f = on_finish(r.status, row.attempts, study_.spec.study.max_attempts, scheduler_.stopping(), r.cause);
   row.status = name_str(f.status);
-  row.message = r.message;
+  row.message = f.environment_stop && !f.final
+                    ? r.message + " — not the trial's fault: the sweep stopped; it resumes on the next run"
+                    : r.message;
   row.device = r.device;
   row.best_epoch = r.best_epoch;
   row.resumed_from = r.resumed_from_epoch;
@@ -204,6 +232,13 @@ void Coordinator::finish(const Report& r) {
     if (f.retry) requeue(t);
   }
   if (f.stop_sweep) stop_requested().store(true);  // a stop only this group saw: the sweep stops too
+  if (f.environment_stop) {
+    if (environment_fault_.empty()) environment_fault_ = r.message;
+    spdlog::error("trial {} ({} on {}): {}", row.key, row.model, row.dataset, r.message);
+    stop_sweep("environment: " + r.message.substr(0, 200));
+  } else if (r.cause == Cause::input && retryable(f.status)) {
+    spdlog::warn("trial {}: not retried in this run — its data or spec must change first", row.key);
+  }
 }
 
 void Coordinator::progress(bool final) {

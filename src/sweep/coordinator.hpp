@@ -30,6 +30,16 @@ class Coordinator {
   std::string end_reason() const { return end_reason_; }
   int64_t trials_run() const { return finished_; }
   std::exception_ptr error() const { return error_; }
+  // Non-empty when an environment fault (disk full, I/O error, no such device) stopped the sweep: its message.
+  const std::string& environment_fault() const { return environment_fault_; }
+  // Non-empty when every rank group was declared hung and the sweep ended with trials left.
+  const std::string& hung_out() const { return hung_out_; }
+  // This run's queue at the end: trials with a result (done, diverged), failed (this run's last word), and left to
+  // a later run (pending, interrupted, running).
+  struct Outcome {
+    size_t finished = 0, failed = 0, left = 0;
+  };
+  Outcome outcome() const;
 
   // The coordinator's thread.
   void operator()();
@@ -39,6 +49,7 @@ class Coordinator {
   double now() const;  // seconds on the scheduler's clock
   void loop();
   void watch_time_and_signals();
+  void stop_sweep(const std::string& why);
   void check_hung();
   void dispatch();
   void start(int64_t t, const std::vector<int>& members);
@@ -70,6 +81,7 @@ class Coordinator {
   std::vector<int64_t> skipped_for_time_;
   std::string end_reason_;
   std::exception_ptr error_;
+  std::string environment_fault_, hung_out_;
   int64_t finished_ = 0;
   size_t total_jobs_ = 0;
   int tags_ = 0;

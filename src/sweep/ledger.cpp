@@ -37,13 +37,19 @@ Start on_start(Action a, int attempts) {
   return s;
 }
 
-Finish on_finish(TrialStatus reported, int attempts, int max_attempts, bool sweep_stopping) {
+Finish on_finish(TrialStatus reported, int attempts, int max_attempts, bool sweep_stopping, Cause cause) {
   Finish f;
   f.status = reported;
   f.final = finished(reported);
+  if (cause == Cause::environment) {
+    f.environment_stop = true;
+    if (!f.final) f.status = TrialStatus::interrupted;  // resumes from its last checkpoint, as the same attempt
+    f.remove_checkpoints = f.final;
+    return f;
+  }
   if (retryable(reported)) {
-    f.retry = attempts < max_attempts;
-    f.exhausted = !f.retry;
+    f.retry = attempts < max_attempts && cause != Cause::input;
+    f.exhausted = attempts >= max_attempts;
   }
   f.remove_checkpoints = f.final || f.exhausted;
   f.stop_sweep = reported == TrialStatus::interrupted && !sweep_stopping;

@@ -34,6 +34,7 @@ struct Report {
   train::EpochRecord epoch_record;
   // finished
   TrialStatus status = TrialStatus::failed;
+  Cause cause = Cause::none;
   std::string message;
   int32_t best_epoch = -1, resumed_from_epoch = -1;
   double best_val = 0, test_at_best = 0, seconds = 0;
@@ -44,7 +45,7 @@ struct Report {
   std::vector<ProblemMsg> problems;
   template <class A>
   void serialize(A& a, unsigned) {
-    a& kind& rank& trial& host& device& epoch_record& status& message& best_epoch& resumed_from_epoch& best_val&
+    a& kind& rank& trial& host& device& epoch_record& status& cause& message& best_epoch& resumed_from_epoch& best_val&
         test_at_best& seconds& epochs& classes& val_samples& test_samples& val_scores& test_scores& problems;
   }
 };

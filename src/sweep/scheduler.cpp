@@ -98,6 +98,7 @@ Scheduler::End Scheduler::over(double now, double grace) const {
   const bool nothing_left = stopping() || pending() == 0;
   if (nothing_left && running_.empty() && idle_.size() >= alive()) return End::finished;
   if (stopping() && running_.empty() && idle_.size() < alive() && now - *stop_time_ > grace) return End::stragglers;
+  if (alive() == 0 && running_.empty()) return End::no_ranks;
   return End::no;
 }
 

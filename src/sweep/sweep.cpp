@@ -4,6 +4,7 @@
 
 #include <boost/mpi/collectives.hpp>
 #include <boost/mpi/communicator.hpp>
+#include <boost/serialization/string.hpp>
 #include <csignal>
 #include <filesystem>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
+#include "xfer/train/trial.hpp"
 
 namespace fs = std::filesystem;
 namespace bmpi = boost::mpi;
@@ -83,32 +85,102 @@ void set_up(Setup& s, const RunOptions& o) {
   read_ledger(s, o);
 }
 
+// Why the run cannot start, as rank 0 tells the others: an Error's kind and message (empty: it can).
+struct SetupFailure {
+  int kind = 0;
+  std::string second;
+  template <class A>
+  void serialize(A& a, unsigned) {
+    a& kind& second;
+  }
+};
+
+// The run's row in /runs, and what the run's end means for the exit status: an error or an environment fault
+// (thrown: exit 1 or 74), stopped with work left (75), trials failed (4), or everything of the queue finished (0).
+int end_of_run(Setup& s, const Coordinator& coord, int64_t run_row, store::RunRow& run_info) {
+  run_info.finished_at = store::now_unix();
+  run_info.end_reason = coord.end_reason();
+  run_info.trials_run = coord.trials_run();
+  try {
+    s.results->end_run(run_row, run_info);
+  } catch (const std::exception& e) {
+    // The run's own row is bookkeeping: the trials' rows are written already. Say so, but do not let it hide why
+    // the run ended.
+    spdlog::error("{}: could not record the end of this run in /runs: {}", s.prep.results_path, e.what());
+    if (!coord.error() && coord.environment_fault().empty()) throw;
+  }
+  if (coord.error()) std::rethrow_exception(coord.error());
+  const auto o = coord.outcome();
+  if (!coord.environment_fault().empty())
+    throw Error::environment(fmt::format(
+        "the sweep stopped: {}. This is not the trials' fault and cost them no attempt: {} trial(s) stay resumable. "
+        "Fix it (free space, check the device) and rerun the same command", coord.environment_fault(), o.left + o.failed));
+  if (!coord.hung_out().empty()) throw Error(coord.hung_out());
+  if (o.left > 0) {
+    spdlog::warn("stopped early ({}): {} trial(s) left to a later run, which resumes them; exit status {}",
+                 coord.end_reason(), o.left, exit_status::stopped);
+    return exit_status::stopped;
+  }
+  if (o.failed > 0) {
+    spdlog::warn("{} trial(s) failed (xfer status {} groups them by message); exit status {}", o.failed,
+                 s.prep.results_path, exit_status::trials_failed);
+    return exit_status::trials_failed;
+  }
+  return exit_status::ok;
+}
+
 }  // namespace
 
 int run(const RunOptions& o, MpiRuntime& mpi) {
   bmpi::communicator world;
   Transport transport = Transport::over_world();
   const double start = store::now_unix();
-  // Rank 0 reads and checks everything first; the others wait for its verdict. Only rank 0 reads the spec.
-  std::string failure;
+  // Rank 0 reads and checks everything first; the others wait for its verdict. Only rank 0 reads the spec. Every
+  // rank first checks that it can use --device: a device that is not there fails every trial alike, so it is
+  // refused here, before anything is written.
+  SetupFailure failure;
+  {
+    std::string here;
+    try {
+      here = train::device_problem(o.device);
+    } catch (const std::exception& e) {
+      here = std::string("--device ") + o.device + ": " + e.what();
+    }
+    std::vector<std::string> all;
+    bmpi::gather(world, here.empty() ? here : fmt::format("rank {} on {}: {}", mpi.rank(), host_name(), here), all, 0);
+    if (mpi.rank() == 0)
+      for (const auto& p : all)
+        if (!p.empty()) {
+          const bool syntax = !train::device_syntax_problem(o.device).empty();
+          failure.kind = static_cast<int>(syntax ? Error::Kind::input : Error::Kind::environment);
+          failure.second = (syntax ? train::device_syntax_problem(o.device) : p) + "; nothing was written";
+          break;
+        }
+  }
   Setup s;
-  if (mpi.rank() == 0) {
+  if (mpi.rank() == 0 && failure.second.empty()) {
     try {
       set_up(s, o);
+    } catch (const Error& e) {
+      failure.kind = static_cast<int>(e.kind()), failure.second = e.what();
     } catch (const std::exception& e) {
-      failure = e.what();
-      if (const auto* x = dynamic_cast<const Error*>(&e); x && x->kind() == Error::Kind::input) failure = "input:" + failure;
+      failure.kind = static_cast<int>(Error::Kind::runtime), failure.second = e.what();
     }
   }
   bmpi::broadcast(world, failure, 0);
-  if (!failure.empty()) {
-    if (mpi.rank() != 0) return failure.rfind("input:", 0) == 0 ? 2 : 1;
-    throw failure.rfind("input:", 0) == 0 ? Error::input(failure.substr(6)) : Error(failure);
+  if (!failure.second.empty()) {
+    const auto kind = static_cast<Error::Kind>(failure.kind);
+    if (mpi.rank() != 0)
+      return kind == Error::Kind::input ? exit_status::input
+             : kind == Error::Kind::environment ? exit_status::environment : exit_status::error;
+    throw Error(failure.second, kind);
   }
   std::vector<std::string> hosts;
   bmpi::gather(world, host_name(), hosts, 0);
 
-  install_stop_handlers({SIGTERM, SIGINT, SIGUSR1, SIGUSR2});
+  install_default_stop_handlers();
+  // Whatever a rank is stuck in, a stop ends this process within the documented bound (README: --grace + 30 s).
+  arm_stop_watchdog(o.grace + 30, exit_status::stopped);
   std::unique_ptr<Coordinator> coord;
   std::thread coord_thread;
   int64_t run_row = -1;
@@ -140,17 +212,28 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
   } catch (...) {
     worker_error = std::current_exception();
   }
+  // Rank 0 decides the exit status; every rank returns it (mpirun reports the first non-zero one).
+  int status = exit_status::ok;
+  std::exception_ptr failure_here;
   if (mpi.rank() == 0) {
     coord_thread.join();
-    run_info.finished_at = store::now_unix();
-    run_info.end_reason = coord->end_reason();
-    run_info.trials_run = coord->trials_run();
-    s.results->end_run(run_row, run_info);
-    if (coord->error()) std::rethrow_exception(coord->error());
+    try {
+      status = end_of_run(s, *coord, run_row, run_info);
+    } catch (const Error& e) {
+      failure_here = std::current_exception();
+      status = e.kind() == Error::Kind::environment ? exit_status::environment
+               : e.kind() == Error::Kind::input     ? exit_status::input
+                                                    : exit_status::error;
+    } catch (...) {
+      failure_here = std::current_exception();
+      status = exit_status::error;
+    }
   }
+  bmpi::broadcast(world, status, 0);
+  if (failure_here) std::rethrow_exception(failure_here);
   if (worker_error) std::rethrow_exception(worker_error);
   world.barrier();
-  return 0;
+  return status;
 }
 
 }  // namespace xfer::sweep

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "slurm.hpp"
+#include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
 #include "xfer/store/store.hpp"
 #include "xfer/train/trial.hpp"
@@ -74,6 +75,11 @@ void Worker::run(const Order& order) {
     } catch (const std::exception& e) {  // e.g. the dataset cannot be opened on this node
       fin.status = TrialStatus::failed;
       fin.message = e.what();
+      const auto* x = dynamic_cast<const Error*>(&e);
+      fin.cause = !x                                         ? Cause::trial
+                  : x->kind() == Error::Kind::environment ? Cause::environment
+                  : x->kind() == Error::Kind::input       ? Cause::input
+                                                          : Cause::trial;
     }
   }
   done.store(true);
@@ -127,6 +133,7 @@ void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin
     };
   const train::Result res = train::run(trial.config, d, env);
   fin.status = parse<TrialStatus>(train::status_name(res.status), "the trainer's status");
+  fin.cause = res.cause;
   fin.message = res.message;
   fin.best_epoch = res.best_epoch;
   fin.best_val = res.best_val;

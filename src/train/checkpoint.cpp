@@ -98,8 +98,25 @@ std::vector<Named> list(const std::string& dir) {
 
 }  // namespace
 
+namespace {
+// Writes all of `data` to `fd`; false with errno set on failure.
+bool write_all(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, data, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data += w, n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+}  // namespace
+
 std::string write_checkpoint(const std::string& dir, const Checkpoint& c, int keep) {
-  fs::create_directories(dir);
+  std::error_code dir_ec;
+  fs::create_directories(dir, dir_ec);
+  if (dir_ec) throw errno_error(dir + ": cannot create the checkpoint folder", dir_ec.value());
   std::ostringstream meta_stream;
   {
     boost::archive::text_oarchive oa(meta_stream);
@@ -113,18 +130,23 @@ std::string write_checkpoint(const std::string& dir, const Checkpoint& c, int ke
   const std::string name = fmt::format("epoch-{}-step-{}.ckpt", c.meta.epochs_done, c.meta.next_batch);
   const fs::path final_path = fs::path(dir) / name, tmp = fs::path(dir) / (name + ".tmp");
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << header << meta;
-    out.write(c.tensors.data(), static_cast<std::streamsize>(c.tensors.size()));
-    out.flush();
-    if (!out) {
+    // POSIX I/O, so that a full disk is reported as ENOSPC (an environment fault: the sweep stops) and not as a
+    // trial's failure.
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw errno_error(tmp.string() + ": cannot write the checkpoint", errno);
+    const bool ok = write_all(fd, header.data(), header.size()) && write_all(fd, meta.data(), meta.size()) &&
+                    write_all(fd, c.tensors.data(), c.tensors.size()) && ::fsync(fd) == 0;
+    const int err = errno;
+    const bool closed = ::close(fd) == 0;
+    if (!ok || !closed) {
       std::error_code ec;
       fs::remove(tmp, ec);
-      throw Error(tmp.string() + ": cannot write the checkpoint (disk full or not writable?)");
+      throw errno_error(tmp.string() + ": cannot write the checkpoint", ok ? errno : err);
     }
   }
-  fsync_path(tmp.string(), false);
-  fs::rename(tmp, final_path);
+  std::error_code rename_ec;
+  fs::rename(tmp, final_path, rename_ec);
+  if (rename_ec) throw errno_error(final_path.string() + ": cannot rename the checkpoint into place", rename_ec.value());
   fsync_path(dir, true);
   const auto all = list(dir);
   for (size_t i = static_cast<size_t>(keep); i < all.size(); ++i) {

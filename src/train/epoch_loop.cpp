@@ -39,23 +39,13 @@ class EpochLoop {
     try {
       setup(r, factory);
       loop(r);
-    } catch (const Error& e) {
-      r.status = Status::failed;
-      r.message = e.what();
     } catch (const std::exception& e) {
-      const Fault f = factory.classify(e);
-      r.status = f.out_of_memory ? Status::oom : Status::failed;
-      r.message = f.message;
+      fail(r, e, factory);
     }
-    // What the trial reports must be on disk: wait for a checkpoint still being written.
-    try {
-      await_checkpoint();
-    } catch (const std::exception& e) {
-      if (r.status != Status::failed) {
-        r.status = Status::failed;
-        r.message = e.what();
-      }
-    }
+    // What the trial reports must be on disk: wait for a checkpoint still being written. A checkpoint that cannot
+    // be written never throws a result away: a done trial stays done (its result is in memory and goes to the
+    // results file; the previous checkpoint stays the fallback), an interrupted one resumes from the one before.
+    settle_checkpoint(r);
     r.seconds = seconds_since(started);
     if (train_loader_) {
       r.data_problems = train_loader_->problems();
@@ -63,10 +53,59 @@ class EpochLoop {
         if (l)
           for (const auto& p : l->problems()) r.data_problems.push_back(p);
     }
+    // A done trial has a result: an epoch with a finite validation metric. NaN never reaches `done`.
+    if (r.status == Status::done && r.best_epoch < 0) {
+      r.status = Status::failed;
+      r.cause = Cause::input;
+      const std::string note = r.epochs.empty() ? "" : r.epochs.back().note;
+      r.message = fmt::format("no epoch of dataset {} gave a finite validation {} ({})", d_.name, name(t_.metric),
+                              note.empty() ? fmt::format("{} of the validation split's samples were usable",
+                                                         val_loader_ ? val_loader_->size() : 0)
+                                           : note);
+    }
     return r;
   }
 
  private:
+  // The machine's fault (a full disk, an I/O error, a missing device), the input's (the data, the spec), or the
+  // trial's own.
+  static Cause cause_of(const std::exception& e) {
+    if (const auto* x = dynamic_cast<const Error*>(&e))
+      return x->kind() == Error::Kind::environment ? Cause::environment
+             : x->kind() == Error::Kind::input     ? Cause::input
+                                                   : Cause::trial;
+    if (const auto* x = dynamic_cast<const std::filesystem::filesystem_error*>(&e))
+      if (environment_errno(x->code().value())) return Cause::environment;
+    const std::string what = e.what();
+    for (const char* s : {"No space left on device", "Disk quota exceeded", "Read-only file system", "Input/output error"})
+      if (what.find(s) != std::string::npos) return Cause::environment;
+    return Cause::trial;
+  }
+
+  // Waits for the checkpoint being written; its failure is noted on the result, which keeps its status.
+  void settle_checkpoint(Result& r) {
+    try {
+      await_checkpoint();
+    } catch (const std::exception& e) {
+      const Cause f = cause_of(e);
+      if (r.cause == Cause::none || f == Cause::environment) r.cause = f;
+      r.message = (r.message.empty() ? "" : r.message + "; ") + e.what();
+      spdlog::warn("trial {}: {} (the trial stays {})", key_, e.what(), status_name(r.status));
+    }
+  }
+
+  void fail(Result& r, const std::exception& e, const EngineFactory& factory) {
+    r.cause = cause_of(e);
+    if (dynamic_cast<const Error*>(&e) || r.cause == Cause::environment) {
+      r.status = Status::failed;
+      r.message = e.what();
+      return;
+    }
+    const Fault f = factory.classify(e);
+    r.status = f.out_of_memory ? Status::oom : Status::failed;
+    r.message = f.message;
+  }
+
   void setup(Result& r, const EngineFactory& factory) {
     key_ = t_.key().str();
     schedule_ = LearningRateSchedule::of(t_);
@@ -208,6 +247,7 @@ class EpochLoop {
       const int64_t first = epoch == start_epoch_ ? start_batch_ : 0;
       if (first == 0) loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
       train_loader_->start_epoch(epoch, first);
+      int64_t batches = first;  // batches this epoch delivered (a resumed epoch had `first` before)
       for (int64_t step = first;; ++step) {
         if (g_.any(env_.stop && env_.stop->load())) {
           checkpoint(epoch, step);
@@ -226,6 +266,8 @@ class EpochLoop {
         wait_seconds_ += seconds_since(t0);
         if (g_.any(!err.empty())) throw Error(err.empty() ? "a data-parallel peer failed to load its batch" : err);
         if (g_.any(!b)) break;
+        if (!g_.any(b->n > 0)) continue;  // every sample of the batch undecodable (in /problems): no step
+        ++batches;
         const double lr = learning_rate(schedule_, epoch, step, spe);
         StepAttempt a;
         while (true) {
@@ -277,6 +319,12 @@ class EpochLoop {
           step_log_ << "\n";
         }
       }
+      // Every sample of the epoch undecodable (or skipped): no step was taken, and a metric of the initial weights
+      // would pass for a result.
+      if (g_.any(batches == 0))
+        throw Error::input(fmt::format("dataset {}: no usable training samples in epoch {} ({} of {} could not be "
+                                       "decoded{})", d_.name, epoch, train_loader_->problems().size(),
+                                       train_loader_->size(), first_problem(*train_loader_)));
       // Epoch end: buffers from rank 0, then validation and test.
       engine_->sync_buffers();
       const auto e0 = Clock::now();
@@ -327,7 +375,7 @@ class EpochLoop {
       }
     }
     if (r.status == Status::done && env_.remove_checkpoints) {
-      await_checkpoint();
+      settle_checkpoint(r);
       remove_own_checkpoints();
     }
   }
@@ -335,7 +383,7 @@ class EpochLoop {
   // A diverged or out-of-memory trial is over. Under the sweep its checkpoints stay until the result is recorded
   // (a job that dies in between finds them and recomputes at most one epoch, deterministically).
   void finish_early() {
-    await_checkpoint();
+    settle_checkpoint(*result_);
     if (env_.remove_checkpoints) remove_own_checkpoints();
   }
 
@@ -343,6 +391,11 @@ class EpochLoop {
   // while rank 0's background writer still fills it failed the trial on rank 0 (seen under load with two ranks).
   void remove_own_checkpoints() {
     if (g_.rank() == 0) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
+  }
+
+  static std::string first_problem(const data::Loader& l) {
+    const auto p = l.problems();
+    return p.empty() ? "" : "; first: " + p.front().path + ": " + p.front().reason;
   }
 
   void save_best() {

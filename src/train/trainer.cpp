@@ -44,5 +44,6 @@ extern "C" __attribute__((visibility("default"))) void xfer_trainer_backend(xfer
       out->cudnn_version = std::string("unknown (") + e.what_without_backtrace() + ")";
     }
   }
+  out->cuda_devices = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
   out->devices = torch::cuda::is_available() ? std::to_string(torch::cuda::device_count()) + " CUDA device(s)" : "cpu";
 }

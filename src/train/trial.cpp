@@ -91,6 +91,26 @@ std::string cudnn_version_text(long v) {
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(v % 100);
 }
 
+std::string device_syntax_problem(const std::string& request) {
+  if (request == "auto" || request == "cpu" || request == "cuda") return "";
+  if (request.rfind("cuda:", 0) == 0 && request.size() > 5 &&
+      request.find_first_not_of("0123456789", 5) == std::string::npos && request.size() < 9)
+    return "";
+  return "--device " + request + ": expected auto, cpu, cuda or cuda:N";
+}
+
+std::string device_problem(const std::string& request) {
+  if (auto p = device_syntax_problem(request); !p.empty()) return p;
+  if (request.rfind("cuda", 0) != 0) return "";
+  const Backend b = backend();
+  if (b.cuda_devices == 0)
+    return "--device " + request + ": torch sees no CUDA device here (LibTorch " + b.torch_version + ", CUDA " +
+           b.cuda_version + ")";
+  if (request.size() > 5 && std::stoi(request.substr(5)) >= b.cuda_devices)
+    return "--device " + request + ": this host has " + std::to_string(b.cuda_devices) + " CUDA device(s)";
+  return "";
+}
+
 Backend backend() {
   Backend b;
   module().backend(&b);

@@ -165,7 +165,7 @@ TEST_F(Sweep, SigtermStopsTheJobCleanlyWithinTheBoundAndARerunFinishes) {
   for (int kid : children(pid)) ::kill(kid, SIGTERM);  // as SLURM signals every task of the step
   const int status = wait_for(pid);
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  EXPECT_EQ(status, 0) << read_file((dir / "b.err").string());
+  EXPECT_EQ(status, 75) << "stopped early with work left: exit status 75" << read_file((dir / "b.err").string());
   EXPECT_LT(took, 30.0);
   auto mid = check(results());
   EXPECT_GE(mid["status"].value("interrupted", 0), 1) << mid.dump();

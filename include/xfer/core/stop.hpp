@@ -1,5 +1,6 @@
-// core/stop: a process-wide "please stop" flag set by signals (SIGTERM, SIGINT, SIGUSR1, SIGUSR2 — SLURM's
-// --signal), read by the training loop at every step. The handlers only set flags (async-signal-safe).
+// core/stop: a process-wide "please stop" flag set by signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2 — SLURM's
+// --signal, a closed terminal), read by the training loop at every step. The handlers only set flags
+// (async-signal-safe). A watchdog bounds how long a stop may take, whatever the process is stuck in.
 #pragma once
 
 #include <atomic>
@@ -12,5 +13,12 @@ std::atomic<bool>& stop_requested();
 int stop_signal();
 // Installs handlers that set the flag. Safe to call more than once.
 void install_stop_handlers(std::initializer_list<int> signals);
+// The signals a run or a training stops cleanly on.
+void install_default_stop_handlers();
+
+// Once a stop is requested, the process has `bound_s` seconds to end on its own; past that a detached thread
+// prints why on stderr and ends the process with `exit_code` (_exit: no destructors, no MPI_Finalize — mpirun then
+// ends the other ranks). A second signal after the first shortens the bound to 5 s. Call once per process.
+void arm_stop_watchdog(double bound_s, int exit_code);
 
 }  // namespace xfer

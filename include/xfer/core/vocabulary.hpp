@@ -18,6 +18,11 @@ namespace xfer {
 // (orphaned when that job died); the rest are the trainer's outcomes.
 enum class TrialStatus { pending, running, done, failed, diverged, oom, interrupted };
 
+// Whose fault a trial's end is, when it did not end done: the trial's own (retried up to max_attempts), the
+// input's (the data or the spec must change first: not retried in the same run), or the environment's (a full
+// disk, an I/O error, a missing device — the same for every trial: the sweep stops, the attempt is not spent).
+enum class Cause { none, trial, input, environment };
+
 // The datasets' competition metrics (paper §3): metrics/ computes them, analysis/ compares by them.
 enum class Metric { accuracy, balanced_accuracy, qwk, macro_f1, roc_auc, log_loss };
 

@@ -42,9 +42,14 @@ struct Finish {
   bool exhausted = false;           // failed or out of memory with no attempts left
   bool remove_checkpoints = false;  // the trial will not run again (final or exhausted)
   bool stop_sweep = false;          // interrupted while the sweep was not stopping: a stop only this group saw
+  bool environment_stop = false;    // the machine's fault (disk full, I/O error, no device): the sweep stops
 };
-// `attempts`: the row's count, this attempt included.
-Finish on_finish(TrialStatus reported, int attempts, int max_attempts, bool sweep_stopping);
+// `attempts`: the row's count, this attempt included. `cause`: whose fault an end that is not done is —
+//   trial        failed / out of memory: retried while attempts are left
+//   input        failed on its data or spec: not retried in this run (nothing would change); the next run retries
+//   environment  the trial is not at fault: it stays resumable (interrupted; this attempt goes on next run), a
+//                result it has is kept, and the sweep stops
+Finish on_finish(TrialStatus reported, int attempts, int max_attempts, bool sweep_stopping, Cause cause = Cause::none);
 // A group silent past the heartbeat timeout: its trial failed (hung or dead), retried like any failure.
 Finish on_hung(int attempts, int max_attempts);
 

@@ -34,7 +34,8 @@ class Scheduler {
     std::vector<int> members;
     double silent_s = 0;
   };
-  enum class End { no, finished, stragglers };
+  // no_ranks: every rank was taken out as hung while trials are left: nothing can run them in this job.
+  enum class End { no, finished, stragglers, no_ranks };
 
   // `deadline`: when to stop on our own (0: never).
   Scheduler(int world_size, double deadline);

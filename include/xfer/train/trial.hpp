@@ -49,8 +49,11 @@ struct Predictions {
   bool empty() const { return samples.empty(); }
 };
 
+using Cause = xfer::Cause;  // whose fault an end that is not done is (vocabulary.hpp)
+
 struct Result {
   Status status = Status::failed;
+  Cause cause = Cause::none;
   std::string message;
   std::vector<EpochRecord> epochs;
   int best_epoch = -1;
@@ -115,8 +118,15 @@ int default_threads();
 // cuDNN versions are those LibTorch was built with (e.g. "12.1", "8.9.2"), "none (CPU build)" without them.
 struct Backend {
   std::string torch_version, cuda_version, cudnn_version, devices;
+  int cuda_devices = 0;
 };
 Backend backend();
+
+// Whether `request` is a device name: auto, cpu, cuda, cuda:N. Empty if it is, else an error message (input).
+std::string device_syntax_problem(const std::string& request);
+// Whether this process can train on `request`: empty if it can, else why not — a CUDA request on a host where
+// torch sees no CUDA device, or cuda:N past the device count. Loads the trainer module for CUDA requests only.
+std::string device_problem(const std::string& request);
 
 // Version numbers as the libraries encode them, as text: CUDART_VERSION (major·1000 + minor·10: 12010 → "12.1"),
 // CUDNN_VERSION (before 9: major·1000 + minor·100 + patch, 8902 → "8.9.2"; from 9: major·10000 + minor·100 + patch,
