@@ -23,6 +23,9 @@ namespace xfer::data {
 namespace fs = std::filesystem;
 
 bool is_image_file(const fs::path& p);
+// A file name from a layout (a CSV id or relative path) that would leave its folder: absolute, or with `..`
+// components that climb above it.
+bool escapes_folder(const std::string& rel);
 // For a path that is a symbolic link whose target is missing (or loops): "broken symbolic link → <target>";
 // "" for anything else.
 std::string broken_link_reason(const fs::path& p);
@@ -74,6 +77,12 @@ class Builder {
       }
       for (const auto& p : x.paths) {
         std::error_code ec;
+        // A kind that builds paths from ids (all but csv, whose manifest may name absolute paths): never outside the
+        // root, whatever an id holds (`..`, a leading /).
+        if (d_.kind != "csv" && escapes_folder(fs::path(p).lexically_normal().lexically_relative(fs::path(d_.root).lexically_normal()).string())) {
+          reject(i, p, "sample id \"" + x.id + "\" names a file outside the dataset root; refused");
+          break;
+        }
         if (!fs::is_regular_file(p, ec)) {
           const std::string link = broken_link_reason(p);
           reject(i, p, link.empty() ? "image file is missing" : link);
@@ -284,8 +293,5 @@ void walk_images(const fs::path& dir, const std::function<void(const fs::path&)>
                  const std::function<void(const fs::path&, const std::string&)>& problem);
 // Sorted subfolder names (following links); a folder that cannot be listed is an input error naming it.
 std::vector<std::string> subfolders(const fs::path& dir);
-// A file name from a layout (a CSV id or relative path) that would leave its folder: absolute, or with `..`
-// components that climb above it.
-bool escapes_folder(const std::string& rel);
 
 }  // namespace xfer::data

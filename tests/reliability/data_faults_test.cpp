@@ -347,6 +347,20 @@ TEST_F(DataFaults, W2_5_IdWithDotDotComponentsIsRefusedAsAProblem) {
   for (const auto& p : j["problems"])
     if (contains(p["reason"].get<std::string>(), "names a file outside train_images/")) refused.insert(p["id"].get<std::string>());
   EXPECT_EQ(refused, (std::set<std::string>{"../../../etc/passwd", "/etc/hostname"})) << j["problems"].dump();
+  // Any other kind that builds paths from ids: Melanoma's image_name.
+  std::string mel = "image_name,target,tfrecord\n../../../etc/passwd,0,0\n";
+  for (int i = 0; i < 10; ++i) {
+    image("jpg", dir / "melanoma/melanoma-2020/train" / ("m" + std::to_string(i) + ".jpg"), 20, 20, i);
+    mel += "m" + std::to_string(i) + "," + std::to_string(i % 2) + "," + std::to_string(i % 5) + "\n";
+  }
+  make_images();
+  dir.write("melanoma/melanoma-2020/train.csv", mel);
+  data::SplitSettings ms;
+  ms.melanoma_2019 = false;
+  const data::Dataset m = data::open("m", "melanoma", (dir / "melanoma").string(), ms);
+  ASSERT_EQ(m.problems.size(), 1u);
+  EXPECT_EQ(m.problems[0].id, "../../../etc/passwd");
+  EXPECT_EQ(m.problems[0].reason, "sample id \"../../../etc/passwd\" names a file outside the dataset root; refused");
   // csv kind: a relative path out of the root is refused; an absolute one is the manifest's choice.
   const fs::path img = dir / "outside.png";
   image("png", img);
