@@ -9,6 +9,7 @@
 
 #include "kinds/kind_opener.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/data/transform.hpp"
 #include "xfer/spec/dataset_kind.hpp"
 #include "xfer/spec/spec.hpp"
 
@@ -49,6 +50,7 @@ Dataset open(const std::string& name, const std::string& kind, const std::string
   std::error_code ec;
   if (!fs::is_directory(root, ec))
     throw Error::input(root + ": dataset \"" + name + "\" (" + kind + "): the root folder does not exist");
+  max_image_pixels();  // a malformed XFER_MAX_IMAGE_PIXELS is an input error here, not a skip of every image
   Builder b(name, kind, root, s);
   return opener->open(b);
 }

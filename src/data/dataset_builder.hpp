@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
@@ -20,6 +23,12 @@ namespace xfer::data {
 namespace fs = std::filesystem;
 
 bool is_image_file(const fs::path& p);
+// A file name from a layout (a CSV id or relative path) that would leave its folder: absolute, or with `..`
+// components that climb above it.
+bool escapes_folder(const std::string& rel);
+// For a path that is a symbolic link whose target is missing (or loops): "broken symbolic link → <target>";
+// "" for anything else.
+std::string broken_link_reason(const fs::path& p);
 
 // Collects samples in file order plus what the layout says about splits; problems as they are found.
 class Builder {
@@ -68,8 +77,15 @@ class Builder {
       }
       for (const auto& p : x.paths) {
         std::error_code ec;
+        // A kind that builds paths from ids (all but csv, whose manifest may name absolute paths): never outside the
+        // root, whatever an id holds (`..`, a leading /).
+        if (d_.kind != "csv" && escapes_folder(fs::path(p).lexically_normal().lexically_relative(fs::path(d_.root).lexically_normal()).string())) {
+          reject(i, p, "sample id \"" + x.id + "\" names a file outside the dataset root; refused");
+          break;
+        }
         if (!fs::is_regular_file(p, ec)) {
-          reject(i, p, "image file is missing");
+          const std::string link = broken_link_reason(p);
+          reject(i, p, link.empty() ? "image file is missing" : link);
           break;
         }
       }
@@ -155,6 +171,7 @@ class Builder {
       has_native_val |= native_[i] == Split::val;
     }
     std::set<int64_t> held;
+    heldout_fixed_ = heldout_override != nullptr;
     if (heldout_override) held = *heldout_override;
     else if (!pool.empty()) held = paper_heldout(pool, s_.heldout_fraction, s_.heldout_seed);
     for (size_t i = 0; i < n; ++i) {
@@ -162,7 +179,6 @@ class Builder {
       else d_.split[i] = held.count(static_cast<int64_t>(i)) ? Split::test : Split::train;
       if (bad_[i] || excluded_[i]) d_.split[i] = Split::unused;
     }
-    (void)has_native;
     if (s_.layout_checked) {
       // The trials were keyed with this mode: running another split would put results under the wrong keys.
       if (has_native_val != (s_.validation == Validation::fixed))
@@ -212,11 +228,48 @@ class Builder {
       throw Error::input(d_.root + ": dataset \"" + d_.name + "\" (" + d_.kind + ") has no usable training samples" +
                          (d_.problems.empty() ? "" : " (" + std::to_string(d_.problems.size()) + " problems, first: " +
                                                          d_.problems.front().reason + ")"));
+    check_not_empty(has_native && pool.empty());
     return std::move(d_);
   }
 
  private:
+  // Every split a trial uses must hold a sample: an empty validation split leaves no epoch to select (the trial
+  // would end `done` with NaN), an empty test split no result. Says which split, its size and what to change.
+  void check_not_empty(bool all_native) const {
+    const std::string what = d_.root + ": dataset \"" + d_.name + "\" (" + d_.kind + "): ";
+    const auto train = d_.indices(Split::train);
+    const auto test = d_.indices(Split::test);
+    int64_t largest = 0;  // training samples in the largest class
+    for (const auto& rows : by_class(train)) largest = std::max<int64_t>(largest, static_cast<int64_t>(rows.size()));
+    const std::string problems =
+        d_.problems.empty() ? "" : " (" + std::to_string(d_.problems.size()) + " problems, first: " + d_.problems.front().reason + ")";
+    if (d_.validation == Validation::holdout && d_.indices(Split::val).empty())
+      throw Error::input(fmt::format(
+          "{}the val split is empty (0 samples): validation = \"holdout\" carves int(val_fraction × n) samples per "
+          "class from the {} training samples, and with val_fraction {} and at most {} per class that is 0. Raise "
+          "val_fraction (to at least {:.3g}){}, or validate on the held-out set (the dataset's validation = \"paper\" or study.selection = \"paper\")",
+          what, train.size(), s_.val_fraction, largest, largest > 0 ? 1.0 / static_cast<double>(largest) : 1.0,
+          s_.limit_train > 0 ? " or limit_train (now " + std::to_string(s_.limit_train) + ")" : ""));
+    if (d_.validation == Validation::fixed && d_.indices(Split::val).empty())
+      throw Error::input(what + "the val split is empty (0 usable samples) although the layout has one" +
+                         (s_.resolved_basis.empty() ? "" : " (" + s_.resolved_basis + ")") + problems +
+                         ": put images in it, or remove it to carve validation from train");
+    if (test.empty()) {
+      const bool paper_val = d_.validation == Validation::paper;
+      const std::string as = paper_val ? "the test split (also the validation split, validation = \"paper\")"
+                                       : "the test split";
+      if (heldout_fixed_ || all_native)
+        throw Error::input(what + as + " is empty (0 usable samples) in the layout" + problems +
+                           ": add test images (a test/ folder, test rows), or raise limit_test if it is set");
+      throw Error::input(fmt::format(
+          "{}{} is empty (0 samples): the held-out draw takes int(heldout_fraction × n) samples per class, and with "
+          "heldout_fraction {} that is 0 for every class{}. Raise heldout_fraction or add samples",
+          what, as, s_.heldout_fraction, s_.limit_test > 0 ? " (limit_test " + std::to_string(s_.limit_test) + ")" : ""));
+    }
+  }
+
   Dataset d_;
+  bool heldout_fixed_ = false;  // finish() was told the held-out set (a layout with its own test split)
   const SplitSettings& s_;
   std::vector<Split> native_;
   std::vector<bool> bad_;
@@ -233,6 +286,12 @@ Dataset open_kaggle_csv(Builder& b, const std::string& id_col, const std::string
 // EuroSAT and ImageFolder: classes are the sorted folder names; files in sorted(os.walk) order, as torchvision.
 void add_image_folder(Builder& b, const fs::path& dir, const std::vector<std::string>& classes, Split native,
                       const fs::path& id_base);
+// The image files under `dir` (recursively, following directory links) in sorted(os.walk) order. A link that loops
+// back to a folder above it, a broken link and an entry whose status cannot be read are passed to `problem` and
+// skipped; a folder that cannot be listed (permission denied) is an input error naming it.
+void walk_images(const fs::path& dir, const std::function<void(const fs::path&)>& image,
+                 const std::function<void(const fs::path&, const std::string&)>& problem);
+// Sorted subfolder names (following links); a folder that cannot be listed is an input error naming it.
 std::vector<std::string> subfolders(const fs::path& dir);
 
 }  // namespace xfer::data

@@ -1,5 +1,9 @@
 // Decoding (OpenCV imgcodecs) and Pillow-exact bilinear resampling.
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <optional>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -8,15 +12,29 @@
 #include <csetjmp>
 #include <cstdio>
 
+#include <fmt/format.h>
 #include <jpeglib.h>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "xfer/core/error.hpp"
 #include "xfer/data/transform.hpp"
 
 namespace xfer::data {
+
+int64_t max_image_pixels() {
+  const char* v = std::getenv("XFER_MAX_IMAGE_PIXELS");
+  if (!v || !*v) return kDefaultMaxImagePixels;
+  char* end = nullptr;
+  errno = 0;
+  const long long n = std::strtoll(v, &end, 10);
+  if (errno != 0 || *end != '\0' || n < 0)
+    throw Error::input(std::string("XFER_MAX_IMAGE_PIXELS: expected a whole number of pixels ≥ 0 (0: no limit), got '") +
+                       v + "'");
+  return static_cast<int64_t>(n);
+}
 
 namespace {
 
@@ -51,6 +69,100 @@ void check_complete(const std::string& path, const std::vector<uint8_t>& b) {
       if (b[i] == 'I' && b[i + 1] == 'E' && b[i + 2] == 'N' && b[i + 3] == 'D') return;
     throw DecodeError(path + ": truncated PNG (no IEND chunk)");
   }
+}
+
+uint32_t be16(const std::vector<uint8_t>& b, size_t i) { return (uint32_t(b[i]) << 8) | b[i + 1]; }
+uint32_t be32(const std::vector<uint8_t>& b, size_t i) { return (be16(b, i) << 16) | be16(b, i + 2); }
+uint32_t le16(const std::vector<uint8_t>& b, size_t i) { return (uint32_t(b[i + 1]) << 8) | b[i]; }
+uint32_t le32(const std::vector<uint8_t>& b, size_t i) { return (le16(b, i + 2) << 16) | le16(b, i); }
+
+// JPEG: the first start-of-frame segment (SOF0..SOF15 but DHT C4, JPG C8, DAC CC), walking the marker segments.
+std::optional<ImageHeader> jpeg_header(const std::vector<uint8_t>& b) {
+  size_t i = 2;
+  while (i + 4 <= b.size()) {
+    if (b[i] != 0xFF) return std::nullopt;
+    const uint8_t m = b[i + 1];
+    if (m == 0xFF) { ++i; continue; }  // fill byte
+    if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }  // no length
+    if (m == 0xD9 || m == 0xDA) return std::nullopt;  // end of image, start of scan before any frame header
+    const size_t len = be16(b, i + 2);
+    if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+      if (i + 9 > b.size()) return std::nullopt;
+      return ImageHeader{"JPEG", be16(b, i + 7), be16(b, i + 5)};
+    }
+    if (len < 2) return std::nullopt;
+    i += 2 + len;
+  }
+  return std::nullopt;
+}
+
+// TIFF: ImageWidth (256) and ImageLength (257) of the first IFD.
+std::optional<ImageHeader> tiff_header(const std::vector<uint8_t>& b) {
+  const bool le = b[0] == 'I';
+  auto u16 = [&](size_t i) { return le ? le16(b, i) : be16(b, i); };
+  auto u32 = [&](size_t i) { return le ? le32(b, i) : be32(b, i); };
+  const size_t ifd = u32(4);
+  if (ifd + 2 > b.size()) return std::nullopt;
+  const size_t n = u16(ifd);
+  uint64_t w = 0, h = 0;
+  for (size_t e = 0; e < n && ifd + 2 + 12 * (e + 1) <= b.size(); ++e) {
+    const size_t at = ifd + 2 + 12 * e;
+    const uint32_t tag = u16(at), type = u16(at + 2);
+    const uint64_t v = type == 3 ? u16(at + 8) : type == 4 ? u32(at + 8) : 0;
+    if (tag == 256) w = v;
+    if (tag == 257) h = v;
+  }
+  if (w == 0 || h == 0) return std::nullopt;
+  return ImageHeader{"TIFF", w, h};
+}
+
+// PNM (P1..P6): "P<n> <width> <height>", with # comments.
+std::optional<ImageHeader> pnm_header(const std::vector<uint8_t>& b) {
+  size_t i = 2;
+  uint64_t v[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    while (i < b.size() && (std::isspace(b[i]) || b[i] == '#')) {
+      if (b[i] == '#') while (i < b.size() && b[i] != '\n') ++i;
+      else ++i;
+    }
+    if (i >= b.size() || !std::isdigit(b[i])) return std::nullopt;
+    while (i < b.size() && std::isdigit(b[i]) && v[k] < (uint64_t(1) << 40)) v[k] = v[k] * 10 + (b[i++] - '0');
+  }
+  return ImageHeader{"PNM", v[0], v[1]};
+}
+
+// WebP: the canvas of VP8X, or the frame of a simple lossy (VP8) or lossless (VP8L) file.
+std::optional<ImageHeader> webp_header(const std::vector<uint8_t>& b) {
+  if (b.size() < 30) return std::nullopt;
+  const std::string chunk(b.begin() + 12, b.begin() + 16);
+  if (chunk == "VP8X")
+    return ImageHeader{"WebP", 1 + (le32(b, 24) & 0xFFFFFF), 1 + (le32(b, 27) & 0xFFFFFF)};
+  if (chunk == "VP8L" && b[20] == 0x2F) {
+    const uint32_t bits = le32(b, 21);
+    return ImageHeader{"WebP", 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)};
+  }
+  if (chunk == "VP8 " && b[23] == 0x9D && b[24] == 0x01 && b[25] == 0x2A)
+    return ImageHeader{"WebP", le16(b, 26) & 0x3FFF, le16(b, 28) & 0x3FFF};
+  return std::nullopt;
+}
+
+std::string megapixels(double px) {
+  const double m = px / 1e6;
+  return m >= 100 ? fmt::format("{:.0f} M", m) : m >= 0.1 ? fmt::format("{:.1f} M", m) : fmt::format("{:.0f}", px);
+}
+
+// An image whose header declares more pixels than the limit is refused before anything is decoded (a
+// decompression bomb: a 1 MB PNG of zeros can declare 20000×20000, 1.2 GB of pixels per decode and per thread).
+void check_pixel_limit(const std::string& path, const std::vector<uint8_t>& b) {
+  const int64_t limit = max_image_pixels();
+  if (limit <= 0) return;
+  const auto h = image_header(b);
+  if (!h) return;  // a format read only by OpenCV: its own limit (OPENCV_IO_MAX_IMAGE_PIXELS, 2^30) applies
+  const double px = static_cast<double>(h->width) * static_cast<double>(h->height);
+  if (px > static_cast<double>(limit))
+    throw DecodeError(fmt::format("{}: {} {}×{} = {} pixels, over the limit of {} (XFER_MAX_IMAGE_PIXELS); not decoded",
+                                  path, h->format, h->width, h->height, megapixels(px),
+                                  megapixels(static_cast<double>(limit))));
 }
 
 // JPEG through libjpeg(-turbo) directly: the decoder Pillow uses, with Pillow's settings (accurate integer IDCT,
@@ -111,6 +223,7 @@ const std::vector<uint8_t>& read_checked(const std::string& path) {
   if (!read_bytes(path, buf)) throw DecodeError(path + ": cannot read the file");
   if (buf.empty()) throw DecodeError(path + ": empty file");
   check_complete(path, buf);
+  check_pixel_limit(path, buf);
   return buf;
 }
 
@@ -273,6 +386,26 @@ Image resize_view(const uint8_t* src, size_t src_stride, int rows, int cols, int
 }
 
 }  // namespace
+
+std::optional<ImageHeader> image_header(const std::vector<uint8_t>& b) {
+  static const uint8_t kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (b.size() >= 24 && std::equal(kPng, kPng + 8, b.begin()) && std::equal(b.begin() + 12, b.begin() + 16, "IHDR"))
+    return ImageHeader{"PNG", be32(b, 16), be32(b, 20)};
+  if (b.size() >= 4 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return jpeg_header(b);
+  if (b.size() >= 26 && b[0] == 'B' && b[1] == 'M') {
+    const int32_t w = static_cast<int32_t>(le32(b, 18)), h = static_cast<int32_t>(le32(b, 22));
+    const uint32_t header = le32(b, 14);
+    if (header == 12) return ImageHeader{"BMP", le16(b, 18), le16(b, 20)};  // OS/2 BITMAPCOREHEADER
+    return ImageHeader{"BMP", static_cast<uint64_t>(std::llabs(w)), static_cast<uint64_t>(std::llabs(h))};
+  }
+  if (b.size() >= 8 && ((b[0] == 'I' && b[1] == 'I' && b[2] == 42 && b[3] == 0) ||
+                        (b[0] == 'M' && b[1] == 'M' && b[2] == 0 && b[3] == 42)))
+    return tiff_header(b);
+  if (b.size() >= 16 && std::equal(b.begin(), b.begin() + 4, "RIFF") && std::equal(b.begin() + 8, b.begin() + 12, "WEBP"))
+    return webp_header(b);
+  if (b.size() >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && std::isspace(b[2])) return pnm_header(b);
+  return std::nullopt;
+}
 
 Image decode_file(const std::string& path, bool bgr_quirk) {
   const auto& buf = read_checked(path);

@@ -44,6 +44,7 @@ struct Loader::Impl {
   std::exception_ptr error;
   std::set<int64_t> bad;         // samples that failed to decode
   std::vector<Problem> problem_list;
+  EpochTally tally;              // over the batches delivered this epoch
 
   // Evaluation cache: transformed uint8 images by sample.
   std::mutex cache_mu;
@@ -209,6 +210,7 @@ struct Loader::Impl {
       if (s.in_use) throw Error("loader: start_epoch while a batch of the previous epoch is still held");
     epoch = ep;
     error = nullptr;
+    tally = EpochTally{};
     const int64_t n = static_cast<int64_t>(indices.size());
     order.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
@@ -235,6 +237,10 @@ struct Loader::Impl {
     }
     slot.in_use = true;
     ++next_to_deliver;
+    tally.samples += slot.batch.n + static_cast<int64_t>(slot.batch.skipped.size());
+    tally.usable += slot.batch.n;
+    tally.skipped += static_cast<int64_t>(slot.batch.skipped.size());
+    if (tally.first_skipped.empty() && !slot.batch.skipped.empty()) tally.first_skipped = slot.batch.skipped.front().reason;
     cv_work.notify_all();
     return std::shared_ptr<const Batch>(&slot.batch, [this, &slot](const Batch*) {
       std::lock_guard<std::mutex> l(mu);
@@ -256,6 +262,17 @@ std::vector<Problem> Loader::problems() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->problem_list;
 }
+EpochTally Loader::epoch_tally() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->tally;
+}
+
+std::optional<std::string> no_usable_samples(const EpochTally& e, const std::string& split) {
+  if (e.samples == 0 || e.usable > 0) return std::nullopt;
+  return "no usable " + split + " samples: " + std::to_string(e.skipped) + " of " + std::to_string(e.samples) +
+         " undecodable" + (e.first_skipped.empty() ? "" : " (first: " + e.first_skipped + ")");
+}
+
 size_t Loader::buffer_bytes() const {
   return impl_->slots.size() * impl_->sample_floats * impl_->max_shard * sizeof(float);
 }

@@ -257,6 +257,78 @@ TEST_F(Fixtures, LoaderStrictModeFailsWithThePath) {
   EXPECT_GT(n, 100);
 }
 
+TEST_F(Fixtures, LoaderOverAnAllUndecodableSplitReportsNoUsableSample) {
+  // An imagefolder whose every training image is a 0-byte file: the listing passes (the files exist), and only the
+  // loader can tell that nothing decodes. Its tally says so, for the trainer to fail the trial (reliability B8).
+  TempDir dir;
+  std::string an_image;
+  for (const auto& e : fs::recursive_directory_iterator(root("eurosat")))
+    if (e.is_regular_file() && e.path().extension() == ".jpg") {
+      an_image = e.path().string();
+      break;
+    }
+  ASSERT_FALSE(an_image.empty());
+  for (const char* c : {"cat", "dog"})
+    for (int i = 0; i < 5; ++i) {
+      dir.write(std::string("train/") + c + "/" + std::to_string(i) + ".jpg", "");
+      fs::create_directories(dir / (std::string("test/") + c));
+      fs::copy_file(an_image, dir / (std::string("test/") + c + "/" + std::to_string(i) + ".jpg"));
+    }
+  data::SplitSettings s;
+  s.validation = Validation::paper;
+  const data::Dataset d = data::open("allbad", "imagefolder", dir.str(), s);
+  ASSERT_EQ(d.indices(data::Split::train).size(), 10u);
+  data::TransformSettings ts;
+  ts.size = 16;
+  ts.train = true;
+  for (int world : {1, 2}) {
+    data::EpochTally total;
+    int64_t delivered = 0;
+    for (int rank = 0; rank < world; ++rank) {
+      data::LoaderOptions lo;
+      lo.batch_size = 4;
+      lo.rank = rank;
+      lo.world = world;
+      lo.shuffle = true;
+      lo.threads = 2;
+      data::Loader loader(d, d.indices(data::Split::train), ts, lo);
+      loader.start_epoch(0);
+      while (auto b = loader.next()) {
+        EXPECT_EQ(b->n, 0);
+        delivered += static_cast<int64_t>(b->skipped.size());
+      }
+      const data::EpochTally t = loader.epoch_tally();
+      EXPECT_EQ(t.usable, 0);
+      EXPECT_EQ(t.skipped, t.samples);
+      EXPECT_EQ(loader.problems().size(), static_cast<size_t>(t.skipped));
+      for (const auto& p : loader.problems()) EXPECT_NE(p.reason.find(": empty file"), std::string::npos) << p.reason;
+      total += t;
+      // A fresh epoch starts a fresh tally.
+      loader.start_epoch(1);
+      EXPECT_EQ(loader.epoch_tally().samples, 0);
+    }
+    EXPECT_EQ(delivered, 10);
+    EXPECT_EQ(total.samples, 10);
+    EXPECT_EQ(total.skipped, 10);
+    const auto message = data::no_usable_samples(total, "training");
+    ASSERT_TRUE(message.has_value());
+    EXPECT_EQ(message->rfind("no usable training samples: 10 of 10 undecodable (first: " + dir.str() + "/train/", 0), 0u)
+        << *message;
+    EXPECT_NE(message->find(".jpg: empty file)"), std::string::npos) << *message;
+  }
+  // The test split decodes: no message.
+  data::TransformSettings es;
+  es.size = 16;
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  data::Loader test(d, d.indices(data::Split::test), es, lo);
+  test.start_epoch(0);
+  while (test.next()) {
+  }
+  EXPECT_EQ(test.epoch_tally().usable, 10);
+  EXPECT_FALSE(data::no_usable_samples(test.epoch_tally(), "test").has_value());
+}
+
 class LoaderTest : public Fixtures {};
 
 TEST_F(LoaderTest, EachSampleOncePerEpochShardedAndDeterministic) {

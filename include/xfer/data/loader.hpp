@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,28 @@ struct Batch {
   std::vector<Problem> skipped;    // samples of this shard that could not be decoded (dropped from it)
 };
 
+// What this rank's shard of an epoch held, counted over the batches next() has delivered since start_epoch: how
+// many samples, how many decoded into a batch, how many were skipped as undecodable (each skip's Problem is in
+// Batch::skipped and Loader::problems(), the reason naming the file: "<path>: empty file").
+struct EpochTally {
+  int64_t samples = 0;
+  int64_t usable = 0;
+  int64_t skipped = 0;
+  std::string first_skipped;  // the reason of the first skipped sample, "" if none
+  EpochTally& operator+=(const EpochTally& o) {
+    samples += o.samples;
+    usable += o.usable;
+    skipped += o.skipped;
+    if (first_skipped.empty()) first_skipped = o.first_skipped;
+    return *this;
+  }
+};
+
+// "no usable training samples: 40 of 40 undecodable (first: <path>: empty file)" when a whole epoch (the tally
+// summed over the ranks of the group) had samples and not one of them decoded; nullopt otherwise. `split` names it
+// in the message ("training", "validation", "test").
+std::optional<std::string> no_usable_samples(const EpochTally& epoch, const std::string& split);
+
 class Loader {
  public:
   Loader(const Dataset& d, std::vector<int64_t> indices, TransformSettings t, LoaderOptions o);
@@ -65,6 +88,10 @@ class Loader {
   std::shared_ptr<const Batch> next();
   // Every sample dropped so far (decode failures), each once.
   std::vector<Problem> problems() const;
+  // This rank's counts for the epoch so far (reset by start_epoch). After the epoch's last batch, a trainer sums
+  // them over the group and calls no_usable_samples: a split where nothing decoded must fail the trial, not train
+  // on empty batches (a NaN loss recorded as `done`).
+  EpochTally epoch_tally() const;
   // Peak bytes of batch buffers held (the bound: prefetch × batch bytes).
   size_t buffer_bytes() const;
 

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,6 +40,23 @@ class DecodeError : public std::runtime_error {
 // B, G, R order, as the released code fed it.
 Image decode(const Dataset& d, int64_t index, bool bgr_quirk);
 Image decode_file(const std::string& path, bool bgr_quirk);
+
+// The decompression-bomb guard: an image whose header declares more than max_image_pixels() pixels is a
+// DecodeError ("<path>: PNG 20000×20000 = 400 M pixels, over the limit of 89.5 M (XFER_MAX_IMAGE_PIXELS); not
+// decoded") raised before any pixel is decoded, so the sample is skipped and reported like any undecodable one. The
+// limit is Pillow's MAX_IMAGE_PIXELS, 89,478,485 (≈ 9459 × 9459), unless the environment variable
+// XFER_MAX_IMAGE_PIXELS gives another (a whole number; 0: no limit of xfer's own). Read when a dataset is opened
+// (a malformed value is an input error there) and at each decode. Headers read: PNG IHDR, JPEG SOF0..SOF15 (the
+// frame header, so a JPEG claiming 20000×20000 with data for 16×16 is caught too), BMP, TIFF (first IFD), WebP
+// (VP8, VP8L, VP8X) and PNM; other formats decode through OpenCV under its own limit (2^30 pixels).
+constexpr int64_t kDefaultMaxImagePixels = 89478485;
+int64_t max_image_pixels();
+struct ImageHeader {
+  std::string format;
+  uint64_t width = 0, height = 0;
+};
+// Width and height as an image file's header declares them; nullopt for a format not recognised.
+std::optional<ImageHeader> image_header(const std::vector<uint8_t>& bytes);
 
 // Pillow's BILINEAR (antialiased) resize of `src` to out_cols × out_rows. Only the output window
 // [x0, x0 + w) × [y0, y0 + h) is computed (the crop that follows), exactly as if the whole image were resized.

@@ -67,6 +67,11 @@ Dataset open_csv_manifest(Builder& b) {
     s.paths = {(fs::path(row[pc]).is_absolute() ? fs::path(row[pc]) : root / row[pc]).string()};
     Split native = Split::unused;
     std::string reason;
+    // An absolute path is the manifest's explicit choice; a relative one stays under the root.
+    std::string escape;
+    if (!fs::path(row[pc]).is_absolute() && escapes_folder(row[pc]))
+      escape = "path \"" + row[pc] + "\" (sample " + s.id + ") climbs out of the dataset root with `..`; refused "
+               "(give an absolute path if the image really is elsewhere)";
     if (sc >= 0 && !row[sc].empty()) {
       const std::string v = row[sc];
       native = v == "train" ? Split::train : is_validation_word(v) ? Split::val
@@ -95,6 +100,7 @@ Dataset open_csv_manifest(Builder& b) {
       if (it == index.end()) reason = "label '" + row[col] + "' is not a class";
       else s.label = it->second;
     }
+    if (!escape.empty()) reason = escape;
     const size_t i = b.add(std::move(s), native);
     if (!reason.empty()) b.reject(i, t.where(r), reason);
   }

@@ -43,9 +43,9 @@ std::optional<std::string> imagefolder_validation_split(const fs::path& root, co
   for (const auto& c : subfolders(root / "train")) {
     const fs::path dir = root / "val" / c;
     if (!fs::is_directory(dir, ec)) continue;
-    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink);
-         it != fs::recursive_directory_iterator(); ++it)
-      if (it->is_regular_file() && is_image_file(it->path())) return std::string("a val/ folder beside train/");
+    bool any = false;
+    walk_images(dir, [&](const fs::path&) { any = true; }, [](const fs::path&, const std::string&) {});
+    if (any) return std::string("a val/ folder beside train/");
   }
   return std::nullopt;
 }

@@ -1,0 +1,381 @@
+// Reliability, data (../shared/reliability-probe.md B8, B9, B10, W-2.1..W-2.5): empty splits, undecodable training
+// sets, decompression bombs, symbolic-link loops, unreadable and dangling entries, ids that climb out of the root —
+// each against the real binary (`xfer plan`, `splits`, `run`, `train`) on a small generated layout, or in-process
+// where the data module is the whole story (the decoder's pixel limit, the loader's tally).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/process.hpp"
+#include "support/tempdir.hpp"
+#include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
+#include "xfer/data/loader.hpp"
+#include "xfer/data/transform.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::test {
+namespace {
+
+const std::string kModels = XFER_TEST_MODELS;
+
+// Writes images with Pillow (real encoded files), one per line of its argument, "what\tpath\tw\th\tseed": png|jpg
+// (random pixels); bomb: a valid PNG of w×h zeros (zlib of zero rows, a 20000×20000 RGB file is 1.2 MB), as the probe
+// made it; sofbomb: a 16×16 JPEG whose SOF0 claims w×h (W-2.3).
+const char* kImagesPy = R"PY(
+import io, os, struct, sys, zlib
+import numpy as np
+from PIL import Image
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+def make(what, path, w, h, seed):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  if what == "bomb":
+      # zlib of h zero rows (filter byte + RGB), built in 0.2 s instead of 5: after a full flush the deflate state is
+      # reset, so every block of 400 rows compresses to the same bytes; the Adler-32 of n zeros is (n mod 65521) << 16 | 1.
+      row = b"\0" * (1 + 3 * w)
+      z = zlib.compressobj(9, zlib.DEFLATED, -15)
+      blocks, rest = divmod(h, 400)
+      block = z.compress(row * 400) + z.flush(zlib.Z_FULL_FLUSH) if blocks else b""
+      again = z.compress(row * 400) + z.flush(zlib.Z_FULL_FLUSH) if blocks > 1 else b""
+      raw = block + again * max(blocks - 1, 0) + z.compress(row * rest) + z.flush()
+      data = b"\x78\xda" + raw + struct.pack(">I", (((h * len(row)) % 65521) << 16) | 1)
+      png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+      open(path, "wb").write(png)
+  elif what == "sofbomb":
+      b = io.BytesIO()
+      Image.fromarray(np.full((16, 16, 3), 128, np.uint8)).save(b, "JPEG")
+      j = bytearray(b.getvalue())
+      i = j.index(b"\xff\xc0")
+      j[i + 5:i + 9] = struct.pack(">HH", h, w)
+      open(path, "wb").write(bytes(j))
+  else:
+      px = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+      Image.fromarray(px).save(path, "PNG" if what == "png" else "JPEG")
+for line in open(sys.argv[1]):
+    what, path, w, h, seed = line.rstrip("\n").split("\t")
+    make(what, path, int(w), int(h), int(seed))
+)PY";
+
+class DataFaults : public ::testing::Test {
+ protected:
+  TempDir dir;
+
+  // Images are queued, then written by one Python process (make_images): dozens of small files in a second.
+  void image(const std::string& what, const fs::path& path, int w = 24, int h = 24, int seed = 0) {
+    jobs_ += what + "\t" + path.string() + "\t" + std::to_string(w) + "\t" + std::to_string(h) + "\t" +
+             std::to_string(seed) + "\n";
+  }
+  void make_images() {
+    if (jobs_.empty()) return;
+    const std::string py = dir.write("images.py", kImagesPy), list = dir.write("images.tsv", jobs_);
+    jobs_.clear();
+    const Result r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(list));
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  std::string jobs_;
+
+  // APTOS as downloaded: train.csv (id_code, diagnosis) + train_images/<id>.png, `per_class` images per class.
+  std::string aptos(int per_class, const std::vector<std::string>& extra_rows = {}, const std::string& name = "aptos",
+                    int first_class_extra = 0) {
+    const fs::path root = dir / name;
+    std::string csv = "id_code,diagnosis\n";
+    int k = 0;
+    for (int c = 0; c < 5; ++c)
+      for (int i = 0; i < per_class + (c == 0 ? first_class_extra : 0); ++i, ++k) {
+        const std::string id = "img" + std::to_string(k);
+        image("png", root / "train_images" / (id + ".png"), 20, 20, k);
+        csv += id + "," + std::to_string(c) + "\n";
+      }
+    make_images();
+    for (const auto& r : extra_rows) csv += r + "\n";
+    dir.write(name + "/train.csv", csv);
+    return root.string();
+  }
+  // A pre-split imagefolder: train/{cat,dog}/ and test/{cat,dog}/, n decodable PNGs in each.
+  std::string folder(int n = 6) {
+    const fs::path root = dir / "folder";
+    int k = 100;
+    for (const char* split : {"train", "test"})
+      for (const char* c : {"cat", "dog"})
+        for (int i = 0; i < n; ++i) image("png", root / split / c / (std::to_string(i) + ".png"), 24, 24, k++);
+    make_images();
+    return root.string();
+  }
+  std::string spec(const std::string& name, const std::string& kind, const std::string& root,
+                   const std::string& dataset_extra = "", const std::string& selection = "holdout") {
+    return dir.write(name + ".toml",
+                     "[study]\nname = \"" + name + "\"\nresults = \"out/" + name + ".h5\"\nselection = \"" + selection +
+                         "\"\n\n[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels +
+                         "/squeezenet1_1.pt\"\n\n[[dataset]]\nname = \"" + name + "\"\nkind = \"" + kind +
+                         "\"\nroot = \"" + root + "\"\ninput_size = 32\n" + dataset_extra +
+                         "\n[grid]\nepochs = 1\nbatch_size = 8\ninput_size = 32\nweight_decays = [0]\n"
+                         "[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [0.001]\n");
+  }
+  Result xfer(const std::string& args) { return run(quote(test::xfer()) + " " + args, dir.str()); }
+  // The /problems rows of a results file, as h5py reads them: one "id\treason" line each.
+  std::string problems_in(const std::string& h5) {
+    const std::string py = dir.write("problems.py",
+                                     "import sys, h5py\n"
+                                     "with h5py.File(sys.argv[1], 'r') as f:\n"
+                                     "    t = f['problems'][()]\n"
+                                     "    names = t.dtype.names\n"
+                                     "    for r in t:\n"
+                                     "        print('\\t'.join((r[n].decode() if isinstance(r[n], bytes) else str(r[n])) for n in names))\n");
+    const Result r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(h5));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.out;
+  }
+  static nlohmann::json json_of(const Result& r) {
+    try {
+      return nlohmann::json::parse(r.out);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not JSON: " << e.what() << "\n" << r.out << r.err;
+      return nlohmann::json::object();
+    }
+  }
+};
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// B9: 50 APTOS images, 10 per class, holdout at val_fraction 0.1 → 8 training images per class, int(0.8) = 0 each:
+// the validation split is empty. Before: plan said nothing and every trial ended `done` with NaN.
+TEST_F(DataFaults, B9_EmptyValidationSplitIsRefusedByPlanRunSplitsAndTrain) {
+  const std::string root = aptos(10);
+  const std::string s = spec("aptos", "aptos", root);
+  for (const std::string& cmd : {"plan " + quote(s), "run " + quote(s) + " --no-progress --threads 1",
+                                 "splits --spec " + quote(s) + " --dataset aptos", "train " + quote(s) + " --index 0 --threads 1"}) {
+    SCOPED_TRACE(cmd);
+    const Result r = xfer(cmd);
+    EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
+    for (const char* part : {"dataset \"aptos\"", "val split is empty (0 samples)", "40 training samples",
+                             "val_fraction 0.1", "at most 8 per class", "Raise val_fraction (to at least 0.125)"})
+      EXPECT_TRUE(contains(r.err, part)) << part << " in: " << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "out")) << "nothing written by the refused run";
+  // A validation split that is small but not empty is fine, classes without a validation sample included: 30 + 4 × 10
+  // images, 24 + 4 × 8 for training, int(0.1 × 24) = 2 and int(0.1 × 8) = 0.
+  const std::string ok = spec("aptos_ok", "aptos", aptos(10, {}, "aptos_ok", 20));
+  const Result plan = xfer("plan " + quote(ok) + " --json");
+  ASSERT_EQ(plan.status, 0) << plan.err;
+  EXPECT_EQ(json_of(plan)["datasets"][0]["n_val"].get<int>(), 2) << plan.out;
+}
+
+// B9, the other splits: a layout whose test/ folder holds nothing usable, and a held-out fraction too small to draw.
+TEST_F(DataFaults, B9_EmptyTestSplitIsRefusedNamingTheSplit) {
+  const std::string root = folder(3);
+  for (const char* c : {"cat", "dog"})
+    for (int i = 0; i < 3; ++i) fs::remove(dir / "folder/test" / c / (std::to_string(i) + ".png"));
+  const std::string s = spec("empty_test", "imagefolder", root, "", "paper");
+  Result r = xfer("plan " + quote(s));
+  EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "dataset \"empty_test\"")) << r.err;
+  EXPECT_TRUE(contains(r.err, "the test split (also the validation split, validation = \"paper\") is empty")) << r.err;
+  // APTOS with heldout_fraction 0.05 of 10 per class: int(0.5) = 0 held out per class.
+  const std::string a = aptos(10);
+  r = xfer("splits --kind aptos --root " + quote(a) + " --heldout-fraction 0.05");
+  EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "is empty (0 samples)")) << r.err;
+  EXPECT_TRUE(contains(r.err, "heldout_fraction 0.05")) << r.err;
+  r = xfer("splits --kind aptos --root " + quote(a) + " --heldout-fraction 0.2");
+  EXPECT_EQ(r.status, 0) << r.err;
+}
+
+// B8 (the data side; the trainer marks the trial failed from it): every training image is a 0-byte file. The
+// listing passes, and the loader's tally shows that not one sample of the split decoded, with the reasons.
+TEST_F(DataFaults, B8_EveryTrainingImageUndecodableLeavesNoUsableSampleInTheTally) {
+  const std::string root = folder(4);
+  for (const char* c : {"cat", "dog"})
+    for (int i = 0; i < 4; ++i) std::ofstream(dir / "folder/train" / c / (std::to_string(i) + ".png"), std::ios::trunc);
+  data::SplitSettings s;
+  const data::Dataset d = data::open("onlybad", "imagefolder", root, s);
+  ASSERT_EQ(d.indices(data::Split::train).size(), 8u);
+  data::TransformSettings ts;
+  ts.size = 32;
+  ts.train = true;
+  data::LoaderOptions lo;
+  lo.batch_size = 3;
+  lo.shuffle = true;
+  data::Loader loader(d, d.indices(data::Split::train), ts, lo);
+  loader.start_epoch(0);
+  while (loader.next()) {
+  }
+  const data::EpochTally t = loader.epoch_tally();
+  EXPECT_EQ(t.samples, 8);
+  EXPECT_EQ(t.usable, 0);
+  EXPECT_EQ(t.skipped, 8);
+  EXPECT_EQ(loader.problems().size(), 8u);
+  const auto message = data::no_usable_samples(t, "training");
+  ASSERT_TRUE(message.has_value());
+  EXPECT_TRUE(contains(*message, "no usable training samples: 8 of 8 undecodable (first: " + root + "/train/")) << *message;
+  EXPECT_TRUE(contains(*message, ".png: empty file)")) << *message;
+}
+
+// B10: a 1.2 MB PNG declaring 20000×20000 (400 M pixels, 1.2 GB decoded) is refused from its header, before any
+// decoding: in-process in milliseconds, and through `xfer run` with a small peak RSS and the problem in /problems.
+TEST_F(DataFaults, B10_DecompressionBombIsRefusedFromItsHeaderAndRecorded) {
+  const fs::path bomb = dir / "bomb.png";
+  image("bomb", bomb, 20000, 20000);
+  make_images();
+  ASSERT_LT(fs::file_size(bomb), 2u << 20);
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    data::decode_file(bomb.string(), false);
+    FAIL() << "decoded";
+  } catch (const data::DecodeError& e) {
+    EXPECT_EQ(std::string(e.what()), bomb.string() + ": PNG 20000×20000 = 400 M pixels, over the limit of 89.5 M "
+                                                      "(XFER_MAX_IMAGE_PIXELS); not decoded");
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+
+  const std::string root = folder(4);
+  fs::copy_file(bomb, dir / "folder/train/cat/bad.png");
+  const std::string s = spec("bomb", "imagefolder", root, "", "paper");
+  const Result r = run("/usr/bin/time -f 'maxrss_kb=%M' " + quote(test::xfer()) + " run " + quote(s) +
+                           " --no-progress --threads 1",
+                       dir.str());
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const auto at = r.err.rfind("maxrss_kb=");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const long kb = std::stol(r.err.substr(at + 10));
+  EXPECT_LT(kb, 1L << 20) << "max RSS " << kb << " KB: the bomb was decoded";
+  const std::string problems = problems_in((dir / "out/bomb.h5").string());
+  EXPECT_TRUE(contains(problems, "bad.png: PNG 20000×20000 = 400 M pixels, over the limit of 89.5 M")) << problems;
+}
+
+// W-2.3: a JPEG whose frame header claims 20000×20000 with data for 16×16 (and a proper EOI) is caught by the same
+// header check; the limit follows XFER_MAX_IMAGE_PIXELS (0: none), and a malformed value is an input error.
+TEST_F(DataFaults, W2_3_JpegWhoseFrameHeaderClaimsAHugeImageIsRefused) {
+  const fs::path jpg = dir / "sof.jpg", small = dir / "small.jpg";
+  image("sofbomb", jpg, 20000, 20000);
+  image("jpg", small, 40, 30);
+  make_images();
+  try {
+    data::decode_file(jpg.string(), false);
+    FAIL() << "decoded";
+  } catch (const data::DecodeError& e) {
+    EXPECT_EQ(std::string(e.what()), jpg.string() + ": JPEG 20000×20000 = 400 M pixels, over the limit of 89.5 M "
+                                                     "(XFER_MAX_IMAGE_PIXELS); not decoded");
+  }
+  EXPECT_EQ(data::decode_file(small.string(), false).cols, 40);
+  ::setenv("XFER_MAX_IMAGE_PIXELS", "1000", 1);
+  try {
+    data::decode_file(small.string(), false);
+    ADD_FAILURE() << "40×30 decoded under a limit of 1000 pixels";
+  } catch (const data::DecodeError& e) {
+    EXPECT_TRUE(contains(e.what(), "JPEG 40×30 = 1200 pixels, over the limit of 1000")) << e.what();
+  }
+  ::setenv("XFER_MAX_IMAGE_PIXELS", "lots", 1);
+  const std::string root = folder(2);
+  const Result r = xfer("splits --kind imagefolder --root " + quote(root));
+  EXPECT_EQ(r.status, exit_status::input) << r.err;
+  EXPECT_TRUE(contains(r.err, "XFER_MAX_IMAGE_PIXELS: expected a whole number")) << r.err;
+  ::unsetenv("XFER_MAX_IMAGE_PIXELS");
+}
+
+// W-2.1: `train/cat/loop -> ..` is skipped with a problem; the rest of the dataset opens (was: a 1 KB
+// std::filesystem error, exit 1, the whole dataset refused).
+TEST_F(DataFaults, W2_1_SymlinkLoopIsSkippedWithAProblem) {
+  const std::string root = folder(3);
+  fs::create_directory_symlink("..", dir / "folder/train/cat/loop");
+  const Result r = xfer("splits --kind imagefolder --root " + quote(root) + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json_of(r);
+  EXPECT_EQ(j["train"].get<int>(), 6);
+  bool found = false;
+  for (const auto& p : j["problems"])
+    found |= contains(p["reason"].get<std::string>(), "symbolic link loop: loop → .. leads back to") &&
+             p["id"].get<std::string>() == "train/cat/loop";
+  EXPECT_TRUE(found) << j["problems"].dump();
+  EXPECT_LT(r.err.size(), 400u) << r.err;
+}
+
+// W-2.2: a class folder nobody may read (chmod 000), as user `nobody` (root reads it regardless): a clear input error
+// naming the folder, exit 2. The binary and the layout are readable by nobody where they are, else this test says so.
+TEST_F(DataFaults, W2_2_UnreadableClassFolderIsAnInputErrorNamingIt) {
+  const std::string root = folder(2);
+  for (fs::path p = dir.path(); p != p.root_path(); p = p.parent_path())
+    ASSERT_EQ(run("runuser -u nobody -- test -x " + quote(p.string())).status, 0)
+        << p << " is not searchable by nobody: the test needs the build tree readable";
+  fs::permissions(dir / "folder/train/dog", fs::perms::none);
+  const Result r = run("runuser -u nobody -- " + quote(test::xfer()) + " splits --kind imagefolder --root " + quote(root));
+  fs::permissions(dir / "folder/train/dog", fs::perms::owner_all);
+  EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, root + "/train/dog: cannot list this folder: permission denied")) << r.err;
+  EXPECT_FALSE(contains(r.err, "filesystem error")) << r.err;
+}
+
+// W-2.4: a dangling link `train/cat/bad.jpg -> /nonexistent/x.jpg` is recorded in /problems (was: skipped silently).
+TEST_F(DataFaults, W2_4_DanglingSymlinkIsRecordedInProblems) {
+  const std::string root = folder(4);
+  fs::create_symlink("/nonexistent/x.jpg", dir / "folder/train/cat/bad.jpg");
+  const std::string s = spec("dangling", "imagefolder", root, "", "paper");
+  const Result r = xfer("run " + quote(s) + " --no-progress --threads 1");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const std::string problems = problems_in((dir / "out/dangling.h5").string());
+  EXPECT_TRUE(contains(problems, "train/cat/bad.jpg")) << problems;
+  EXPECT_TRUE(contains(problems, "broken symbolic link → /nonexistent/x.jpg")) << problems;
+  // The same for a kind that names its files in a CSV: the link is the reason, not "missing".
+  const std::string a = aptos(5);
+  fs::create_symlink("/nonexistent/x.png", dir / "aptos/train_images/linked.png");
+  std::ofstream(dir / "aptos/train.csv", std::ios::app) << "linked,2\n";
+  const data::Dataset d = data::open("a", "aptos", a, data::SplitSettings{});
+  bool found = false;
+  for (const auto& p : d.problems) found |= p.id == "linked" && p.reason == "broken symbolic link → /nonexistent/x.png";
+  EXPECT_TRUE(found);
+}
+
+// W-2.5: an APTOS id (or a CSV manifest's relative path) that climbs out of the root is refused as a problem naming
+// it, and never opened.
+TEST_F(DataFaults, W2_5_IdWithDotDotComponentsIsRefusedAsAProblem) {
+  const std::string a = aptos(5, {"../../../etc/passwd,1", "/etc/hostname,2", "sub/../img3,3"});
+  const Result r = xfer("splits --kind aptos --root " + quote(a) + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = json_of(r);
+  std::set<std::string> refused;
+  for (const auto& p : j["problems"])
+    if (contains(p["reason"].get<std::string>(), "names a file outside train_images/")) refused.insert(p["id"].get<std::string>());
+  EXPECT_EQ(refused, (std::set<std::string>{"../../../etc/passwd", "/etc/hostname"})) << j["problems"].dump();
+  // Any other kind that builds paths from ids: Melanoma's image_name.
+  std::string mel = "image_name,target,tfrecord\n../../../etc/passwd,0,0\n";
+  for (int i = 0; i < 10; ++i) {
+    image("jpg", dir / "melanoma/melanoma-2020/train" / ("m" + std::to_string(i) + ".jpg"), 20, 20, i);
+    mel += "m" + std::to_string(i) + "," + std::to_string(i % 2) + "," + std::to_string(i % 5) + "\n";
+  }
+  make_images();
+  dir.write("melanoma/melanoma-2020/train.csv", mel);
+  data::SplitSettings ms;
+  ms.melanoma_2019 = false;
+  const data::Dataset m = data::open("m", "melanoma", (dir / "melanoma").string(), ms);
+  ASSERT_EQ(m.problems.size(), 1u);
+  EXPECT_EQ(m.problems[0].id, "../../../etc/passwd");
+  EXPECT_EQ(m.problems[0].reason, "sample id \"../../../etc/passwd\" names a file outside the dataset root; refused");
+  // csv kind: a relative path out of the root is refused; an absolute one is the manifest's choice.
+  const fs::path img = dir / "outside.png";
+  image("png", img);
+  std::string manifest = "path,label\n../outside.png,a\n" + img.string() + ",b\n";
+  for (int i = 0; i < 8; ++i) {
+    image("png", dir / "csv" / (std::to_string(i) + ".png"), 20, 20, i);
+    manifest += std::to_string(i) + ".png," + (i % 2 ? "a" : "b") + "\n";
+  }
+  make_images();
+  dir.write("csv/manifest.csv", manifest);
+  const data::Dataset d = data::open("c", "csv", (dir / "csv").string(), data::SplitSettings{});
+  ASSERT_EQ(d.problems.size(), 1u);
+  EXPECT_EQ(d.problems[0].id, "../outside.png");
+  EXPECT_TRUE(contains(d.problems[0].reason, "climbs out of the dataset root")) << d.problems[0].reason;
+}
+
+}  // namespace
+}  // namespace xfer::test
