@@ -1,5 +1,11 @@
 // The study's outputs: JSON, Markdown and CSV tables, gnuplot figures (SVG and PNG), /analysis in the results
 // file, and one self-contained HTML page.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -46,6 +52,7 @@ std::string html_escape(const std::string& s) {
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
       case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
       default: out += c;
     }
   }
@@ -60,10 +67,44 @@ std::string metric_label(const std::string& metric) {
   if (metric == "log_loss") return "log-loss (x100)";
   return "value (x100)";
 }
+// A gnuplot single-quoted string: '' stands for ', nothing else is special — but a line break would end the command
+// and make the rest of a (results-file) name a gnuplot command, so control characters become spaces. For gnuplot
+// only: the shell never sees these (run_gnuplot does not go through one).
 std::string gp_quote(const std::string& s) {
   std::string out;
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  for (char c : s) {
+    if (c == '\'') out += "''";
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += ' ';
+    else out += c;
+  }
   return "'" + out + "'";
+}
+// A label in a gnuplot data file, inside "…": no quote or line break can end it early.
+std::string gp_label(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"') out += '\'';
+    else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) out += ' ';
+    else out += c;
+  }
+  return out;
+}
+// Runs `gnuplot script` with its stderr in `log`, without a shell (paths may hold any character, ' included).
+// Returns whether it exited 0.
+bool run_gnuplot(const fs::path& script, const fs::path& log) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const std::string prog = "gnuplot", arg = script.string();
+  char* argv[] = {const_cast<char*>(prog.c_str()), const_cast<char*>(arg.c_str()), nullptr};
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return false;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
@@ -217,7 +258,7 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       std::ofstream o(pts);
       for (const auto& p : d.points)
         o << fmt::format("{} {} {} {} \"{}\"\n", p.top1, p.value * 100, (std::isfinite(p.lo) ? p.lo : p.value) * 100,
-                         (std::isfinite(p.hi) ? p.hi : p.value) * 100, p.model);
+                         (std::isfinite(p.hi) ? p.hi : p.value) * 100, gp_label(p.model));
       std::ofstream b(band);
       for (size_t k = 0; k < d.band_x.size() && k < d.boot.band.size(); ++k)
         if (std::isfinite(d.boot.band[k].lo))
@@ -251,7 +292,7 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       if (d.logit_ok) {
         const fs::path lp = fs::path(dir) / (base + "_logit.dat");
         std::ofstream l(lp);
-        for (const auto& p : d.points) l << fmt::format("{} {} \"{}\"\n", logit(p.top1 / 100), logit(p.value), p.model);
+        for (const auto& p : d.points) l << fmt::format("{} {} \"{}\"\n", logit(p.top1 / 100), logit(p.value), gp_label(p.model));
         auto ticks = [](double lo, double hi) {
           std::string t;
           for (double v : {1., 2., 5., 10., 20., 30., 40., 50., 60., 70., 80., 90., 95., 98., 99., 99.5, 99.8, 99.9})
@@ -276,8 +317,8 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
           << gp_quote((fs::path(dir) / (base + "_logit.png")).string()) << "\nreplot\nunset output\n";
       }
     }
-    const std::string cmd = "gnuplot " + gp_quote(script.string()) + " 2>" + gp_quote((fs::path(dir) / (base + ".log")).string());
-    if (std::system(cmd.c_str()) != 0) throw Error("gnuplot failed on " + script.string() + " (see its .log beside it)");
+    if (!run_gnuplot(script, fs::path(dir) / (base + ".log")))
+      throw Error("gnuplot failed on " + script.string() + " (see its .log beside it)");
     made.push_back((fs::path(dir) / (base + ".svg")).string());
     if (d.logit_ok) made.push_back((fs::path(dir) / (base + "_logit.svg")).string());
     overview << plot("  ");
@@ -297,8 +338,8 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
                        gp_quote("Downstream metric against ImageNet top-1 — " + s.selection))
         << overview.str() << "unset multiplot\nunset output\n";
     }
-    if (std::system(("gnuplot " + gp_quote(script.string()) + " 2>" + gp_quote((fs::path(dir) / "overview.log").string())).c_str()) != 0)
-      throw Error("gnuplot failed on " + script.string());
+    if (!run_gnuplot(script, fs::path(dir) / "overview.log"))
+      throw Error("gnuplot failed on " + script.string() + " (see overview.log beside it)");
     made.insert(made.begin(), (fs::path(dir) / "overview.svg").string());
   }
   return made;
@@ -355,7 +396,7 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
     << "<th>Spearman ρ</th><th>p</th><th>Kendall τ</th><th>p</th><th>slope ± se</th><th>intercept</th><th>R²</th>"
     << "<th>logit slope</th><th>ΔR²</th><th>best − median grid point (pp)</th></tr>\n";
   for (const auto& d : s.datasets)
-    h << "<tr><td>" << html_escape(d.name) << "</td><td>" << d.metric << "</td><td>" << d.points.size() << "</td><td>"
+    h << "<tr><td>" << html_escape(d.name) << "</td><td>" << html_escape(d.metric) << "</td><td>" << d.points.size() << "</td><td>"
       << f(d.pearson.statistic) << ci(d.boot.pearson) << "</td><td>" << p_value(d.pearson.pvalue) << "</td><td>"
       << f(d.spearman.statistic) << ci(d.boot.spearman) << "</td><td>" << p_value(d.spearman.pvalue) << "</td><td>"
       << f(d.kendall.statistic) << ci(d.boot.kendall) << "</td><td>" << p_value(d.kendall.pvalue) << "</td><td>"
@@ -383,7 +424,7 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
   }
   h << "<h2>Points</h2>\n";
   for (const auto& d : s.datasets) {
-    h << "<h3>" << html_escape(d.name) << " (" << d.metric << ", validation: " << html_escape(d.validation.empty() ? "—" : d.validation)
+    h << "<h3>" << html_escape(d.name) << " (" << html_escape(d.metric) << ", validation: " << html_escape(d.validation.empty() ? "—" : d.validation)
       << ")</h3><table><tr><th>model</th><th>ImageNet top-1</th><th>value</th><th>interval</th><th>how</th><th>seeds</th>"
       << "<th>selected grid point</th><th>trial</th></tr>\n";
     for (const auto& p : d.points)

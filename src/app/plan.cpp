@@ -83,7 +83,10 @@ std::string fmt_num(double v) {
 
 int plan(const PlanOptions& o) {
   const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
-  const auto trials = grid::expand(spec);
+  // Counted and costed per (model, dataset) cell, never expanded: every trial of a cell costs the same, so a grid of
+  // 10^7 trials plans in bounded memory. Above grid::kMaxTrials the spec is refused here, as `xfer run` would.
+  const auto planned = grid::plan_cells(spec);
+  const uint64_t n_trials = grid::count_trials(spec);
   std::map<std::string, Throughput> throughput;
   if (!o.throughput.empty()) throughput = read_throughput(o.throughput);
 
@@ -102,18 +105,16 @@ int plan(const PlanOptions& o) {
   double total_cost = 0, total_hours = 0;
   bool hours_complete = !throughput.empty();
   std::set<std::string> missing_throughput;
-  std::vector<double> trial_cost(trials.size());
-  for (size_t i = 0; i < trials.size(); ++i) {
-    const auto& t = trials[i];
+  for (const auto& pc : planned) {
+    const auto& t = pc.first;
     const auto& m = spec.models[t.model_index];
-    trial_cost[i] = costs.gflop(t);
+    const double trial_cost = costs.gflop(t);
     auto& c = cells[{t.model_index, t.dataset_index}];
-    c.trials++;
     c.input_size = t.config.input_size;
     c.epochs = t.config.epochs;
     c.ranks = t.config.ranks_per_trial;
-    c.cost += trial_cost[i];
-    total_cost += trial_cost[i];
+    bool timed = false;
+    double h = 0;
     if (!throughput.empty()) {
       auto it = throughput.find(m.name);
       if (it == throughput.end()) {
@@ -125,7 +126,16 @@ int plan(const PlanOptions& o) {
           const double r = static_cast<double>(it->second.input_size) / t.config.input_size;
           ips *= r * r;
         }
-        const double h = costs.gpu_hours(t, ips);
+        h = costs.gpu_hours(t, ips);
+        timed = true;
+      }
+    }
+    // Summed trial by trial, in expansion order, as when every trial was costed: the same totals to the last bit.
+    for (uint64_t k = 0; k < pc.trials; ++k) {
+      c.trials++;
+      c.cost += trial_cost;
+      total_cost += trial_cost;
+      if (timed) {
         c.hours += h;
         total_hours += h;
       }
@@ -157,7 +167,7 @@ int plan(const PlanOptions& o) {
     j["spec"] = spec.path;
     j["results"] = spec.study.results.resolved() ? spec.study.results.path : spec.study.results.raw;
     j["selection"] = spec.study.selection;
-    j["total_trials"] = trials.size();
+    j["total_trials"] = n_trials;
     j["models"] = nlohmann::json::array();
     for (const auto& m : spec.models)
       j["models"].push_back({{"name", m.name}, {"imagenet_top1", m.imagenet_top1}, {"weights", m.weights},
@@ -187,23 +197,38 @@ int plan(const PlanOptions& o) {
     j["unknown_sizes"] = unknown_sizes;
     j["unknown_gmacs"] = unknown_gmacs;
     j["missing_throughput"] = missing_throughput;
-    if (o.list) {
-      j["trials"] = nlohmann::json::array();
-      for (size_t i = 0; i < trials.size(); ++i) {
-        const auto& t = trials[i].config;
-        j["trials"].push_back({{"key", trials[i].key.str()}, {"model", t.model}, {"dataset", t.dataset},
-                               {"optimizer", name_str(t.optimizer)}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
-                               {"wd_mode", name_str(t.wd_mode)}, {"augmentation", name_str(t.augmentation)}, {"seed", t.seed},
-                               {"epochs", t.epochs}, {"batch_size", t.batch_size}, {"input_size", t.input_size},
-                               {"ranks_per_trial", t.ranks_per_trial}, {"cost_gflop", trial_cost[i]}});
-      }
+    if (!o.list) {
+      std::cout << j.dump(2) << "\n";
+      return 0;
     }
-    std::cout << j.dump(2) << "\n";
+    // The trials are streamed, one at a time, as the last member "trials": the same text as dumping them with the
+    // rest (indent 2), without holding them.
+    std::string head = j.dump(2);  // "{\n  ...\n}"
+    head.resize(head.size() - 2);
+    std::cout << head << ",\n  \"trials\": [";
+    bool any = false;
+    grid::for_each_trial(spec, [&](const grid::Trial& trial) {
+      const auto& t = trial.config;
+      const nlohmann::ordered_json tj{{"key", trial.key.str()}, {"model", t.model}, {"dataset", t.dataset},
+                                      {"optimizer", name_str(t.optimizer)}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
+                                      {"wd_mode", name_str(t.wd_mode)}, {"augmentation", name_str(t.augmentation)},
+                                      {"seed", t.seed}, {"epochs", t.epochs}, {"batch_size", t.batch_size},
+                                      {"input_size", t.input_size}, {"ranks_per_trial", t.ranks_per_trial},
+                                      {"cost_gflop", costs.gflop(trial)}};
+      std::string text = tj.dump(2), indented = "    ";
+      for (char ch : text) {
+        indented += ch;
+        if (ch == '\n') indented += "    ";
+      }
+      std::cout << (any ? ",\n" : "\n") << indented;
+      any = true;
+    });
+    std::cout << (any ? "\n  ]" : "]") << "\n}\n";
     return 0;
   }
 
   std::cout << fmt::format("Study \"{}\" ({}): {} models × {} datasets → {} trials\n", spec.study.name, spec.path,
-                           spec.models.size(), spec.datasets.size(), trials.size());
+                           spec.models.size(), spec.datasets.size(), n_trials);
   std::cout << fmt::format("Results: {}\n",
                            spec.study.results.resolved() ? spec.study.results.path : spec.study.results.raw);
   std::cout << fmt::format("Selection: {}\n", spec.study.selection == "paper"
@@ -223,7 +248,7 @@ int plan(const PlanOptions& o) {
                              mw, spec.datasets[k.second].name, dw, c.trials, c.input_size, c.epochs, c.ranks, fmt_cost(c.cost),
                              total_cost > 0 ? 100.0 * c.cost / total_cost : 0.0, hours);
   }
-  std::cout << fmt::format("\nTotal: {} trials, {} estimated compute", trials.size(), fmt_cost(total_cost));
+  std::cout << fmt::format("\nTotal: {} trials, {} estimated compute", n_trials, fmt_cost(total_cost));
   if (hours_complete) std::cout << fmt::format(", {:.1f} GPU-hours", total_hours);
   else if (throughput.empty()) std::cout << " (GPU-hours: pass --throughput FILE)";
   std::cout << "\n";
@@ -255,12 +280,13 @@ int plan(const PlanOptions& o) {
     std::cout << "\n"
               << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", "key", "model", mw,
                              "dataset", dw, "opt", "lr", "wd", "augmentation", "seed", "cost");
-    for (size_t i = 0; i < trials.size(); ++i) {
-      const auto& t = trials[i].config;
-      std::cout << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", trials[i].key.str(),
+    // Streamed: one trial at a time, none held.
+    grid::for_each_trial(spec, [&](const grid::Trial& trial) {
+      const auto& t = trial.config;
+      std::cout << fmt::format("{:<16} {:<{}} {:<{}} {:<6} {:>8} {:>8} {:<14} {:>5} {:>12}\n", trial.key.str(),
                                t.model, mw, t.dataset, dw, name(t.optimizer), fmt_num(t.lr), fmt_num(t.weight_decay), name(t.augmentation),
-                               t.seed, fmt_cost(trial_cost[i]));
-    }
+                               t.seed, fmt_cost(costs.gflop(trial)));
+    });
   }
   return 0;
 }
@@ -269,7 +295,7 @@ Command plan_command(CLI::App& cli) {
   auto o = std::make_shared<PlanOptions>();
   auto* sub = cli.add_subcommand("plan", "Show what a spec will run: trials per model × dataset, cost, GPU-hours");
   sub->add_option("spec", o->spec, "experiment spec (TOML)")->required();
-  sub->add_flag("--list", o->list, "print every trial with its key");
+  sub->add_flag("--list", o->list, "print every trial with its key (streamed: any grid up to the ceiling of 10^7 trials)");
   sub->add_flag("--json", o->json, "machine-readable output on stdout");
   sub->add_option("--throughput", o->throughput,
                        "CSV with header model,images_per_second[,input_size]: training images/s per GPU, for "

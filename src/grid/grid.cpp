@@ -1,6 +1,7 @@
 #include "xfer/grid/grid.hpp"
 
 #include <charconv>
+#include <limits>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -113,112 +114,245 @@ namespace {
 TrialKey key_of(const std::string& text) { return TrialKey(sha256_hex(text).substr(0, TrialKey::kHexDigits)); }
 }  // namespace
 
-std::vector<Trial> expand(const spec::Spec& spec) {
-  std::vector<Trial> out;
-  size_t per_cell = 0;
+namespace {
+
+// What one (model, dataset) cell fixes, resolved once: the recipe's axes are then filled in per trial.
+struct CellBase {
+  TrialConfig base;  // everything but the recipe's axes (lr, weight decay, optimizer entry, augmentation, seed)
+  std::string head, tail;
+};
+
+CellBase resolve_cell(const spec::Spec& spec, size_t mi, size_t di) {
+  const auto& g = spec.grid;
+  const auto& m = spec.models[mi];
+  const auto& d = spec.datasets[di];
+  // Resolution order: grid default < dataset < model's fixed size < matching overrides (last wins).
+  int input_size = d.input_size > 0 ? d.input_size : g.input_size;
+  if (m.input_size > 0) input_size = m.input_size;
+  int batch_size = g.batch_size, epochs = g.epochs;
+  int ranks = m.ranks_per_trial > 0 ? m.ranks_per_trial : g.ranks_per_trial;
+  std::string precision = g.precision;  // the spec's words, parsed once per cell below
+  for (const auto& o : spec.overrides) {
+    if (!spec::glob_match(o.model, m.name) || !spec::glob_match(o.dataset, d.name)) continue;
+    if (o.input_size) input_size = *o.input_size;
+    if (o.batch_size) batch_size = *o.batch_size;
+    if (o.epochs) epochs = *o.epochs;
+    if (o.ranks_per_trial) ranks = *o.ranks_per_trial;
+    if (o.precision) precision = *o.precision;
+  }
+  if (batch_size < ranks)
+    throw Error::input(fmt::format("{}: model \"{}\" on dataset \"{}\": batch_size {} is smaller than its group of "
+                                   "{} ranks; every rank needs at least one sample per step",
+                                   spec.path, m.name, d.name, batch_size, ranks));
+  // The spec reader has checked every word against its vocabulary; parse them once per cell.
+  CellBase c;
+  TrialConfig& t = c.base;
+  t.model = m.name;
+  t.weights = m.weights;
+  t.input_size = input_size;
+  t.crop_pct = m.crop_pct;
+  t.mean = m.mean;
+  t.std = m.std;
+  t.dataset = d.name;
+  t.kind = d.kind;
+  t.metric = parse<Metric>(d.metric, d.where.str());
+  t.flips = parse<Flips>(d.flips, d.where.str());
+  t.bgr_quirk = d.bgr_quirk;
+  t.validation = spec.validation_mode(d);
+  t.heldout_fraction = d.heldout_fraction;
+  t.heldout_seed = spec.heldout_seed_of(d);
+  t.val_fraction = d.val_fraction;
+  t.val_seed = spec.val_seed_of(d);
+  t.limit_train = d.limit_train;
+  t.limit_test = d.limit_test;
+  t.melanoma_2019 = d.melanoma_2019;
+  t.manifest = d.manifest;
+  t.split_file = d.split_file;
+  t.schedule = parse<Schedule>(g.schedule, "grid.schedule");
+  t.step_milestones = g.step_milestones;
+  t.step_gamma = g.step_gamma;
+  t.warmup_epochs = g.warmup_epochs;
+  t.label_smoothing = g.label_smoothing;
+  t.epochs = epochs;
+  t.batch_size = batch_size;
+  t.precision = parse<Precision>(precision, "precision");
+  t.ranks_per_trial = ranks;
+  c.head = t.canonical_head();
+  c.tail = t.canonical_tail();
+  return c;
+}
+
+std::vector<Augmentation> augmentations_of(const spec::Spec& spec) {
+  std::vector<Augmentation> out;
+  for (const auto& a : spec.grid.augmentations) out.push_back(parse<Augmentation>(a, "grid.augmentations"));
+  return out;
+}
+
+// The recipe's axes on a cell's base.
+void set_recipe(TrialConfig& t, const spec::OptimizerSpec& opt, Optimizer family, WdMode wd_mode, double lr, double wd,
+                Augmentation aug, int64_t seed) {
+  t.optimizer = family;
+  t.lr = lr;
+  t.weight_decay = wd;
+  t.wd_mode = wd_mode;
+  t.momentum = opt.momentum;
+  t.nesterov = opt.nesterov;
+  t.beta1 = opt.beta1;
+  t.beta2 = opt.beta2;
+  t.eps = opt.eps;
+  t.augmentation = aug;
+  t.seed = seed;
+}
+
+const std::vector<double>& weight_decays_of(const spec::Spec& spec, const spec::OptimizerSpec& opt) {
+  return opt.weight_decays.empty() ? spec.grid.weight_decays : opt.weight_decays;
+}
+
+uint64_t saturating_mul(uint64_t a, uint64_t b) {
+  if (a != 0 && b > std::numeric_limits<uint64_t>::max() / a) return std::numeric_limits<uint64_t>::max();
+  return a * b;
+}
+uint64_t saturating_add(uint64_t a, uint64_t b) {
+  return b > std::numeric_limits<uint64_t>::max() - a ? std::numeric_limits<uint64_t>::max() : a + b;
+}
+
+// Visits the trials of one cell in expansion order (optimizer entries × lrs × weight decays × augmentations × seeds).
+template <class Fn>
+void cell_trials(const spec::Spec& spec, const CellBase& cell, const std::vector<Augmentation>& augmentations, Fn&& fn) {
+  TrialConfig t = cell.base;
+  for (const auto& opt : spec.grid.optimizers) {
+    const Optimizer family = parse<Optimizer>(opt.family, opt.where.str());
+    const WdMode wd_mode = parse<WdMode>(opt.wd_mode, opt.where.str());
+    for (double lr : opt.lrs)
+      for (double wd : weight_decays_of(spec, opt))
+        for (const Augmentation aug : augmentations)
+          for (int64_t seed : spec.grid.seeds) {
+            set_recipe(t, opt, family, wd_mode, lr, wd, aug, seed);
+            fn(t, opt);
+          }
+  }
+}
+
+}  // namespace
+
+uint64_t trials_per_cell(const spec::Spec& spec) {
+  uint64_t per_cell = 0;
   for (const auto& opt : spec.grid.optimizers)
-    per_cell += opt.lrs.size() * (opt.weight_decays.empty() ? spec.grid.weight_decays : opt.weight_decays).size();
-  per_cell *= spec.grid.augmentations.size() * spec.grid.seeds.size();
-  out.reserve(per_cell * spec.models.size() * spec.datasets.size());
+    per_cell = saturating_add(per_cell, saturating_mul(opt.lrs.size(), weight_decays_of(spec, opt).size()));
+  return saturating_mul(saturating_mul(per_cell, spec.grid.augmentations.size()), spec.grid.seeds.size());
+}
+
+uint64_t count_trials(const spec::Spec& spec) {
+  return saturating_mul(trials_per_cell(spec), saturating_mul(spec.models.size(), spec.datasets.size()));
+}
+
+void check_trial_count(const spec::Spec& spec) {
+  const uint64_t n = count_trials(spec);
+  if (n <= kMaxTrials) return;
+  const std::string count = n == std::numeric_limits<uint64_t>::max() ? "more than 18446744073709551615"
+                                                                        : std::to_string(n);
+  throw Error::input(fmt::format(
+      "{}: the grid has {} trials ({} models × {} datasets × {} per model and dataset); xfer handles at most {} "
+      "trials per spec (each is held in memory and gets a row in /trials) — narrow the grid or split the study",
+      spec.path, count, spec.models.size(), spec.datasets.size(), trials_per_cell(spec), kMaxTrials));
+}
+
+std::vector<PlannedCell> plan_cells(const spec::Spec& spec) {
+  check_trial_count(spec);
+  std::vector<PlannedCell> out;
+  if (spec.models.empty() || spec.datasets.empty() || trials_per_cell(spec) == 0) return out;
+  const auto augmentations = augmentations_of(spec);
+  const uint64_t per_cell = trials_per_cell(spec);
+  for (size_t mi = 0; mi < spec.models.size(); ++mi)
+    for (size_t di = 0; di < spec.datasets.size(); ++di) {
+      CellBase cell = resolve_cell(spec, mi, di);
+      if (out.empty()) {
+        // Two grid points that resolve to the same trial: the recipe does not depend on the cell and every axis's
+        // values are distinct (the spec reader checks), so it is enough to compare the optimizer entries' lr × weight
+        // decay recipes at the first augmentation and seed, in the first cell — what expand() would meet first.
+        std::unordered_map<std::string, std::pair<TrialConfig, const spec::OptimizerSpec*>> seen;
+        TrialConfig t = cell.base;
+        for (const auto& opt : spec.grid.optimizers) {
+          const Optimizer family = parse<Optimizer>(opt.family, opt.where.str());
+          const WdMode wd_mode = parse<WdMode>(opt.wd_mode, opt.where.str());
+          for (double lr : opt.lrs)
+            for (double wd : weight_decays_of(spec, opt)) {
+              set_recipe(t, opt, family, wd_mode, lr, wd, augmentations.front(), spec.grid.seeds.front());
+              auto [it, fresh] = seen.emplace(t.canonical_recipe(), std::make_pair(t, &opt));
+              if (!fresh) {
+                const auto& first = it->second.first;
+                throw Error::input(fmt::format(
+                    "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "
+                    "augmentation {}, seed {}): check [[grid.optimizer]] entries ({} and {}) for duplicates",
+                    spec.path, first.model, first.dataset, name(first.optimizer), num(first.lr),
+                    num(first.weight_decay), name(first.augmentation), first.seed, it->second.second->where.str(),
+                    opt.where.str()));
+              }
+            }
+        }
+      }
+      PlannedCell p;
+      p.model_index = mi;
+      p.dataset_index = di;
+      p.trials = per_cell;
+      p.first.model_index = mi;
+      p.first.dataset_index = di;
+      p.first.order = out.size() * per_cell;
+      p.first.config = cell.base;
+      const auto& opt = spec.grid.optimizers.front();
+      set_recipe(p.first.config, opt, parse<Optimizer>(opt.family, opt.where.str()),
+                 parse<WdMode>(opt.wd_mode, opt.where.str()), opt.lrs.front(), weight_decays_of(spec, opt).front(),
+                 augmentations.front(), spec.grid.seeds.front());
+      p.first.key = key_of(cell.head + p.first.config.canonical_recipe() + cell.tail);
+      out.push_back(std::move(p));
+    }
+  return out;
+}
+
+void for_each_trial(const spec::Spec& spec, const std::function<void(const Trial&)>& fn) {
+  check_trial_count(spec);
+  if (trials_per_cell(spec) == 0) return;
+  const auto augmentations = augmentations_of(spec);
+  Trial trial;
+  for (size_t mi = 0; mi < spec.models.size(); ++mi)
+    for (size_t di = 0; di < spec.datasets.size(); ++di) {
+      const CellBase cell = resolve_cell(spec, mi, di);
+      trial.model_index = mi;
+      trial.dataset_index = di;
+      cell_trials(spec, cell, augmentations, [&](const TrialConfig& t, const spec::OptimizerSpec&) {
+        trial.config = t;
+        trial.key = key_of(cell.head + t.canonical_recipe() + cell.tail);
+        fn(trial);
+        ++trial.order;
+      });
+    }
+}
+
+std::vector<Trial> expand(const spec::Spec& spec) {
+  check_trial_count(spec);
+  std::vector<Trial> out;
+  out.reserve(count_trials(spec));
   std::unordered_map<std::string, std::pair<size_t, const spec::OptimizerSpec*>> seen;
   seen.reserve(out.capacity());
-  const auto& g = spec.grid;
-  for (size_t mi = 0; mi < spec.models.size(); ++mi) {
-    const auto& m = spec.models[mi];
+  if (trials_per_cell(spec) == 0) return out;
+  const auto augmentations = augmentations_of(spec);
+  for (size_t mi = 0; mi < spec.models.size(); ++mi)
     for (size_t di = 0; di < spec.datasets.size(); ++di) {
-      const auto& d = spec.datasets[di];
-      // Resolution order: grid default < dataset < model's fixed size < matching overrides (last wins).
-      int input_size = d.input_size > 0 ? d.input_size : g.input_size;
-      if (m.input_size > 0) input_size = m.input_size;
-      int batch_size = g.batch_size, epochs = g.epochs;
-      int ranks = m.ranks_per_trial > 0 ? m.ranks_per_trial : g.ranks_per_trial;
-      std::string precision = g.precision;  // the spec's words, parsed once per cell below
-      for (const auto& o : spec.overrides) {
-        if (!spec::glob_match(o.model, m.name) || !spec::glob_match(o.dataset, d.name)) continue;
-        if (o.input_size) input_size = *o.input_size;
-        if (o.batch_size) batch_size = *o.batch_size;
-        if (o.epochs) epochs = *o.epochs;
-        if (o.ranks_per_trial) ranks = *o.ranks_per_trial;
-        if (o.precision) precision = *o.precision;
-      }
-      if (batch_size < ranks)
-        throw Error::input(fmt::format("{}: model \"{}\" on dataset \"{}\": batch_size {} is smaller than its group of "
-                                       "{} ranks; every rank needs at least one sample per step",
-                                       spec.path, m.name, d.name, batch_size, ranks));
-      std::string head, tail;  // this cell's canonical parts, from its first trial
-      // The spec reader has checked every word against its vocabulary; parse them once per cell.
-      const Metric metric = parse<Metric>(d.metric, d.where.str());
-      const Flips flips = parse<Flips>(d.flips, d.where.str());
-      const Validation validation = spec.validation_mode(d);
-      const Schedule schedule = parse<Schedule>(g.schedule, "grid.schedule");
-      const Precision cell_precision = parse<Precision>(precision, "precision");
-      std::vector<Augmentation> augmentations;
-      for (const auto& a : g.augmentations) augmentations.push_back(parse<Augmentation>(a, "grid.augmentations"));
-      for (const auto& opt : g.optimizers) {
-        const auto& wds = opt.weight_decays.empty() ? g.weight_decays : opt.weight_decays;
-        const Optimizer family = parse<Optimizer>(opt.family, opt.where.str());
-        const WdMode wd_mode = parse<WdMode>(opt.wd_mode, opt.where.str());
-        for (double lr : opt.lrs)
-          for (double wd : wds)
-            for (const Augmentation aug : augmentations)
-              for (int64_t seed : g.seeds) {
-                TrialConfig t;
-                t.model = m.name;
-                t.weights = m.weights;
-                t.input_size = input_size;
-                t.crop_pct = m.crop_pct;
-                t.mean = m.mean;
-                t.std = m.std;
-                t.dataset = d.name;
-                t.kind = d.kind;
-                t.metric = metric;
-                t.flips = flips;
-                t.bgr_quirk = d.bgr_quirk;
-                t.validation = validation;
-                t.heldout_fraction = d.heldout_fraction;
-                t.heldout_seed = spec.heldout_seed_of(d);
-                t.val_fraction = d.val_fraction;
-                t.val_seed = spec.val_seed_of(d);
-                t.limit_train = d.limit_train;
-                t.limit_test = d.limit_test;
-                t.melanoma_2019 = d.melanoma_2019;
-                t.manifest = d.manifest;
-                t.split_file = d.split_file;
-                t.optimizer = family;
-                t.lr = lr;
-                t.weight_decay = wd;
-                t.wd_mode = wd_mode;
-                t.momentum = opt.momentum;
-                t.nesterov = opt.nesterov;
-                t.beta1 = opt.beta1;
-                t.beta2 = opt.beta2;
-                t.eps = opt.eps;
-                t.schedule = schedule;
-                t.step_milestones = g.step_milestones;
-                t.step_gamma = g.step_gamma;
-                t.warmup_epochs = g.warmup_epochs;
-                t.label_smoothing = g.label_smoothing;
-                t.augmentation = aug;
-                t.seed = seed;
-                t.epochs = epochs;
-                t.batch_size = batch_size;
-                t.precision = cell_precision;
-                t.ranks_per_trial = ranks;
-                if (head.empty()) head = t.canonical_head(), tail = t.canonical_tail();
-                Trial trial{key_of(head + t.canonical_recipe() + tail), std::move(t), mi, di, out.size()};
-                if (auto [it, fresh] = seen.emplace(trial.key.str(), std::make_pair(out.size(), &opt)); !fresh) {
-                  const auto& first = out[it->second.first].config;
-                  throw Error::input(fmt::format(
-                      "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "
-                      "augmentation {}, seed {}): check [[grid.optimizer]] entries ({} and {}) for duplicates",
-                      spec.path, first.model, first.dataset, name(first.optimizer), num(first.lr),
-                      num(first.weight_decay), name(first.augmentation), first.seed, it->second.second->where.str(), opt.where.str()));
-                }
-                out.push_back(std::move(trial));
-              }
-      }
+      const CellBase cell = resolve_cell(spec, mi, di);
+      cell_trials(spec, cell, augmentations, [&](const TrialConfig& t, const spec::OptimizerSpec& opt) {
+        Trial trial{key_of(cell.head + t.canonical_recipe() + cell.tail), t, mi, di, out.size()};
+        if (auto [it, fresh] = seen.emplace(trial.key.str(), std::make_pair(out.size(), &opt)); !fresh) {
+          const auto& first = out[it->second.first].config;
+          throw Error::input(fmt::format(
+              "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "
+              "augmentation {}, seed {}): check [[grid.optimizer]] entries ({} and {}) for duplicates",
+              spec.path, first.model, first.dataset, name(first.optimizer), num(first.lr),
+              num(first.weight_decay), name(first.augmentation), first.seed, it->second.second->where.str(),
+              opt.where.str()));
+        }
+        out.push_back(std::move(trial));
+      });
     }
-  }
   return out;
 }
 

@@ -1,6 +1,8 @@
 // `xfer plan` on malformed specs: each exits 2 with a message naming file:line and the key, and writes nothing.
 #include <map>
 #include <set>
+#include <sstream>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -177,6 +179,29 @@ TEST(PlanCli, ListPrintsEveryTrialWithADistinctKey) {
   std::set<std::string> keys;
   for (const auto& t : j.at("trials")) keys.insert(t.at("key").get<std::string>());
   EXPECT_EQ(keys.size(), 2280u);
+}
+
+// --list and --json --list stream the trials one at a time (a grid of up to grid::kMaxTrials lists in bounded memory):
+// the JSON is the very text of dumping the whole document at indent 2, and the text listing has the same keys in the
+// same order.
+TEST(PlanCli, StreamedListsAreTheWholeDocumentsText) {
+  const std::string spec = quote(std::string(XFER_SOURCE_DIR) + "/inputs/paper.toml");
+  const Result js = run("env -u XFER_DATA -u XFER_MODELS " + quote(xfer()) + " plan " + spec + " --json --list");
+  ASSERT_EQ(js.status, 0) << js.err;
+  const auto j = nlohmann::ordered_json::parse(js.out);
+  EXPECT_EQ(j.dump(2) + "\n", js.out);
+  ASSERT_EQ(j.at("trials").size(), j.at("total_trials").get<size_t>());
+  const Result text = run("env -u XFER_DATA -u XFER_MODELS " + quote(xfer()) + " plan " + spec + " --list");
+  ASSERT_EQ(text.status, 0) << text.err;
+  std::vector<std::string> listed;
+  std::stringstream ss(text.out.substr(text.out.find("\nkey ")));
+  std::string line;
+  std::getline(ss, line);
+  std::getline(ss, line);  // the header
+  while (std::getline(ss, line)) listed.push_back(line.substr(0, line.find(' ')));
+  std::vector<std::string> keys;
+  for (const auto& t : j.at("trials")) keys.push_back(t.at("key").get<std::string>());
+  EXPECT_EQ(listed, keys);
 }
 
 TEST(PlanCli, ThroughputTableGivesGpuHours) {

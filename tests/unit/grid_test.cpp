@@ -326,3 +326,87 @@ TEST_F(GridFixture, KindSettingsEnterTheKeyAsTheRegistrySays) {
 
 }  // namespace
 }  // namespace xfer::test
+
+namespace xfer::test {
+namespace {
+
+// plan_cells and for_each_trial (`xfer plan` at any size): the same trials, keys, counts and errors as expand(),
+// without holding them.
+TEST_F(GridFixture, PlanCellsAndStreamingAgreeWithExpand) {
+  const std::string text = with(kSpec, "seeds = [0]", "seeds = [0, 1, 2]\naugmentations = [\"none\", \"augmix\"]");
+  const spec::Spec s = spec::load(dir.write("s.toml", text));
+  const auto trials = grid::expand(s);
+  ASSERT_EQ(grid::count_trials(s), trials.size());
+  EXPECT_EQ(grid::trials_per_cell(s), trials.size() / 4);
+  std::vector<grid::Trial> streamed;
+  grid::for_each_trial(s, [&](const grid::Trial& t) { streamed.push_back(t); });
+  ASSERT_EQ(streamed.size(), trials.size());
+  for (size_t i = 0; i < trials.size(); ++i) {
+    EXPECT_EQ(streamed[i].key, trials[i].key) << i;
+    EXPECT_EQ(streamed[i].order, trials[i].order) << i;
+    EXPECT_EQ(streamed[i].config.canonical_text(), trials[i].config.canonical_text()) << i;
+  }
+  const auto cells = grid::plan_cells(s);
+  ASSERT_EQ(cells.size(), 4u);
+  size_t at = 0;
+  for (const auto& c : cells) {
+    const auto& first = trials[at];
+    EXPECT_EQ(c.model_index, first.model_index);
+    EXPECT_EQ(c.dataset_index, first.dataset_index);
+    EXPECT_EQ(c.first.key, first.key);
+    EXPECT_EQ(c.first.order, first.order);
+    EXPECT_EQ(c.first.config.canonical_text(), first.config.canonical_text());
+    EXPECT_EQ(c.first.config.ranks_per_trial, first.config.ranks_per_trial);
+    for (size_t k = 0; k < c.trials; ++k) {
+      EXPECT_EQ(trials[at + k].model_index, c.model_index);
+      EXPECT_EQ(trials[at + k].dataset_index, c.dataset_index);
+    }
+    at += c.trials;
+  }
+  EXPECT_EQ(at, trials.size());
+}
+
+TEST_F(GridFixture, PlanCellsRefuseWhatExpandRefusesWithTheSameMessage) {
+  const std::string dup = with(kSpec, "lrs = [0.1]", "lrs = [0.1]\n[[grid.optimizer]]\nfamily = \"sgd\"\nlrs = [0.1]");
+  auto message = [&](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const spec::Spec d = spec::load(dir.write("d.toml", dup));
+  const std::string from_expand = message([&] { grid::expand(d); });
+  EXPECT_NE(from_expand.find("same trial"), std::string::npos) << from_expand;
+  EXPECT_EQ(message([&] { grid::plan_cells(d); }), from_expand);
+  const spec::Spec b = spec::load(dir.write("b.toml", with(kSpec, "seeds = [0]", "seeds = [0]\nbatch_size = 2\nranks_per_trial = 4")));
+  EXPECT_EQ(message([&] { grid::plan_cells(b); }), message([&] { grid::expand(b); }));
+}
+
+TEST_F(GridFixture, AGridAboveTheCeilingIsCountedAndRefusedWithoutExpanding) {
+  std::string seeds = "seeds = [0";
+  for (int i = 1; i < 2000; ++i) seeds += ", " + std::to_string(i);
+  std::string lrs = "lrs = [1e-5";
+  for (int i = 2; i <= 1000; ++i) lrs += ", " + std::to_string(i) + "e-5";
+  // 2 models × 2 datasets × (1000 lrs × 2 wds + 1 × 2) × 2000 seeds = 16 016 000 trials.
+  const spec::Spec s = spec::load(dir.write("big.toml", with(with(kSpec, "seeds = [0]", seeds + "]"), "lrs = [1e-2, 1e-3]", lrs + "]")));
+  EXPECT_EQ(grid::trials_per_cell(s), (1000u * 2u + 2u) * 2000u);
+  EXPECT_EQ(grid::count_trials(s), 4u * (1000u * 2u + 2u) * 2000u);
+  for (const auto& f : std::vector<std::function<void()>>{[&] { grid::check_trial_count(s); }, [&] { grid::expand(s); },
+                                                          [&] { grid::plan_cells(s); },
+                                                          [&] { grid::for_each_trial(s, [](const grid::Trial&) {}); }}) {
+    try {
+      f();
+      ADD_FAILURE() << "expected the ceiling";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), Error::Kind::input);
+      EXPECT_NE(std::string(e.what()).find("16016000 trials"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(grid::kMaxTrials)), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NO_THROW(grid::check_trial_count(spec::load(dir.write("s.toml", kSpec))));
+}
+
+}  // namespace
+}  // namespace xfer::test

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -97,10 +98,40 @@ struct Trial {
   size_t order = 0;          // position in the deterministic expansion order
 };
 
+// The most trials one spec may have: 10^7. Every trial is held in memory by `xfer run` (about 1 KB each when
+// expanded) and gets a row in /trials, and 10^7 trials of one GPU-minute each are 19 GPU-years, so a larger grid is
+// a typo or a study to split. `xfer plan` counts and costs a grid without expanding it, so it can say so at once.
+inline constexpr uint64_t kMaxTrials = 10'000'000;
+
+// Trials per (model, dataset) cell — the same for every cell: Σ over optimizer entries of lrs × weight decays, times
+// augmentations × seeds. count_trials: that times models × datasets. Both computed from the axes' lengths without
+// expanding anything; they saturate at UINT64_MAX instead of overflowing.
+uint64_t trials_per_cell(const spec::Spec& spec);
+uint64_t count_trials(const spec::Spec& spec);
+// Throws xfer::Error (input) naming the count, its factors and kMaxTrials when count_trials(spec) > kMaxTrials.
+// expand(), for_each_trial() and plan_cells() call it first; a command can call it before any other work.
+void check_trial_count(const spec::Spec& spec);
+
 // Expands the full factorial in a deterministic order: models (spec order) × datasets × optimizer entries × lrs ×
-// weight decays × augmentations × seeds. Throws xfer::Error (input) if two points resolve to the same key, or if a
-// batch is smaller than its rank group.
+// weight decays × augmentations × seeds. Throws xfer::Error (input) above kMaxTrials, if two points resolve to the
+// same key, or if a batch is smaller than its rank group.
 std::vector<Trial> expand(const spec::Spec& spec);
+
+// One (model, dataset) cell without its trials: how many it has and the first of them (its key, and everything the
+// cost model reads: input size, epochs, ranks — the same for every trial of the cell). In expansion order. Throws
+// what expand() throws (the duplicate check is done on the recipes, which do not depend on the cell), in the same
+// order, with the same messages; memory and time grow with the axes' lengths, not with the number of trials.
+struct PlannedCell {
+  size_t model_index = 0, dataset_index = 0;
+  uint64_t trials = 0;
+  Trial first;
+};
+std::vector<PlannedCell> plan_cells(const spec::Spec& spec);
+
+// Calls fn for every trial in expand()'s order, one at a time, holding none of them (the Trial passed is reused).
+// Checks the ceiling first, and the batch/ranks rule per cell; it does not look for duplicate keys — call
+// plan_cells() (or expand()) first for that.
+void for_each_trial(const spec::Spec& spec, const std::function<void(const Trial&)>& fn);
 
 // How many images a trial touches per epoch, for the cost model.
 struct DataSize {
