@@ -290,6 +290,7 @@ class TableReader {
 
 bool valid_name(const std::string& s) {
   if (s.empty() || s.size() > 100) return false;
+  if (s == "." || s == "..") return false;  // a folder of its own in paths and HDF5 groups (/samples/.)
   return std::all_of(s.begin(), s.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == '+';
   });
@@ -588,6 +589,25 @@ void check_exists(const SpecPath& p, bool want_dir, const std::string& what) {
     throw Error::input(p.where.str() + ": " + what + " is a folder, expected a file: " + p.path);
 }
 
+// A TorchScript file is a zip archive: refuse anything else here, on the login node, rather than fail every trial
+// of the model max_attempts times in the sweep. Reads 4 bytes of regular files only (a FIFO would block).
+void check_torchscript(const ModelSpec& m) {
+  if (!m.backbone.resolved()) return;
+  std::error_code ec;
+  if (!fs::is_regular_file(m.backbone.path, ec))
+    throw Error::input(m.backbone.where.str() + ": backbone of model \"" + m.name + "\" is not a regular file: " +
+                       m.backbone.path);
+  std::ifstream in(m.backbone.path, std::ios::binary);
+  char magic[4] = {0, 0, 0, 0};
+  in.read(magic, 4);
+  if (!in)
+    throw Error::input(m.backbone.where.str() + ": backbone of model \"" + m.name + "\" cannot be read: " +
+                       m.backbone.path);
+  if (!(magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4))
+    throw Error::input(m.backbone.where.str() + ": backbone of model \"" + m.name + "\" is not a TorchScript file "
+                       "(not a zip archive): " + m.backbone.path + " — export it with tools/export_backbones.py");
+}
+
 }  // namespace
 
 std::optional<std::string> expand_vars(const std::string& s, std::string* unset) {
@@ -841,6 +861,7 @@ Spec parse(const std::string& text, const std::string& path) {
                          m.backbone.path + " (export it with: tools/export_backbones.py " + m.name + " --out " +
                          spec.study.models_dir.path + ")");
     check_exists(m.backbone, false, "backbone of model \"" + m.name + "\"");
+    check_torchscript(m);
   }
   for (const auto& d : spec.datasets) check_exists(d.root, true, "root of dataset \"" + d.name + "\"");
   return spec;

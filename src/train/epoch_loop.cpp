@@ -247,7 +247,6 @@ class EpochLoop {
       const int64_t first = epoch == start_epoch_ ? start_batch_ : 0;
       if (first == 0) loss_sum_ = 0, steps_ = 0, images_ = 0, train_seconds_ = 0, wait_seconds_ = 0;
       train_loader_->start_epoch(epoch, first);
-      int64_t batches = first;  // batches this epoch delivered (a resumed epoch had `first` before)
       for (int64_t step = first;; ++step) {
         if (g_.any(env_.stop && env_.stop->load())) {
           checkpoint(epoch, step);
@@ -267,7 +266,6 @@ class EpochLoop {
         if (g_.any(!err.empty())) throw Error(err.empty() ? "a data-parallel peer failed to load its batch" : err);
         if (g_.any(!b)) break;
         if (!g_.any(b->n > 0)) continue;  // every sample of the batch undecodable (in /problems): no step
-        ++batches;
         const double lr = learning_rate(schedule_, epoch, step, spe);
         StepAttempt a;
         while (true) {
@@ -319,16 +317,14 @@ class EpochLoop {
           step_log_ << "\n";
         }
       }
-      // Every sample of the epoch undecodable (or skipped): no step was taken, and a metric of the initial weights
-      // would pass for a result.
-      if (g_.any(batches == 0))
-        throw Error::input(fmt::format("dataset {}: no usable training samples in epoch {} ({} of {} could not be "
-                                       "decoded{})", d_.name, epoch, train_loader_->problems().size(),
-                                       train_loader_->size(), first_problem(*train_loader_)));
+      // Every sample of the epoch undecodable: no step was taken, and a metric of the initial weights would pass
+      // for a result. The data or the spec must change: an input fault.
+      if (auto m = unusable(*train_loader_, "training")) throw Error::input("dataset " + d_.name + ": " + *m);
       // Epoch end: buffers from rank 0, then validation and test.
       engine_->sync_buffers();
       const auto e0 = Clock::now();
       Evaluation val = evaluate(*val_loader_, epoch);
+      if (auto m = unusable(*val_loader_, "validation")) throw Error::input("dataset " + d_.name + ": " + *m);
       Evaluation test;
       if (!val_is_test_) test = evaluate(*test_loader_, epoch);
       EpochRecord rec;
@@ -393,9 +389,13 @@ class EpochLoop {
     if (g_.rank() == 0) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
   }
 
-  static std::string first_problem(const data::Loader& l) {
-    const auto p = l.problems();
-    return p.empty() ? "" : "; first: " + p.front().path + ": " + p.front().reason;
+  // The loader's tally of this epoch summed over the group: a message when not one of its samples decoded.
+  std::optional<std::string> unusable(const data::Loader& l, const std::string& split) {
+    data::EpochTally t = l.epoch_tally();
+    double c[3] = {static_cast<double>(t.samples), static_cast<double>(t.usable), static_cast<double>(t.skipped)};
+    g_.allreduce_sum(c, 3);
+    t.samples = static_cast<int64_t>(c[0]), t.usable = static_cast<int64_t>(c[1]), t.skipped = static_cast<int64_t>(c[2]);
+    return data::no_usable_samples(t, split);
   }
 
   void save_best() {

@@ -27,4 +27,8 @@ class TempDir {
 
 std::string read_file(const std::string& path);
 
+// Stands in for a TorchScript backbone where only the spec reader and plan see it: they check that the file is a
+// zip archive (its magic), not that it loads.
+inline const std::string kBackboneStandIn = std::string("PK\x03\x04", 4) + " stand-in backbone (never loaded)";
+
 }  // namespace xfer::test

@@ -72,7 +72,7 @@ TEST_F(Fixtures, WrongRootOrLayoutIsAClearError) {
 
 TEST_F(Fixtures, PlanningBeforeTheDataIsStagedKeysPaperKindsFromTheirKind) {
   TempDir dir;
-  dir.write("m.pt", "x");
+  dir.write("m.pt", kBackboneStandIn);
   ::unsetenv("XFER_TEST_UNSTAGED");
   const std::string text = layout_spec(dataset_entry("ap", "aptos", "${XFER_TEST_UNSTAGED}/aptos") +
                                        dataset_entry("atlas", "hpa", "${XFER_TEST_UNSTAGED}/hpa") +
@@ -102,7 +102,7 @@ TEST_F(Fixtures, PlanningBeforeTheDataIsStagedKeysPaperKindsFromTheirKind) {
 
 TEST_F(Fixtures, PlanAndSplitsReportTheResolvedValidation) {
   TempDir dir;
-  dir.write("m.pt", "x");
+  dir.write("m.pt", kBackboneStandIn);
   dir.write("s.toml", layout_spec(dataset_entry("pre", "imagefolder", root("imagefolder_split"))));
   const Result plan = run(quote(xfer()) + " plan s.toml --json", dir.str());
   ASSERT_EQ(plan.status, 0) << plan.err;

@@ -96,7 +96,7 @@ class MalformedSpec : public ::testing::TestWithParam<Case> {};
 TEST_P(MalformedSpec, ExitsNonZeroNamingFileLineAndKeyAndWritesNothing) {
   const Case& c = GetParam();
   TempDir dir;
-  dir.write("m1.pt", "not really torchscript; plan only checks that it exists");
+  dir.write("m1.pt", kBackboneStandIn);
   std::filesystem::create_directories(dir / "data");
   std::string text = kBase;
   const auto pos = text.find(c.from);
@@ -124,7 +124,7 @@ TEST(MalformedSpecSuite, HasAtLeastFifteenCases) { EXPECT_GE(std::size(kCases), 
 
 TEST(PlanCli, HintsTheClosestKey) {
   TempDir dir;
-  dir.write("m1.pt", "x");
+  dir.write("m1.pt", kBackboneStandIn);
   std::filesystem::create_directories(dir / "data");
   std::string text = kBase;
   text.replace(text.find("weight_decays = [0.0]"), 21, "weight_decays = [0.0]\nbatchsize = 64");
@@ -240,7 +240,7 @@ TEST(PlanCli, ThroughputTableGivesGpuHours) {
 
 TEST(PlanCli, ADatasetRootThatMatchesNoLayoutFailsAtPlanTime) {
   TempDir dir;
-  dir.write("m1.pt", "x");
+  dir.write("m1.pt", kBackboneStandIn);
   dir.write("data/readme.txt", "not a dataset");
   std::string text = kBase;
   text.replace(text.find("kind = \"imagefolder\""), 20, "kind = \"aptos\"");

@@ -55,7 +55,7 @@ epochs = 1
 class Cost : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir.write("m.pt", "x");
+    dir.write("m.pt", kBackboneStandIn);
     std::filesystem::create_directories(dir / "data");
     spec = spec::load(dir.write("s.toml", kSpec));
     trials = grid::expand(spec);

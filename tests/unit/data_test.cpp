@@ -487,7 +487,7 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
   // Pre-split imagefolder (train/, val/, test/), flat imagefolder, csv manifests with and without a split column,
   // IDX, HPA.
   TempDir dir;
-  dir.write("m.pt", "x");
+  dir.write("m.pt", kBackboneStandIn);
   const std::string text = layout_spec(dataset_entry("pre", "imagefolder", root("imagefolder_split")) +
                                        dataset_entry("flat", "imagefolder", root("imagefolder")) +
                                        dataset_entry("man", "csv", root("csv")) +
@@ -549,7 +549,7 @@ TEST_F(Fixtures, WhatIsKeyedIsWhatRuns) {
 
 TEST_F(Fixtures, ALayoutThatChangesAfterResolutionIsRefusedByName) {
   TempDir dir;
-  dir.write("m.pt", "x");
+  dir.write("m.pt", kBackboneStandIn);
   fs::copy(root("imagefolder_split"), dir / "pre", fs::copy_options::recursive);
   fs::copy(root("imagefolder_split"), dir / "grows", fs::copy_options::recursive);
   fs::remove_all(dir / "grows" / "val");

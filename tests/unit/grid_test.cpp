@@ -51,7 +51,7 @@ lrs = [0.1]
 class GridFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir.write("m1.pt", "x");
+    dir.write("m1.pt", kBackboneStandIn);
     std::filesystem::create_directories(dir / "data");
   }
   std::vector<grid::Trial> expand(const std::string& text) {
@@ -292,7 +292,7 @@ TEST_F(GridFixture, GoldenKeysOfThePaperAndDemoStudies) {
   ASSERT_NE(demo.find(root), std::string::npos);
   demo.replace(demo.find(root), root.size(), "root = \"data\"");
   for (const char* m : {"squeezenet1_1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "densenet121"})
-    dir.write(std::string("demo_models/") + m + ".pt", "x");
+    dir.write(std::string("demo_models/") + m + ".pt", kBackboneStandIn);
   ::setenv("XFER_DEMO_MODELS", (dir / "demo_models").c_str(), 1);
   const auto trials = grid::expand(spec::load(dir.write("demo.toml", demo)));
   ::unsetenv("XFER_DEMO_MODELS");

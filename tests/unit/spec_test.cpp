@@ -18,8 +18,8 @@ using spec::Spec;
 class SpecFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir.write("models/m1.pt", "x");
-    dir.write("models/m2.pt", "x");
+    dir.write("models/m1.pt", kBackboneStandIn);
+    dir.write("models/m2.pt", kBackboneStandIn);
     std::filesystem::create_directories(dir / "data/a");
     std::filesystem::create_directories(dir / "data/b");
   }
@@ -102,7 +102,7 @@ TEST_F(SpecFixture, CatalogGivesTheNineteenModelsAndEntriesOverrideThem) {
   text.replace(text.find("[[model]]"), std::string("[[model]]\nname = \"m1\"\nbackbone = \"models/m1.pt\"\nimagenet_top1 = 70\n").size(),
                "");
   text.replace(text.find("results = \"res/r.h5\""), 20, "results = \"res/r.h5\"\ncatalog = \"paper\"\nmodels_dir = \"cat\"");
-  for (const auto& m : spec::paper_models()) dir.write("cat/" + m.name + ".pt", "x");
+  for (const auto& m : spec::paper_models()) dir.write("cat/" + m.name + ".pt", kBackboneStandIn);
   const Spec s = parse(text + "[[model]]\nname = \"resnet50\"\nimagenet_top1 = 80.9\nweights = \"timm:resnet50.a1_in1k\"\n");
   ASSERT_EQ(s.models.size(), 19u);
   const auto* r50 = s.find_model("resnet50");
