@@ -112,6 +112,37 @@ TEST(Ledger, AFinishedReportSaysWhatHappensToTheRow) {
   EXPECT_EQ(decide(alone.status, 1, 3), Action::resume);
 }
 
+// Reliability probe B1/B2: a fault of the machine (disk full, no such device) is not the trial's — it keeps its
+// attempt and resumes, a result it has is kept, and the sweep stops instead of failing every trial in turn.
+TEST(Ledger, AnEnvironmentFaultStopsTheSweepAndSpendsNoAttempt) {
+  const Finish full = on_finish(TrialStatus::failed, 1, 3, false, Cause::environment);
+  EXPECT_EQ(full.status, TrialStatus::interrupted);
+  EXPECT_TRUE(full.environment_stop);
+  EXPECT_FALSE(full.retry) << "the same fault would meet it again at once";
+  EXPECT_FALSE(full.exhausted);
+  EXPECT_FALSE(full.remove_checkpoints) << "it resumes from them";
+  EXPECT_EQ(decide(full.status, 1, 3), Action::resume);
+  EXPECT_EQ(on_start(Action::resume, 1).attempts, 1) << "the resumed run is the same attempt";
+  const Finish last = on_finish(TrialStatus::failed, 3, 3, false, Cause::environment);
+  EXPECT_EQ(last.status, TrialStatus::interrupted) << "even on its last attempt: the attempt was not its fault";
+  const Finish kept = on_finish(TrialStatus::done, 1, 3, false, Cause::environment);
+  EXPECT_EQ(kept.status, TrialStatus::done) << "a result is never thrown away for a checkpoint";
+  EXPECT_TRUE(kept.final);
+  EXPECT_TRUE(kept.environment_stop);
+}
+
+// Reliability probe B8: a trial that fails on its data is not retried in the same run (nothing would change); the
+// next run, after the data is fixed, retries it as usual.
+TEST(Ledger, AnInputFaultIsNotRetriedInTheSameRun) {
+  const Finish f = on_finish(TrialStatus::failed, 1, 3, false, Cause::input);
+  EXPECT_EQ(f.status, TrialStatus::failed);
+  EXPECT_FALSE(f.retry);
+  EXPECT_FALSE(f.exhausted);
+  EXPECT_FALSE(f.environment_stop);
+  EXPECT_EQ(decide(f.status, 1, 3), Action::retry);
+  EXPECT_TRUE(on_finish(TrialStatus::failed, 1, 3, false, Cause::trial).retry);
+}
+
 TEST(Ledger, AHungGroupsTrialFailsAndIsRetriedLikeAnyFailure) {
   const Finish h = on_hung(1, 3);
   EXPECT_EQ(h.status, TrialStatus::failed);
@@ -272,6 +303,23 @@ TEST(Scheduler, ASilentGroupIsHungItsRanksAreNotReusedUntilTheyReport) {
   EXPECT_EQ(s.alive(), 3u);
   EXPECT_TRUE(s.finish(1, 0));
   EXPECT_EQ(s.over(103, 60), Scheduler::End::finished);
+}
+
+// Reliability probe B7: with every rank taken out as hung and trials left, nothing can run them: the sweep ends
+// (they stay pending) instead of waiting for ever.
+TEST(Scheduler, WithEveryRankHungTheSweepEndsWithTheTrialsLeft) {
+  Scheduler s(1, 0);
+  s.add({0, 5, 1, 1});
+  s.add({1, 4, 1, 1});
+  s.ready(0);
+  ASSERT_EQ(s.dispatch(0).starts.size(), 1u);
+  EXPECT_EQ(s.over(1, 60), Scheduler::End::no);
+  ASSERT_EQ(s.take_hung(700, 600).size(), 1u);
+  EXPECT_EQ(s.alive(), 0u);
+  EXPECT_EQ(s.pending(), 1u);
+  EXPECT_EQ(s.over(701, 60), Scheduler::End::no_ranks);
+  s.ready(0);  // the rank comes back after all
+  EXPECT_EQ(s.over(702, 60), Scheduler::End::no);
 }
 
 TEST(Scheduler, TheSweepIsNotOverWhileAnyLiveRankHasNotReported) {
