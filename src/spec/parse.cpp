@@ -193,7 +193,8 @@ class TableReader {
       if (!is_number(e)) fail(key, "expected " + expected + ", but an element is " + show(e));
       const double v = number_of(e);
       if (!std::isfinite(v) || v < min || v > max || (min_open && v == min))
-        fail(key, "expected " + expected + ", but an element is " + fmt::format("{}", v));
+        fail(key, fmt::format("expected {} (each in {}{:g}, {:g}]), but an element is {}", expected, min_open ? "(" : "[",
+                              min, max, v));
       if (std::find(out.begin(), out.end(), v) != out.end())
         fail(key, fmt::format("{} appears twice; every value of an axis must be distinct", v));
       out.push_back(v);
