@@ -53,8 +53,9 @@ class EpochLoop {
         if (l)
           for (const auto& p : l->problems()) r.data_problems.push_back(p);
     }
-    // A done trial has a result: an epoch with a finite validation metric. NaN never reaches `done`.
-    if (r.status == Status::done && r.best_epoch < 0) {
+    // A done trial has a result: an epoch with a finite validation metric. NaN never reaches `done`. (Group rank 0
+    // keeps the best epoch; the others report only that they finished.)
+    if (r.status == Status::done && g_.rank() == 0 && r.best_epoch < 0) {
       r.status = Status::failed;
       r.cause = Cause::input;
       const std::string note = r.epochs.empty() ? "" : r.epochs.back().note;
