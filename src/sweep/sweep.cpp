@@ -51,6 +51,20 @@ void read_ledger(Setup& s, const RunOptions& o) {
   std::unordered_map<std::string, store::TrialRow> existing;
   {
     auto all = s.results->trials();
+    // A damaged row (checksum mismatch) is not to be resumed, retried or "repaired" with garbage in it: refuse
+    // before anything is written.
+    std::string damaged;
+    size_t n_damaged = 0;
+    for (const auto& r : all)
+      if (!r.damage.empty() && n_damaged++ < 5) damaged += (damaged.empty() ? "" : "; ") + store::describe_row(r);
+    if (n_damaged > 0)
+      throw Error::input(fmt::format(
+          "{}: {} row(s) of /trials are corrupted (checksum mismatch): {}{}. The file was not modified. To recover: "
+          "`xfer merge NEW.h5 {}` copies every intact row into NEW.h5 (the corrupted ones are listed as conflicts), "
+          "then `xfer run {} --results NEW.h5` runs those trials again; or move the file aside (mv {} {}.corrupt) "
+          "and restore a copy (h5repack copies a file but cannot mend a row)",
+          s.prep.results_path, n_damaged, damaged, n_damaged > 5 ? "; …" : "", s.prep.results_path, o.spec,
+          s.prep.results_path, s.prep.results_path));
     existing.reserve(all.size());
     for (auto& r : all) existing.emplace(r.key, std::move(r));
   }
@@ -80,7 +94,11 @@ void set_up(Setup& s, const RunOptions& o) {
   s.lock = std::make_unique<store::WriterLock>(s.prep.results_path);
   s.results = std::make_unique<store::Results>(
       store::Results::open_or_create(s.prep.results_path, s.study.spec.study.name, s.study.spec.text));
+  // Another study, another spec (without --extend) or another split: refused before anything is written.
+  s.results->check_run(s.study.spec.study.name, s.study.spec.text, split_hashes(s.prep), o.extend);
   read_ledger(s, o);
+  // The run that held the lock before was killed: its /runs row still says "running".
+  s.results->close_stale_runs(s.lock->took_over() ? "killed (lock taken over)" : "killed (no end recorded)");
 }
 
 }  // namespace
@@ -96,14 +114,20 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
     try {
       set_up(s, o);
     } catch (const std::exception& e) {
-      failure = e.what();
-      if (const auto* x = dynamic_cast<const Error*>(&e); x && x->kind() == Error::Kind::input) failure = "input:" + failure;
+      // The kind travels with the message (as its first letter): the exit status follows it on every rank.
+      const auto* x = dynamic_cast<const Error*>(&e);
+      const Error::Kind kind = x ? x->kind() : Error::Kind::runtime;
+      failure = std::string(kind == Error::Kind::input ? "i" : kind == Error::Kind::environment ? "e" : "r") + e.what();
     }
   }
   bmpi::broadcast(world, failure, 0);
   if (!failure.empty()) {
-    if (mpi.rank() != 0) return failure.rfind("input:", 0) == 0 ? 2 : 1;
-    throw failure.rfind("input:", 0) == 0 ? Error::input(failure.substr(6)) : Error(failure);
+    const Error::Kind kind = failure[0] == 'i' ? Error::Kind::input
+                             : failure[0] == 'e' ? Error::Kind::environment : Error::Kind::runtime;
+    if (mpi.rank() != 0)
+      return kind == Error::Kind::input ? exit_status::input
+             : kind == Error::Kind::environment ? exit_status::environment : exit_status::error;
+    throw Error(failure.substr(1), kind);
   }
   std::vector<std::string> hosts;
   bmpi::gather(world, host_name(), hosts, 0);
