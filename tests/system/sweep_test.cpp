@@ -115,12 +115,14 @@ TEST_F(Sweep, AddingLearningRatesRunsOnlyTheNewTrials) {
   spec(1, "1e-3");
   ASSERT_EQ(xfer_run(2).status, 0);
   spec(1, "1e-3, 1e-4");
-  const Result dry = run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run --json");
+  // Another spec for the same file: refused unless --extend says it is meant (the earlier spec stays recorded).
+  EXPECT_EQ(run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run").status, 2);
+  const Result dry = run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run --json --extend");
   ASSERT_EQ(dry.status, 0) << dry.err;
   const auto d = nlohmann::json::parse(dry.out);
   EXPECT_EQ(d["would_run"].size(), 2u);
   EXPECT_EQ(d["counts"]["done"], 2);
-  ASSERT_EQ(xfer_run(2).status, 0);
+  ASSERT_EQ(xfer_run(2, "--extend").status, 0);
   auto j = check(results());
   expect_all_done_once(j, 4, 1);
 }
