@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "xfer/analysis/study.hpp"
 #include "xfer/core/error.hpp"
@@ -126,7 +127,16 @@ Study from_results(const std::string& path, const Options& o) {
   s.from_results = true;
   s.provenance = res.provenance();
   s.spec_text = res.spec_text();
-  const auto trials = res.trials();
+  // A damaged row (checksum mismatch) is left out, and said so: its values cannot be trusted.
+  std::vector<store::TrialRow> trials;
+  for (auto& t : res.trials()) {
+    if (t.damage.empty()) {
+      trials.push_back(std::move(t));
+      continue;
+    }
+    spdlog::warn("{}: /trials {} is corrupted (checksum mismatch: {}); left out of the analysis", path,
+                 store::describe_row(t), t.damage);
+  }
   const auto curves = res.curves();
   const auto models = res.models();
   const auto datasets = res.datasets();

@@ -1,4 +1,7 @@
 // `xfer analyze` and `xfer report`: the paper's answer from a results file or a per-model table.
+#include <unistd.h>
+
+#include <cerrno>
 #include <memory>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +33,11 @@ Done run_analysis(const AnalyzeOptions& o, const std::string& default_dir) {
   if (!o.selection.empty() && o.selection != "paper" && o.selection != "holdout" && o.selection != "oracle")
     throw Error::input("--selection: expected paper, holdout or oracle, got '" + o.selection + "'");
   if (o.resamples < 100) throw Error::input("--resamples: at least 100");
+  // /analysis is written at the end: say now, not after the statistics, that the file cannot take it.
+  if (!o.results.empty() && o.write_back && fs::exists(o.results) && ::access(o.results.c_str(), W_OK) != 0 &&
+      (errno == EACCES || errno == EROFS || errno == EPERM))
+    throw Error::environment(o.results + ": read-only (permission denied) — analyze writes /analysis into it; use "
+                             "--no-write to analyse it without writing");
   analysis::Options opt;
   opt.selection = o.selection;
   opt.resamples = o.resamples;

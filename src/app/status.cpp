@@ -39,9 +39,13 @@ int status(const StatusOptions& given) {
       throw Error::input(given.results + ": its results file " + o.results + " does not exist yet (nothing has run)");
   }
   const auto results = store::Results::open_existing(o.results);
-  const auto trials = results.trial_states();
+  // Every column, so that each row's checksums can be checked: a damaged row is listed as such, not shown as data.
+  std::vector<store::TrialRow> trials, damaged;
+  for (auto& t : results.trials()) (t.damage.empty() ? trials : damaged).push_back(std::move(t));
   const auto runs = results.runs();
-  const bool writer = std::filesystem::exists(o.results + ".lock");
+  // The rule `xfer run` takes a lock over by: a lock whose pid is dead on this host (or silent 15 min) is stale.
+  const auto lock = store::WriterLock::inspect(o.results);
+  const bool writer = lock.holder == store::WriterLock::Holder::alive;
   static const std::vector<std::string> kStatuses = {"done", "running", "pending", "failed", "diverged", "oom",
                                                      "interrupted"};
   std::map<std::string, size_t> total;
@@ -76,6 +80,12 @@ int status(const StatusOptions& given) {
   const int ranks = runs.empty() ? 1 : std::max(1, runs.back().ranks);
   const double eta_h = done_cost > 0 ? left_cost * (done_seconds / done_cost) / ranks / 3600 : NAN;
   const bool orphaned = total["running"] > 0 && !writer;
+  // A damaged file is not a healthy one: status still reports the rest, then exits 2 — the status `xfer run` and
+  // every other refusal of a damaged results file exit with, so a job script sees one code for "fix the file".
+  const int rc = damaged.empty() ? exit_status::ok : exit_status::input;
+  auto damage_line = [](const store::TrialRow& t) {
+    return store::describe_row(t) + ": corrupted (checksum mismatch: " + t.damage + ")";
+  };
 
   if (o.json) {
     nlohmann::ordered_json j;
@@ -84,6 +94,10 @@ int status(const StatusOptions& given) {
     for (const auto& s : kStatuses) j[s] = total[s];
     j["epochs_done"] = epochs_done;  // summed over trials: a job script's measure of progress
     j["writer_active"] = writer;
+    j["stale_lock"] = lock.holder == store::WriterLock::Holder::stale;
+    j["corrupted"] = nlohmann::json::array();
+    for (const auto& t : damaged)
+      j["corrupted"].push_back({{"row", t.row_index}, {"message", damage_line(t)}});
     j["hours_spent"] = seconds / 3600;
     j["rank_hours_spent"] = rank_seconds / 3600;
     j["eta_hours"] = std::isfinite(eta_h) ? nlohmann::json(eta_h) : nlohmann::json(nullptr);
@@ -105,7 +119,7 @@ int status(const StatusOptions& given) {
                                {"message", t.message}});
     }
     std::cout << j.dump(2) << "\n";
-    return 0;
+    return rc;
   }
 
   std::cout << fmt::format("{}: {} trials — {} done, {} running, {} pending, {} failed, {} diverged, {} oom, {} interrupted\n",
@@ -113,10 +127,18 @@ int status(const StatusOptions& given) {
                            total["diverged"], total["oom"], total["interrupted"]);
   std::cout << fmt::format("time spent: {} wall ({} rank-time); estimated remaining: {} on {} rank(s)\n", hours(seconds / 3600),
                            hours(rank_seconds / 3600), hours(eta_h), ranks);
-  std::cout << (writer ? "an xfer run holds the file now\n"
+  if (lock.holder == store::WriterLock::Holder::stale)
+    std::cout << "no xfer run holds the file: its lock is stale (" << lock.who << "); the next run takes it over\n";
+  std::cout << (writer ? "an xfer run holds the file now (" + lock.who + ")\n"
                        : orphaned ? "no xfer run holds the file: 'running' trials were orphaned by a stopped job and "
                                     "will resume on the next run\n"
+                       : lock.holder == store::WriterLock::Holder::stale ? ""
                                   : "no xfer run holds the file\n");
+  if (!damaged.empty()) {
+    std::cout << fmt::format("\n{} row(s) of /trials are corrupted and left out of every count below:\n",
+                             damaged.size());
+    for (const auto& t : damaged) std::cout << "  " << damage_line(t) << "\n";
+  }
   size_t mw = 5, dw = 7;
   for (const auto& m : model_order) mw = std::max(mw, m.size());
   for (const auto& d : dataset_order) dw = std::max(dw, d.size());
@@ -140,8 +162,12 @@ int status(const StatusOptions& given) {
     for (const auto& t : trials)
       std::cout << fmt::format("{} {:<{}} {:<{}} {:<11} epochs {}/{} val {:.4g} test {:.4g} {}\n", t.key, t.model, mw,
                                t.dataset, dw, t.status, t.epochs_done, t.epochs, t.val_metric, t.test_metric, t.message);
+    for (const auto& t : damaged) std::cout << damage_line(t) << "\n";
   }
-  return 0;
+  if (!damaged.empty())
+    std::cerr << "xfer: error: " << o.results << ": " << damaged.size()
+              << " corrupted row(s) in /trials (listed above); `xfer run` refuses the file and says how to recover\n";
+  return rc;
 }
 
 Command status_command(CLI::App& cli) {

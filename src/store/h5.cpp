@@ -1,5 +1,15 @@
 #include "h5.hpp"
 
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
 
 namespace xfer::store::h5 {
@@ -7,29 +17,54 @@ namespace xfer::store::h5 {
 namespace {
 void quiet() {
   static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  std::call_once(once, [] {
+    // xfer shuts HDF5 down itself (store::close_library), not from atexit (where a broken file would crash it).
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  });
 }
 herr_t walk(unsigned n, const H5E_error2_t* e, void* client) {
-  auto* out = static_cast<std::string*>(client);
-  if (n == 0 && e && e->desc) *out = e->desc;
+  auto* out = static_cast<Failure*>(client);
+  if (!e || !e->desc) return 0;
+  if (n == 0) out->message = e->desc;
+  // The sec2 (POSIX) driver: "..., errno = 28, error message = 'No space left on device', ...".
+  const std::string d = e->desc;
+  if (const auto at = d.find("errno = "); at != std::string::npos && out->errno_value == 0)
+    out->errno_value = std::atoi(d.c_str() + at + 8);
   return 0;
 }
+thread_local std::string current_file;
 }  // namespace
 
-std::string last_error() {
-  std::string msg;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk, &msg);
+FileContext::FileContext(std::string path) : previous_(std::move(current_file)) { current_file = std::move(path); }
+FileContext::~FileContext() { current_file = std::move(previous_); }
+
+Failure last_failure() {
+  Failure f;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk, &f);
   H5Eclear2(H5E_DEFAULT);
-  return msg.empty() ? "HDF5 error" : msg;
+  if (f.message.empty()) f.message = "HDF5 error";
+  return f;
+}
+
+std::string last_error() { return last_failure().message; }
+
+Error failure_error(const std::string& what) {
+  const Failure f = last_failure();
+  std::string where = what;
+  if (!current_file.empty() && where.find(current_file) == std::string::npos) where = current_file + ": " + where;
+  if (f.errno_value != 0 && environment_errno(f.errno_value))
+    return errno_error(where + " (" + f.message + ")", f.errno_value);
+  return Error(where + ": " + f.message);
 }
 
 hid_t check(hid_t id, const std::string& what) {
-  if (id < 0) throw Error(what + ": " + last_error());
+  if (id < 0) throw failure_error(what);
   return id;
 }
 
 void check_status(herr_t status, const std::string& what) {
-  if (status < 0) throw Error(what + ": " + last_error());
+  if (status < 0) throw failure_error(what);
 }
 
 namespace {
@@ -38,6 +73,9 @@ Handle fapl() {
   // Use the file system's locks where it has them; on Lustre/GPFS mounts without flock, go on without (xfer holds
   // its own writer lock file).
   H5Pset_file_locking(p, true, true);
+  // Closing the file closes every object still open in it: an error path that left a dataset open cannot keep the
+  // file open until HDF5's own shutdown (which, under MPI_Finalize, is where a failed flush used to crash).
+  H5Pset_fclose_degree(p, H5F_CLOSE_STRONG);
   return p;
 }
 }  // namespace
@@ -46,14 +84,83 @@ Handle open_file(const std::string& path, bool write) {
   quiet();
   const auto p = fapl();
   const hid_t f = H5Fopen(path.c_str(), write ? H5F_ACC_RDWR : H5F_ACC_RDONLY, p);
-  if (f < 0) throw Error::input(path + ": cannot open as HDF5 (" + last_error() + ")");
+  if (f < 0) {
+    const Failure why = last_failure();
+    if (write && ::access(path.c_str(), W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+      throw Error::environment(path + ": read-only (permission denied) — this user cannot write it" +
+                               (errno == EROFS ? std::string(" (EROFS: read-only file system)") : std::string()));
+    if (::access(path.c_str(), R_OK) != 0 && errno == EACCES)
+      throw Error::environment(path + ": cannot read it (permission denied)");
+    throw Error::input(path + ": cannot open as HDF5 (" + why.message + ")");
+  }
   return Handle(f, H5Fclose);
 }
 
 Handle create_file(const std::string& path) {
   quiet();
   const auto p = fapl();
-  return Handle(check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, p), path + ": cannot create"), H5Fclose);
+  // TRUNC: the caller made the (empty) file, and set space aside for it.
+  const hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, p);
+  if (f < 0) {
+    const int e = errno;  // HDF5's stack often hides it; the failed open(2) left it
+    Failure why = last_failure();
+    if (why.errno_value == 0 && environment_errno(e)) why.errno_value = e;
+    if (why.errno_value != 0 && environment_errno(why.errno_value))
+      throw errno_error(path + ": cannot create (" + why.message + ")", why.errno_value);
+    throw Error(path + ": cannot create: " + why.message);
+  }
+  return Handle(f, H5Fclose);
+}
+
+void reserve_space(const std::string& path, int64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;  // opening it for HDF5 says why
+  struct stat st {};
+  int rc = ::fstat(fd, &st);
+  if (rc == 0) rc = ::fallocate(fd, FALLOC_FL_KEEP_SIZE, st.st_size, bytes);
+  const int e = errno;
+  ::close(fd);
+  if (rc != 0 && (e == ENOSPC || e == EDQUOT || e == EFBIG || e == EIO))
+    throw errno_error(fmt::format("{}: no room to write the results file (reserving {} KiB past its {} bytes)", path,
+                                  bytes / 1024, static_cast<int64_t>(st.st_size)),
+                      e);
+}
+
+void release_space(const std::string& path, int64_t bytes) noexcept {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) (void)::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, bytes);
+  ::close(fd);
+}
+
+namespace {
+std::atomic<bool> broken_file{false};
+}  // namespace
+
+bool file_left_broken() noexcept { return broken_file.load(); }
+
+void close_quietly(Handle& file) noexcept {
+  if (file.valid() && file.close() < 0) {
+    broken_file = true;
+    H5Eclear2(H5E_DEFAULT);
+  }
+}
+
+void close_file(Handle& file, const std::string& path) {
+  if (!file.valid()) return;
+  FileContext context(path);
+  const herr_t flushed = H5Fflush(file, H5F_SCOPE_GLOBAL);
+  const Failure flush_failure = flushed < 0 ? last_failure() : Failure{};
+  const herr_t closed = file.close();
+  if (closed < 0) broken_file = true;
+  const Failure close_failure = closed < 0 ? last_failure() : Failure{};
+  const Failure& f = flushed < 0 ? flush_failure : close_failure;
+  if (flushed >= 0 && closed >= 0) return;
+  const int e = f.errno_value != 0 ? f.errno_value : (close_failure.errno_value != 0 ? close_failure.errno_value : 0);
+  const std::string what = path + ": writing the results file failed (" + f.message + ")";
+  if (e != 0) throw errno_error(what, e);
+  throw Error(what);
 }
 
 bool exists(hid_t loc, const std::string& path) {

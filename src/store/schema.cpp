@@ -66,6 +66,9 @@ const table::Table<TrialRow>& trials() {
           col("label_smoothing", &R::label_smoothing, "label smoothing of the cross-entropy"),
           col("canonical", &R::canonical, kVariable, "the canonical configuration text, key=value lines; its "
                                                       "SHA-256 gives the key"),
+          col("config_crc32", &R::config_crc32, "CRC-32 of the columns above, written with the row (the columns "
+                                                "and their encoding: this table's attribute config_crc32_columns)")
+              .as_checksum(),
           col("status", &R::status, kWord, "pending | running | done | failed | diverged | oom | interrupted")
               .changes(),
           col("attempts", &R::attempts, "starts so far").changes(),
@@ -88,6 +91,10 @@ const table::Table<TrialRow>& trials() {
               .changes(),
           col("order", &R::order, "position in the spec's expansion").changes(),
           col("message", &R::message, kVariable, "why it failed or stopped, empty otherwise").changes(),
+          col("state_crc32", &R::state_crc32, "CRC-32 of the state columns (status … message), rewritten with them "
+                                              "(attribute state_crc32_columns)")
+              .changes()
+              .as_checksum(),
       });
   return *t;
 }
@@ -198,6 +205,21 @@ const table::Table<RunRow>& runs() {
           col("finished_at", &R::finished_at, "Unix seconds (UTC)"),
           col("ranks", &R::ranks, "MPI ranks"),
           col("trials_run", &R::trials_run, "trials it ran"),
+      });
+  return *t;
+}
+
+const table::Table<SpecRow>& specs() {
+  using R = SpecRow;
+  static const auto* t = new table::Table<R>(
+      "spec",
+      "Every spec the file has been run with, in the order first run (`xfer run --extend` adds one; /study/spec and "
+      "the root attribute spec_sha256 are the latest run's).",
+      16, [](const R& r) { return r.sha256; },
+      {
+          col("sha256", &R::sha256, kSha256, "SHA-256 of the spec's text (the root attribute spec_sha256 of its runs)"),
+          col("first_run_at", &R::first_run_at, "Unix seconds (UTC) it was first run into this file"),
+          col("text", &R::text, kVariable, "the spec's full text"),
       });
   return *t;
 }

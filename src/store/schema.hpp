@@ -30,6 +30,7 @@ struct PredictionIndexRow {
 const table::Table<TrialRow>& trials();
 const table::Table<CurveRow>& curves();
 const table::Table<ModelRow>& models();
+const table::Table<SpecRow>& specs();
 const table::Table<DatasetRow>& datasets();
 const table::Table<SampleRow>& samples();
 const table::Table<ProblemRow>& problems();

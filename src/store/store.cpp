@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -36,6 +37,14 @@ double now_unix() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+bool close_library() noexcept {
+  // A file whose close failed is half-destroyed inside HDF5 and crashes any shutdown that touches it: leave the
+  // library as it is (the process is ending; the file on disk is as the last successful session left it).
+  if (h5::file_left_broken()) return false;
+  H5Eclear2(H5E_DEFAULT);
+  return H5close() >= 0;
+}
+
 std::string iso_utc(double t) {
   if (!(t > 0)) return "";
   const std::time_t s = static_cast<std::time_t>(t);
@@ -48,7 +57,7 @@ std::string iso_utc(double t) {
 
 namespace {
 
-constexpr const char* kFormat = "xfer-results 2";
+constexpr const char* kFormat = "xfer-results 3";
 constexpr const char* kContentDigest = "content_sha256";
 
 void check_format(hid_t file, const std::string& path) {
@@ -73,9 +82,14 @@ void write_once(hid_t loc, const std::string& name, const std::string& shown, co
   const std::string digest = t.digest(rows);
   if (h5::exists(loc, name)) {
     Handle d = h5::open_dataset(loc, name);
-    if (h5::get_attr(d, kContentDigest) == digest) return;
-    spdlog::warn("{}: {} differs from the one the file holds; replacing it (the old table's space is not reclaimed)",
-                 file, shown);
+    if (h5::get_attr(d, kContentDigest) == digest) {
+      // The same content as recorded: written once, so check that the stored rows still are what was written.
+      if (t.digest(t.read_all(d)) == digest) return;
+      spdlog::warn("{}: {} is damaged (its rows no longer match their content_sha256); writing it again", file, shown);
+    } else {
+      spdlog::warn("{}: {} differs from the one the file holds; replacing it (the old table's space is not reclaimed)",
+                   file, shown);
+    }
     d.reset();
     h5::check_status(H5Ldelete(loc, name.c_str(), H5P_DEFAULT), file + ": delete " + shown);
   }
@@ -87,24 +101,46 @@ void write_once(hid_t loc, const std::string& name, const std::string& shown, co
 
 }  // namespace
 
-// An open file for the length of one event; flushed and closed after it.
+// An open file for the length of one event. A writing event ends with commit(): flushed and closed, and a
+// failure (a full disk) is an Error naming the file. A session left by an exception closes the file without
+// reporting (the exception says what went wrong); the strong close degree leaves nothing of it open.
 struct Results::Session {
+  // What a writing session sets aside on disk first (h5::reserve_space): room for a table chunk of each table it
+  // may extend and the metadata, plus what the event itself carries (predictions, samples).
+  static constexpr int64_t kReserve = 1 << 20;
+  std::string path;
+  h5::FileContext context;
+  int64_t reserved = 0;
   Handle file;
-  Session(const std::string& path, bool write, int64_t& count) {
-    // A reader may meet the writer mid-event: retry for a few seconds.
+  Session(const std::string& p, bool write, int64_t& count, int64_t payload = 0) : path(p), context(p) {
+    if (write && fs::exists(path)) {
+      reserved = kReserve + payload;
+      h5::reserve_space(path, reserved);
+    }
+    // A reader may meet the writer mid-event: retry for a few seconds (not when the file is not writable or
+    // readable by this user: that does not pass).
     for (int attempt = 0;; ++attempt) {
       try {
         file = h5::open_file(path, write);
         ++count;
         return;
-      } catch (const Error&) {
-        if (attempt >= 50 || !fs::exists(path)) throw;
+      } catch (const Error& e) {
+        if (attempt >= 50 || !fs::exists(path) || e.kind() == Error::Kind::environment) throw;
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     }
   }
+  void commit() {
+    h5::close_file(file, path);
+    release();
+  }
   ~Session() {
-    if (file.valid()) H5Fflush(file, H5F_SCOPE_GLOBAL);
+    h5::close_quietly(file);
+    release();
+  }
+  void release() noexcept {
+    if (reserved > 0) h5::release_space(path, reserved);
+    reserved = 0;
   }
 };
 
@@ -116,6 +152,8 @@ std::string hostname() {
   gethostname(h, sizeof h - 1);
   return h;
 }
+// A lock whose heartbeat is older than this is taken over (the holder refreshes it every few minutes).
+constexpr double kStaleSeconds = 900;
 // Alive and not a zombie (a killed job's rank may linger as one).
 bool process_alive(int pid) {
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
@@ -162,11 +200,12 @@ WriterLock::WriterLock(const std::string& results_path) : path_(results_path + "
     const std::string h = holder.value("host", "?");
     const int pid = holder.value("pid", 0);
     const bool dead_here = h == host && pid > 0 && !process_alive(pid);
-    if (attempt == 0 && (dead_here || age > 900)) {
+    if (attempt == 0 && (dead_here || age > kStaleSeconds)) {
       spdlog::warn("{}: taking over a stale writer lock (held by {} pid {}, {}; last heartbeat {:.0f} s ago)", path_, h,
                    pid, dead_here ? "no longer running" : "silent", age);
       std::error_code ec;
       fs::remove(path_, ec);
+      took_over_ = true;
       continue;
     }
     throw Error::input(fmt::format(
@@ -177,6 +216,39 @@ WriterLock::WriterLock(const std::string& results_path) : path_(results_path + "
         holder.value("slurm_job_id", "").empty() ? "" : ", SLURM job " + holder.value("slurm_job_id", ""),
         holder.value("started_utc", "?"), age, path_));
   }
+}
+
+WriterLock::State WriterLock::inspect(const std::string& results_path) {
+  const std::string lock = results_path + ".lock";
+  State st;
+  nlohmann::json holder = nlohmann::json::object();
+  {
+    std::ifstream in(lock);
+    if (!in) return st;  // none
+    try {
+      holder = nlohmann::json::parse(in);
+      if (!holder.is_object()) holder = nlohmann::json::object();
+    } catch (const std::exception&) {
+      holder = nlohmann::json::object();  // being written, or damaged: judged by its age alone
+    }
+  }
+  struct stat sb {};
+  if (::stat(lock.c_str(), &sb) != 0) return st;
+  const double age = now_unix() - static_cast<double>(sb.st_mtime);
+  const std::string h = holder.value("host", "?");
+  const int pid = holder.value("pid", 0);
+  const bool dead_here = h == hostname() && pid > 0 && !process_alive(pid);
+  st.who = fmt::format("host {} pid {}, since {}", h, pid, holder.value("started_utc", "?"));
+  if (dead_here) {
+    st.holder = Holder::stale;
+    st.who += "; that process is no longer running";
+  } else if (age > kStaleSeconds) {
+    st.holder = Holder::stale;
+    st.who += fmt::format("; silent for {:.0f} s", age);
+  } else {
+    st.holder = Holder::alive;
+  }
+  return st;
 }
 
 WriterLock::~WriterLock() {
@@ -196,7 +268,24 @@ Results Results::open_or_create(const std::string& path, const std::string& stud
   const std::string tmp = path + ".creating";
   std::error_code ec;
   fs::remove(tmp, ec);
+  // A file that could not be created whole (a full disk) leaves nothing behind.
+  struct RemoveUnlessDone {
+    const std::string& tmp;
+    bool done = false;
+    ~RemoveUnlessDone() {
+      std::error_code e;
+      if (!done) fs::remove(tmp, e);
+    }
+  } cleanup{tmp};
   {
+    h5::FileContext context(tmp);
+    // Room first (a full disk: ENOSPC now, before HDF5 has a file it cannot write), then HDF5 over the empty file.
+    {
+      const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) throw errno_error(tmp + ": cannot create", errno);
+      ::close(fd);
+    }
+    h5::reserve_space(tmp, Session::kReserve);
     Handle f = h5::create_file(tmp);
     h5::set_attr(f, "format", kFormat);
     h5::set_attr(f, "xfer_version", build_info::version());
@@ -206,7 +295,21 @@ Results Results::open_or_create(const std::string& path, const std::string& stud
     h5::set_attr(f, "layout", "see README.md, 'The results file'; every table has a 'description' attribute");
     Handle s = h5::ensure_group(f, "study");
     h5::write_string_dataset(s, "spec", spec_text);
+    schema::specs().create(s, "specs");
     schema::trials().create(f, "trials");
+    {
+      Handle t = h5::open_dataset(f, "trials");
+      auto names = [](const std::vector<std::string>& v) {
+        std::string out;
+        for (const auto& n : v) out += (out.empty() ? "" : " ") + n;
+        return out;
+      };
+      const std::string encoding =
+          "; CRC-32 (zlib.crc32) over the columns in this order, a number as 8 little-endian bytes (float64 as '<d', "
+          "integers and flags as int64 '<q'), a text as its UTF-8 byte length ('<I') then its bytes";
+      h5::set_attr(t, "config_crc32_columns", names(schema::trials().checksummed(table::Written::once)) + encoding);
+      h5::set_attr(t, "state_crc32_columns", names(schema::trials().checksummed(table::Written::state)) + encoding);
+    }
     schema::curves().create(f, "curves");
     Handle p = h5::ensure_group(f, "predictions");
     schema::prediction_index().create(p, "index");
@@ -223,9 +326,14 @@ Results Results::open_or_create(const std::string& path, const std::string& stud
     schema::problems().create(f, "problems");
     schema::runs().create(f, "runs");
     h5::ensure_group(f, "provenance");
-    H5Fflush(f, H5F_SCOPE_GLOBAL);
+    s.reset();
+    p.reset();
+    h5::close_file(f, tmp);
   }
-  fs::rename(tmp, path);
+  fs::rename(tmp, path, ec);
+  if (ec) throw errno_error(tmp + ": cannot rename to " + path, ec.value());
+  cleanup.done = true;
+  h5::release_space(path, Session::kReserve);
   return Results(path);
 }
 
@@ -262,25 +370,150 @@ void Results::load_indexes(const Session& s) {
   indexed_ = true;
 }
 
+namespace {
+// The rows given, then the file's rows whose name they lack: a spec that drops a model or dataset leaves the
+// description of its earlier trials in place.
+template <class Row>
+std::vector<Row> with_recorded(hid_t study, const std::string& name, const table::Table<Row>& t, std::vector<Row> rows) {
+  if (!h5::exists(study, name)) return rows;
+  Handle d = h5::open_dataset(study, name);
+  std::set<std::string> given;
+  for (const auto& r : rows) given.insert(r.name);
+  for (auto& r : t.read_all(d))
+    if (!given.count(r.name)) rows.push_back(std::move(r));
+  return rows;
+}
+std::vector<SpecRow> read_specs(hid_t file) {
+  if (!h5::exists(file, "study/specs")) return {};
+  Handle d = h5::open_dataset(file, "study/specs");
+  return schema::specs().read_all(d);
+}
+}  // namespace
+
+std::string describe_row(const TrialRow& row) {
+  const bool printable = !row.key.empty() && std::all_of(row.key.begin(), row.key.end(), [](char c) {
+    return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+  });
+  return fmt::format("row {} ({})", row.row_index, printable ? "key " + row.key : std::string("key not readable"));
+}
+
+std::string Results::study() const {
+  Session s(path_, false, *sessions_);
+  return h5::get_attr(s.file, "study");
+}
+
+std::vector<SpecRow> Results::specs() const {
+  Session s(path_, false, *sessions_);
+  return read_specs(s.file);
+}
+
+void Results::check_run(const std::string& study, const std::string& spec_text,
+                        const std::map<std::string, std::string>& split_sha256, bool extend) const {
+  Session s(path_, false, *sessions_);
+  const std::string held = h5::get_attr(s.file, "study");
+  if (held != study)
+    throw Error::input(fmt::format(
+        "{}: this results file holds study \"{}\", not \"{}\" (the spec's study.name); one file holds one study, "
+        "and it was not modified — use a new --results file",
+        path_, held, study));
+  // A dataset split differently: its earlier trials were trained and tested on other samples.
+  if (h5::exists(s.file, "study/datasets")) {
+    Handle d = h5::open_dataset(s.file, "study/datasets");
+    for (const auto& r : schema::datasets().read_all(d)) {
+      const auto it = split_sha256.find(r.name);
+      if (r.split_sha256.empty() || it == split_sha256.end() || it->second.empty() || it->second == r.split_sha256)
+        continue;
+      throw Error::input(fmt::format(
+          "{}: dataset {} is split differently now (split sha256 {} vs {} in the file); its trials there were run "
+          "on the other split, and one results file holds one split per dataset — it was not modified (not even "
+          "with --extend); use a new --results file",
+          path_, r.name, it->second.substr(0, 12), r.split_sha256.substr(0, 12)));
+    }
+  }
+  const std::string sha = sha256_hex(spec_text);
+  bool known = h5::get_attr(s.file, "spec_sha256") == sha;
+  for (const auto& r : read_specs(s.file)) known = known || r.sha256 == sha;
+  if (!known && !extend)
+    throw Error::input(fmt::format(
+        "{}: study \"{}\" was run into this file from another spec (spec_sha256 {} there, {} for this one); it was "
+        "not modified — to add this spec's trials to it, rerun with --extend (every spec run into the file is kept in "
+        "/study/specs), or use a new --results file",
+        path_, study, h5::get_attr(s.file, "spec_sha256").substr(0, 12), sha.substr(0, 12)));
+}
+
+void Results::add_specs(const std::vector<SpecRow>& rows) {
+  Session s(path_, true, *sessions_);
+  Handle g = h5::ensure_group(s.file, "study");
+  if (!h5::exists(g, "specs")) schema::specs().create(g, "specs");
+  std::set<std::string> have;
+  for (const auto& r : read_specs(s.file)) have.insert(r.sha256);
+  std::vector<SpecRow> fresh;
+  for (const auto& r : rows)
+    if (have.insert(r.sha256).second) fresh.push_back(r);
+  Handle d = h5::open_dataset(g, "specs");
+  schema::specs().append(d, fresh, path_, "study/specs");
+  s.commit();
+}
+
+size_t Results::close_stale_runs(const std::string& reason) {
+  {
+    // Usually there is none: no writing session for nothing.
+    const auto rows = runs();
+    if (std::none_of(rows.begin(), rows.end(), [](const RunRow& r) { return r.end_reason == "running"; })) return 0;
+  }
+  Session s(path_, true, *sessions_);
+  Handle d = h5::open_dataset(s.file, "runs");
+  auto rows = schema::runs().read_all(d);
+  size_t n = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].end_reason != "running") continue;
+    rows[i].end_reason = reason;
+    schema::runs().write(d, schema::runs().all(), static_cast<hsize_t>(i), {rows[i]}, path_, "runs");
+    ++n;
+  }
+  s.commit();
+  return n;
+}
+
 void Results::write_study(const std::string& spec_text, const std::vector<ModelRow>& models,
                           const std::vector<DatasetRow>& datasets) {
   Session s(path_, true, *sessions_);
   Handle g = h5::ensure_group(s.file, "study");
   const std::string spec_sha = sha256_hex(spec_text);
   if (!h5::exists(g, "spec") || h5::get_attr(s.file, "spec_sha256") != spec_sha) {
-    // The spec of the latest run is the one in force (a seed added, say); the text is small.
+    // The spec of the latest run is the one in force (a seed added, say); every earlier one stays in /study/specs.
     if (h5::exists(g, "spec")) spdlog::info("{}: the spec differs from the last run's; /study/spec now holds this one", path_);
     h5::write_string_dataset(g, "spec", spec_text);
     h5::set_attr(s.file, "spec_sha256", spec_sha);
   }
-  write_once(g, "models", "/study/models", schema::models(), models, path_);
-  write_once(g, "datasets", "/study/datasets", schema::datasets(), datasets, path_);
+  if (!h5::exists(g, "specs")) schema::specs().create(g, "specs");
+  {
+    bool recorded = false;
+    for (const auto& r : read_specs(s.file)) recorded = recorded || r.sha256 == spec_sha;
+    Handle d = h5::open_dataset(g, "specs");
+    if (!recorded) schema::specs().append(d, {SpecRow{spec_sha, spec_text, now_unix()}}, path_, "study/specs");
+  }
+  write_once(g, "models", "/study/models", schema::models(), with_recorded(g, "models", schema::models(), models), path_);
+  write_once(g, "datasets", "/study/datasets", schema::datasets(),
+             with_recorded(g, "datasets", schema::datasets(), datasets), path_);
+  s.commit();
 }
 
+namespace {
+int64_t bytes_of(const std::vector<PredictionSet>& sets) {
+  int64_t n = 0;
+  for (const auto& p : sets) n += static_cast<int64_t>(p.scores.size() * 4 + p.samples.size() * 8) + 256;
+  return n;
+}
+}  // namespace
+
 void Results::write_samples(const std::string& dataset, const std::vector<SampleRow>& samples) {
-  Session s(path_, true, *sessions_);
+  int64_t payload = 0;
+  for (const auto& r : samples) payload += 64 + static_cast<int64_t>(r.id.size() + r.labels.size() + r.group.size());
+  Session s(path_, true, *sessions_, payload);
   Handle g = h5::ensure_group(s.file, "samples");
   write_once(g, dataset, "/samples/" + dataset, schema::samples(), samples, path_);
+  s.commit();
 }
 
 void Results::write_provenance(const std::map<std::string, std::string>& attrs) {
@@ -288,6 +521,7 @@ void Results::write_provenance(const std::map<std::string, std::string>& attrs) 
   Handle g = h5::ensure_group(s.file, "provenance");
   for (const auto& [k, v] : attrs)
     if (h5::get_attr(g, k) != v) h5::set_attr(g, k, v);
+  s.commit();
 }
 
 std::map<std::string, std::string> Results::provenance() const {
@@ -309,6 +543,7 @@ void Results::add_problems(const std::vector<ProblemRow>& rows) {
   if (rows.empty()) return;
   Session s(path_, true, *sessions_);
   append_problems(s, rows);
+  s.commit();
 }
 
 void Results::add_index_problems(const std::vector<ProblemRow>& rows) {
@@ -318,6 +553,7 @@ void Results::add_index_problems(const std::vector<ProblemRow>& rows) {
   if (h5::get_attr(d, "index_problems_sha256") == digest) return;  // the same datasets, indexed the same way
   schema::problems().append(d, rows, path_, "problems");
   h5::set_attr(d, "index_problems_sha256", digest);
+  s.commit();
 }
 
 std::vector<ProblemRow> Results::problems() const {
@@ -329,7 +565,12 @@ std::vector<ProblemRow> Results::problems() const {
 std::vector<TrialRow> Results::trials() const {
   Session s(path_, false, *sessions_);
   Handle d = h5::open_dataset(s.file, "trials");
-  return schema::trials().read_all(d);
+  auto rows = schema::trials().read_all(d);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].row_index = static_cast<int64_t>(i);
+    rows[i].damage = schema::trials().damage(rows[i]);
+  }
+  return rows;
 }
 
 std::vector<TrialRow> Results::trial_states() const {
@@ -365,6 +606,7 @@ size_t Results::add_trials(const std::vector<TrialRow>& rows) {
   const int64_t first = static_cast<int64_t>(h5::rows(d));
   schema::trials().append(d, fresh, path_, "trials");
   for (size_t i = 0; i < fresh.size(); ++i) trial_row_[fresh[i].key] = first + static_cast<int64_t>(i);
+  s.commit();
   return fresh.size();
 }
 
@@ -383,6 +625,7 @@ void Results::update_trials(const std::vector<TrialRow>& rows) {
   if (rows.empty()) return;
   Session s(path_, true, *sessions_);
   write_trial_states(s, rows);
+  s.commit();
 }
 
 void Results::update_trial(const TrialRow& row) { update_trials({row}); }
@@ -409,6 +652,7 @@ void Results::put_curves(const std::vector<CurveRow>& rows) {
   if (rows.empty()) return;
   Session s(path_, true, *sessions_);
   write_curves(s, rows);
+  s.commit();
 }
 
 void Results::put_curve(const CurveRow& r) { put_curves({r}); }
@@ -456,8 +700,9 @@ void Results::put_predictions(const PredictionSet& p) { put_predictions(std::vec
 
 void Results::put_predictions(const std::vector<PredictionSet>& sets) {
   if (sets.empty()) return;
-  Session s(path_, true, *sessions_);
+  Session s(path_, true, *sessions_, bytes_of(sets));
   for (const auto& p : sets) write_prediction(s, p);
+  s.commit();
 }
 
 void Results::record_started(const TrialRow& row) { update_trial(row); }
@@ -467,11 +712,12 @@ void Results::record_epoch(const TrialRow& row, const CurveRow& curve) {
   write_curves(s, {curve});
   write_trial_states(s, {row});
   epochs_recorded_[curve.key].insert({curve.attempt, curve.epoch});
+  s.commit();
 }
 
 void Results::record_finished(const TrialRow& row, const std::vector<CurveRow>& curves,
                               const std::vector<PredictionSet>& predictions, const std::vector<ProblemRow>& problems) {
-  Session s(path_, true, *sessions_);
+  Session s(path_, true, *sessions_, bytes_of(predictions) + static_cast<int64_t>(curves.size() + problems.size()) * 256);
   // The trial's own record is authoritative (a resumed trial carries epochs an earlier run wrote); epochs this
   // object recorded as they came are already there.
   const auto seen = epochs_recorded_.find(row.key);
@@ -483,6 +729,7 @@ void Results::record_finished(const TrialRow& row, const std::vector<CurveRow>& 
   append_problems(s, problems);
   write_trial_states(s, {row});
   if (seen != epochs_recorded_.end()) epochs_recorded_.erase(seen);
+  s.commit();
 }
 
 namespace {
@@ -552,7 +799,13 @@ std::vector<SampleRow> Results::samples(const std::string& dataset) const {
   Session s(path_, false, *sessions_);
   if (!h5::exists(s.file, "samples/" + dataset)) return {};
   Handle d = h5::open_dataset(s.file, "samples/" + dataset);
-  return schema::samples().read_all(d);
+  auto rows = schema::samples().read_all(d);
+  const std::string recorded = h5::get_attr(d, kContentDigest);
+  if (!recorded.empty() && schema::samples().digest(rows) != recorded)
+    throw Error::input(path_ + ": /samples/" + dataset + " is damaged: its rows no longer match their content_sha256 "
+                       "(" + recorded.substr(0, 12) + "); it was not modified — `xfer run` of the study writes it "
+                       "again from the dataset");
+  return rows;
 }
 
 std::string Results::spec_text() const {
@@ -565,6 +818,7 @@ int64_t Results::begin_run(const RunRow& r) {
   Handle d = h5::open_dataset(s.file, "runs");
   const int64_t row = static_cast<int64_t>(h5::rows(d));
   schema::runs().append(d, {r}, path_, "runs");
+  s.commit();
   return row;
 }
 
@@ -572,6 +826,7 @@ void Results::end_run(int64_t run, const RunRow& r) {
   Session s(path_, true, *sessions_);
   Handle d = h5::open_dataset(s.file, "runs");
   schema::runs().write(d, schema::runs().all(), static_cast<hsize_t>(run), {r}, path_, "runs");
+  s.commit();
 }
 
 std::vector<RunRow> Results::runs() const {
@@ -587,6 +842,7 @@ void Results::write_merge_conflicts(const std::vector<MergeConflict>& rows) {
   schema::merge_conflicts().create(g, "conflicts");
   Handle d = h5::open_dataset(g, "conflicts");
   schema::merge_conflicts().append(d, rows, path_, "merge/conflicts");
+  s.commit();
 }
 
 void Results::write_analysis_table(const std::string& name, const std::vector<std::string>& columns,
@@ -611,6 +867,7 @@ void Results::write_analysis_table(const std::string& name, const std::vector<st
   Handle d = h5::open_dataset(g, name);
   h5::append(d, c.id(), buf.data(), labels.size());
   for (const auto& [k, v] : attrs) h5::set_attr(d, k, v);
+  s.commit();
 }
 
 }  // namespace xfer::store

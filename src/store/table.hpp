@@ -7,6 +7,8 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -30,6 +32,22 @@ enum class Type { f64, i64, i32, flag, text, vtext };
 // only the state columns, so a table's variable-length text, written once, leaves no garbage in the file's heap.
 enum class Written { once, state };
 
+// CRC-32 (IEEE 802.3, zlib's): Python's zlib.crc32 gives the same value over the same bytes.
+inline uint32_t crc32(const std::string& bytes) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : bytes) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
 template <class Row>
 struct Column {
   std::string name;
@@ -45,9 +63,18 @@ struct Column {
   std::function<std::string(const Row&)> get_text;
   std::function<void(Row&, std::string)> set_text;
 
+  // A checksum column: the CRC-32 of the row's other columns written with it (once or state), set by the table's
+  // one writer and checked when the row is read back — HDF5 has no checksum on a table's rows.
+  bool checksum = false;
+
   Column changes() const {
     Column c = *this;
     c.written = Written::state;
+    return c;
+  }
+  Column as_checksum() const {
+    Column c = *this;
+    c.checksum = true;
     return c;
   }
 };
@@ -119,11 +146,15 @@ Column<Row> col(std::string name, std::vector<int32_t> Row::*m, size_t width, st
   c.set_text = [m](Row& r, std::string v) {
     (r.*m).clear();
     size_t at = 0;
-    while (at < v.size()) {
-      size_t used = 0;
-      (r.*m).push_back(static_cast<int32_t>(std::stol(v.substr(at), &used)));
-      at += used;
-      while (at < v.size() && v[at] == ' ') ++at;
+    try {
+      while (at < v.size()) {
+        size_t used = 0;
+        (r.*m).push_back(static_cast<int32_t>(std::stol(v.substr(at), &used)));
+        at += used;
+        while (at < v.size() && v[at] == ' ') ++at;
+      }
+    } catch (const std::exception&) {
+      // Not a list of integers (a damaged row): kept as far as it parsed; the row's checksum says it is damaged.
     }
   };
   return c;
@@ -292,6 +323,62 @@ class Table {
   }
 
   const Layout<Row>& all() const { return *all_; }
+  const std::vector<Column<Row>>& columns() const { return columns_; }
+
+  // The columns a checksum column covers (in table order), empty if the table has none for `group`.
+  std::vector<std::string> checksummed(Written group) const {
+    std::vector<std::string> out;
+    if (!checksum_of(group)) return out;
+    for (const auto& c : columns_)
+      if (c.written == group && !c.checksum) out.push_back(c.name);
+    return out;
+  }
+  // The CRC-32 of a row's `group` columns, each as bytes Python's struct can rebuild: a number as 8 little-endian
+  // bytes ('<d' or '<q'), a text as its byte length ('<I') then its bytes.
+  uint32_t crc(const Row& r, Written group) const {
+    std::string bytes;
+    auto put = [&](const void* p, size_t n) { bytes.append(static_cast<const char*>(p), n); };
+    for (const auto& c : columns_) {
+      if (c.written != group || c.checksum) continue;
+      switch (c.type) {
+        case Type::f64: {
+          const double v = c.get_f64(r);
+          put(&v, 8);
+          break;
+        }
+        case Type::i64:
+        case Type::i32:
+        case Type::flag: {
+          const int64_t v = c.get_int(r);
+          put(&v, 8);
+          break;
+        }
+        case Type::text:
+        case Type::vtext: {
+          const std::string v = c.get_text(r);
+          const uint32_t n = static_cast<uint32_t>(v.size());
+          put(&n, 4);
+          bytes += v;
+          break;
+        }
+      }
+    }
+    return crc32(bytes);
+  }
+  // The row with its checksum columns set (what the writer stores).
+  Row sealed(Row r) const {
+    for (const auto& c : columns_)
+      if (c.checksum) c.set_int(r, static_cast<int64_t>(crc(r, c.written)));
+    return r;
+  }
+  // For a row read with every column: "" if its checksums hold, else which of them fail.
+  std::string damage(const Row& r) const {
+    std::string out;
+    for (const auto& c : columns_)
+      if (c.checksum && static_cast<uint32_t>(c.get_int(r)) != crc(r, c.written))
+        out += (out.empty() ? "" : ", ") + c.name;
+    return out;
+  }
   const Layout<Row>& state() const { return *state_; }
   // A narrow layout for reading a few columns (HDF5 matches compound fields by name and reads nothing else).
   std::unique_ptr<Layout<Row>> only(const std::vector<std::string>& names) const {
@@ -389,9 +476,14 @@ class Table {
     typename Layout<Row>::Packed p;
     p.bytes.assign(layout.size() * rows.size(), 0);
     for (size_t i = 0; i < rows.size(); ++i)
-      layout.pack(rows[i], p.bytes.data() + i * layout.size(), p,
+      layout.pack(sealed(rows[i]), p.bytes.data() + i * layout.size(), p,
                   [&] { return fmt::format("{}: /{}, {} {}", file, name, what_, row_name_(rows[i])); });
     return p;
+  }
+  const Column<Row>* checksum_of(Written group) const {
+    for (const auto& c : columns_)
+      if (c.checksum && c.written == group) return &c;
+    return nullptr;
   }
 
   std::string what_;  // what a row is: "trial", "model", "sample", ...

@@ -28,7 +28,10 @@ int dry_run(const RunOptions& o, bool json) {
   };
   std::unordered_map<std::string, Entry> existing;
   if (fs::exists(path)) {
-    const auto ledger = store::Results::open_existing(path).ledger();
+    const auto results = store::Results::open_existing(path);
+    // What `xfer run` would refuse, refused here too (the splits are compared by the run, which opens the datasets).
+    results.check_run(study.spec.study.name, study.spec.text, {}, o.extend);
+    const auto ledger = results.ledger();
     existing.reserve(ledger.size());
     for (const auto& e : ledger) existing[e.key] = {try_parse<TrialStatus>(e.status), static_cast<int>(e.attempts)};
   }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "xfer/core/error.hpp"
+#include "xfer/store/store.hpp"
 
 #if __has_include(<mpi-ext.h>)
 #include <mpi-ext.h>
@@ -53,7 +54,13 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
 MpiRuntime::~MpiRuntime() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (owner_ && !finalized) MPI_Finalize();
+  if (owner_ && !finalized) {
+    // HDF5 (parallel build) shuts itself down from an MPI_COMM_SELF attribute inside MPI_Finalize; shut it down
+    // first, while every store object is already closed, so that nothing of it runs inside MPI_Finalize.
+    // If HDF5 cannot be shut down safely (a file's close failed), MPI_Finalize would run HDF5's shutdown and crash:
+    // the process ends without it (mpirun reports that; the error that caused it was already thrown).
+    if (store::close_library()) MPI_Finalize();
+  }
 }
 
 std::string MpiRuntime::library_version() {

@@ -110,6 +110,12 @@ Prepared prepare(const Study& study, const RunOptions& o) {
   return p;
 }
 
+std::map<std::string, std::string> split_hashes(const Prepared& p) {
+  std::map<std::string, std::string> out;
+  for (const auto& ds : p.datasets) out[ds.name] = ds.split_hash;
+  return out;
+}
+
 std::vector<double> trial_costs(const Study& study) {
   return grid::CostModel(study.spec, dataset_sizes(study.spec)).gflop(study.trials);
 }

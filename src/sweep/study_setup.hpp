@@ -2,6 +2,7 @@
 // datasets, cost the trials, and write the study's description into the results file. Only rank 0 includes this.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ std::string resolved_or_throw(const spec::SpecPath& p, const std::string& what);
 Prepared prepare(const Study& study, const RunOptions& o);
 // The costs of a run's trials without opening anything the run would not (what --dry-run shards by).
 std::vector<double> trial_costs(const Study& study);
+
+// The split SHA-256 of each opened dataset, by name (none in --simulate): what a results file's earlier trials of
+// the dataset must share (store::Results::check_run).
+std::map<std::string, std::string> split_hashes(const Prepared& p);
 
 // The row of a trial the results file has not seen.
 store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double cost);

@@ -53,6 +53,20 @@ void read_ledger(Setup& s, const RunOptions& o) {
   std::unordered_map<std::string, store::TrialRow> existing;
   {
     auto all = s.results->trials();
+    // A damaged row (checksum mismatch) is not to be resumed, retried or "repaired" with garbage in it: refuse
+    // before anything is written.
+    std::string damaged;
+    size_t n_damaged = 0;
+    for (const auto& r : all)
+      if (!r.damage.empty() && n_damaged++ < 5) damaged += (damaged.empty() ? "" : "; ") + store::describe_row(r);
+    if (n_damaged > 0)
+      throw Error::input(fmt::format(
+          "{}: {} row(s) of /trials are corrupted (checksum mismatch): {}{}. The file was not modified. To recover: "
+          "`xfer merge NEW.h5 {}` copies every intact row into NEW.h5 (the corrupted ones are listed as conflicts), "
+          "then `xfer run {} --results NEW.h5` runs those trials again; or move the file aside (mv {} {}.corrupt) "
+          "and restore a copy (h5repack copies a file but cannot mend a row)",
+          s.prep.results_path, n_damaged, damaged, n_damaged > 5 ? "; …" : "", s.prep.results_path, o.spec,
+          s.prep.results_path, s.prep.results_path));
     existing.reserve(all.size());
     for (auto& r : all) existing.emplace(r.key, std::move(r));
   }
@@ -82,7 +96,11 @@ void set_up(Setup& s, const RunOptions& o) {
   s.lock = std::make_unique<store::WriterLock>(s.prep.results_path);
   s.results = std::make_unique<store::Results>(
       store::Results::open_or_create(s.prep.results_path, s.study.spec.study.name, s.study.spec.text));
+  // Another study, another spec (without --extend) or another split: refused before anything is written.
+  s.results->check_run(s.study.spec.study.name, s.study.spec.text, split_hashes(s.prep), o.extend);
   read_ledger(s, o);
+  // The run that held the lock before was killed: its /runs row still says "running".
+  s.results->close_stale_runs(s.lock->took_over() ? "killed (lock taken over)" : "killed (no end recorded)");
 }
 
 // Why the run cannot start, as rank 0 tells the others: an Error's kind and message (empty: it can).

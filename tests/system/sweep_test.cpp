@@ -79,7 +79,7 @@ TEST_F(Sweep, ThreeRanksRunEveryTrialExactlyOnceAndTheFileIsClean) {
   auto j = check(results());
   expect_all_done_once(j, 6, 2);
   EXPECT_EQ(j["prediction_sets"].get<int>(), 6) << "paper mode: validation is the test set, stored once";
-  EXPECT_EQ(j["format"], "xfer-results 2");
+  EXPECT_EQ(j["format"], "xfer-results 3");
   const Result dump = run("h5dump -H " + quote(results()));
   EXPECT_EQ(dump.status, 0) << dump.err;
   EXPECT_TRUE(dump.err.empty()) << dump.err;
@@ -115,12 +115,14 @@ TEST_F(Sweep, AddingLearningRatesRunsOnlyTheNewTrials) {
   spec(1, "1e-3");
   ASSERT_EQ(xfer_run(2).status, 0);
   spec(1, "1e-3, 1e-4");
-  const Result dry = run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run --json");
+  // Another spec for the same file: refused unless --extend says it is meant (the earlier spec stays recorded).
+  EXPECT_EQ(run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run").status, 2);
+  const Result dry = run(quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --dry-run --json --extend");
   ASSERT_EQ(dry.status, 0) << dry.err;
   const auto d = nlohmann::json::parse(dry.out);
   EXPECT_EQ(d["would_run"].size(), 2u);
   EXPECT_EQ(d["counts"]["done"], 2);
-  ASSERT_EQ(xfer_run(2).status, 0);
+  ASSERT_EQ(xfer_run(2, "--extend").status, 0);
   auto j = check(results());
   expect_all_done_once(j, 4, 1);
 }
@@ -280,11 +282,17 @@ print(len(ka))
   ASSERT_EQ(twice.status, 0) << twice.err;
   EXPECT_NE(twice.out.find("4 identical duplicate(s)"), std::string::npos) << twice.out;
   // A shard whose copy of a trial disagrees (as if rerun on other hardware): reported, listed in the file, exit 3.
+  // The edit recomputes the row's state checksum as xfer's writer would (else it is a corrupted row, also a conflict).
   const std::string odd = (dir / "odd.h5").string();
   fs::copy_file(shards[0], odd);
   const Result edit = run(std::string(XFER_PYTHON) + " -c " + quote(
-      "import h5py\nf = h5py.File('" + odd + "', 'r+')\nt = f['trials'][()]\ni = int((t['status'] == b'done').argmax())\n"
-      "t['test_metric'][i] += 0.125\nf['trials'][...] = t\nprint(t['key'][i].decode())"));
+      "import h5py, struct, zlib\nf = h5py.File('" + odd + "', 'r+')\nt = f['trials'][()]\n"
+      "i = int((t['status'] == b'done').argmax())\nt['test_metric'][i] += 0.125\n"
+      "names = f['trials'].attrs['state_crc32_columns'].split(';')[0].split()\nb = b''\n"
+      "for n in names:\n    v = t[n][i]; k = t.dtype[n].kind\n"
+      "    b += struct.pack('<d', v) if k == 'f' else struct.pack('<q', int(v)) if k in 'iu' else "
+      "struct.pack('<I', len(v if isinstance(v, bytes) else v.encode())) + (v if isinstance(v, bytes) else v.encode())\n"
+      "t['state_crc32'][i] = zlib.crc32(b)\nf['trials'][...] = t\nprint(t['key'][i].decode())"));
   ASSERT_EQ(edit.status, 0) << edit.err;
   const std::string key = edit.out.substr(0, 16);
   const std::string conflicted = (dir / "conflicted.h5").string();

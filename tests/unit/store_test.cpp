@@ -1,6 +1,8 @@
 // The results store in-process: tables round-trip every column, text is never cut, one HDF5 session per trial
 // event, /study and /samples written once per study, older formats refused untouched, and long names stay
-// distinct through /trials, /study/models, the analysis reader and `xfer merge`.
+// distinct through /trials, /study/models, the analysis reader and `xfer merge`; every /trials row carries checksums
+// that catch an overwritten byte, merge never calls a damaged or differently configured row identical, and a file
+// refuses another study, another spec (unless extended) and another split.
 #include <hdf5.h>
 
 #include <cmath>
@@ -358,6 +360,8 @@ TEST(Store, StudyAndSamplesAreWrittenOncePerStudy) {
 }
 
 TEST(Store, AnOlderFormatIsRefusedAndNotModified) {
+  // Format 1 (before the resolved configuration) and 2 (before the rows' checksums) alike.
+  for (const char* format : {"xfer-results 1", "xfer-results 2"}) {
   test::TempDir dir("store_format");
   const std::string path = (dir / "old.h5").string();
   {
@@ -366,7 +370,7 @@ TEST(Store, AnOlderFormatIsRefusedAndNotModified) {
     H5Tset_size(type, H5T_VARIABLE);
     const hid_t space = H5Screate(H5S_SCALAR);
     const hid_t a = H5Acreate2(f, "format", type, space, H5P_DEFAULT, H5P_DEFAULT);
-    const char* v = "xfer-results 1";
+    const char* v = format;
     H5Awrite(a, type, &v);
     H5Aclose(a);
     H5Sclose(space);
@@ -380,10 +384,203 @@ TEST(Store, AnOlderFormatIsRefusedAndNotModified) {
            [&] { store::Results::open_or_create(path, "t", kSpec); }}) {
     const std::string msg = error_of(open);
     EXPECT_NE(msg.find("older xfer"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("xfer-results 1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(format), std::string::npos) << msg;
     EXPECT_NE(msg.find("not modified"), std::string::npos) << msg;
   }
   EXPECT_EQ(sha256_file_hex(path), digest);
+  }
+}
+
+namespace {
+// Overwrites `bytes` at `at` bytes into row `row` of /trials, in the file's raw chunk (as bit rot or a stray write
+// would): HDF5 does not notice; the row's checksum must.
+void overwrite_trial_bytes(const std::string& path, hsize_t row, size_t at, const std::string& bytes) {
+  haddr_t addr = 0;
+  size_t row_size = 0;
+  {
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t d = H5Dopen2(f, "trials", H5P_DEFAULT);
+    const hid_t type = H5Dget_type(d);
+    row_size = H5Tget_size(type);
+    const hid_t space = H5Dget_space(d);
+    hsize_t offset[1] = {0}, size = 0;
+    unsigned mask = 0;
+    ASSERT_GE(H5Dget_chunk_info(d, space, 0, offset, &mask, &addr, &size), 0);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  std::FILE* file = std::fopen(path.c_str(), "r+b");
+  ASSERT_NE(file, nullptr);
+  std::fseek(file, static_cast<long>(addr + row * row_size + at), SEEK_SET);
+  std::fwrite(bytes.data(), 1, bytes.size(), file);
+  std::fclose(file);
+}
+}  // namespace
+
+TEST(StoreChecksum, EveryRowHoldsItsChecksumsThroughUpdatesAndMerge) {
+  test::TempDir dir("store_crc");
+  const std::string path = (dir / "r.h5").string();
+  auto res = store::Results::open_or_create(path, "t", kSpec);
+  record_done_trial(res, fmt_key(1), "m1", 0.7);
+  record_done_trial(res, fmt_key(2), "m2", 0.8);
+  auto rows = store::Results::open_existing(path).trials();
+  ASSERT_EQ(rows.size(), 2u);
+  for (const auto& r : rows) {
+    EXPECT_EQ(r.damage, "") << r.key;
+    EXPECT_NE(r.config_crc32, 0) << r.key;
+    EXPECT_NE(r.state_crc32, 0) << r.key;
+  }
+  EXPECT_EQ(rows[1].row_index, 1);
+  const std::string merged = (dir / "m.h5").string();
+  const auto report = store::merge(merged, {path});
+  EXPECT_TRUE(report.conflicts.empty());
+  for (const auto& r : store::Results::open_existing(merged).trials()) EXPECT_EQ(r.damage, "") << r.key;
+}
+
+TEST(StoreChecksum, AnOverwrittenConfigurationOrStateIsADamagedRowNeverAnIdenticalDuplicate) {
+  test::TempDir dir("store_crc_damage");
+  const std::string clean = (dir / "clean.h5").string(), bad = (dir / "bad.h5").string();
+  {
+    auto res = store::Results::open_or_create(clean, "t", kSpec);
+    record_done_trial(res, fmt_key(1), "m1", 0.7);
+    record_done_trial(res, fmt_key(2), "m2", 0.8);
+  }
+  fs::copy_file(clean, bad);
+  overwrite_trial_bytes(bad, 0, 16, "GARBAGE!");  // the model name of row 0 (its key, the first 16 bytes, survives)
+  const auto rows = store::Results::open_existing(bad).trials();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].damage, "config_crc32");
+  EXPECT_EQ(rows[1].damage, "");
+  EXPECT_EQ(store::describe_row(rows[0]), "row 0 (key " + fmt_key(1) + ")");
+  // merge: a conflict naming the row, the clean copy kept — not "identical duplicate" (W-3.4).
+  const auto report = store::merge((dir / "m.h5").string(), {bad, clean});
+  EXPECT_EQ(report.identical_duplicates, 1u) << "row 1 only";
+  ASSERT_EQ(report.conflicts.size(), 1u);
+  EXPECT_NE(report.conflicts[0].reason.find("corrupted (checksum mismatch"), std::string::npos)
+      << report.conflicts[0].reason;
+  const auto kept = store::Results::open_existing((dir / "m.h5").string()).trials();
+  ASSERT_EQ(kept.size(), 2u);
+  for (const auto& r : kept) EXPECT_EQ(r.damage, "");
+  EXPECT_EQ(kept[1].model, "m1") << "the intact row";
+  // A state column rewritten behind the store's back (the status of row 1, through HDF5 itself) is caught by the
+  // state checksum. (Raw offsets past the first variable-length column differ between memory and file, so this
+  // one is written through HDF5 rather than into the chunk's bytes.)
+  const std::string bad_state = (dir / "bad_state.h5").string();
+  fs::copy_file(clean, bad_state);
+  {
+    const hid_t f = H5Fopen(bad_state.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t d = H5Dopen2(f, "trials", H5P_DEFAULT);
+    const hid_t text = H5Tcopy(H5T_C_S1);
+    H5Tset_size(text, 24);
+    H5Tset_strpad(text, H5T_STR_NULLPAD);
+    H5Tset_cset(text, H5T_CSET_UTF8);
+    const hid_t mem = H5Tcreate(H5T_COMPOUND, 24);
+    H5Tinsert(mem, "status", 0, text);
+    const hsize_t start[1] = {1}, count[1] = {1};
+    const hid_t space = H5Dget_space(d);
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    const hid_t mspace = H5Screate_simple(1, count, nullptr);
+    char value[24] = "failed";
+    EXPECT_GE(H5Dwrite(d, mem, mspace, space, H5P_DEFAULT, value), 0);
+    H5Sclose(mspace);
+    H5Sclose(space);
+    H5Tclose(mem);
+    H5Tclose(text);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  const auto states = store::Results::open_existing(bad_state).trials();
+  EXPECT_EQ(states[1].damage, "state_crc32");
+  EXPECT_EQ(states[0].damage, "");
+}
+
+TEST(StoreMerge, RowsOfOneKeyWithTheSameMetricsButAnotherConfigurationAreAConflict) {
+  test::TempDir dir("store_merge_config");
+  const std::string a = (dir / "a.h5").string(), b = (dir / "b.h5").string();
+  {
+    auto res = store::Results::open_or_create(a, "t", kSpec);
+    record_done_trial(res, fmt_key(1), "m1", 0.7);
+  }
+  {
+    auto res = store::Results::open_or_create(b, "t", kSpec);
+    record_done_trial(res, fmt_key(1), "m9", 0.7);  // same key and metrics, another model: not the same trial
+  }
+  const auto report = store::merge((dir / "m.h5").string(), {a, b});
+  EXPECT_EQ(report.identical_duplicates, 0u);
+  ASSERT_EQ(report.conflicts.size(), 1u);
+  EXPECT_NE(report.conflicts[0].reason.find("configuration differs"), std::string::npos) << report.conflicts[0].reason;
+  EXPECT_NE(report.conflicts[0].reason.find("column model"), std::string::npos) << report.conflicts[0].reason;
+}
+
+TEST(StoreSpecs, AnotherStudyOrSpecOrSplitIsRefusedAndEverySpecIsKept) {
+  test::TempDir dir("store_specs");
+  const std::string path = (dir / "r.h5").string();
+  const std::string spec_b = kSpec + "# more learning rates\n";
+  auto ds = dataset();
+  ds.split_sha256 = std::string(64, 'a');
+  {
+    auto res = store::Results::open_or_create(path, "t", kSpec);
+    res.check_run("t", kSpec, {{"ds", ds.split_sha256}}, false);
+    res.write_study(kSpec, {}, {ds});
+  }
+  auto res = store::Results::open_existing(path);
+  EXPECT_EQ(res.study(), "t");
+  const std::string digest = sha256_file_hex(path);
+  std::string msg = error_of([&] { res.check_run("other", kSpec, {}, true); });
+  EXPECT_NE(msg.find("\"t\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"other\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("use a new --results file"), std::string::npos) << msg;
+  msg = error_of([&] { res.check_run("t", spec_b, {}, false); });
+  EXPECT_NE(msg.find("--extend"), std::string::npos) << msg;
+  msg = error_of([&] { res.check_run("t", spec_b, {{"ds", std::string(64, 'b')}}, true); });
+  EXPECT_NE(msg.find("dataset ds is split differently"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("aaaaaaaaaaaa"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("bbbbbbbbbbbb"), std::string::npos) << msg;
+  EXPECT_EQ(sha256_file_hex(path), digest) << "check_run writes nothing";
+  EXPECT_EQ(error_of([&] { res.check_run("t", kSpec, {{"ds", ds.split_sha256}}, false); }), "") << "the same spec resumes";
+  EXPECT_EQ(error_of([&] { res.check_run("t", spec_b, {{"ds", ds.split_sha256}, {"new", "c"}}, true); }), "");
+  res.write_study(spec_b, {}, {ds});
+  const auto specs = res.specs();
+  ASSERT_EQ(specs.size(), 2u);
+  EXPECT_EQ(specs[0].text, kSpec);
+  EXPECT_EQ(specs[1].text, spec_b);
+  EXPECT_EQ(sha256_hex(specs[0].text), specs[0].sha256);
+  EXPECT_EQ(res.spec_text(), spec_b) << "/study/spec is the latest run's";
+  // Both specs are now known: either runs without --extend.
+  EXPECT_EQ(error_of([&] { res.check_run("t", kSpec, {}, false); }), "");
+  EXPECT_EQ(error_of([&] { res.check_run("t", spec_b, {}, false); }), "");
+}
+
+TEST(StoreSamples, SamplesThatNoLongerMatchTheirContentDigestAreNamed) {
+  test::TempDir dir("store_samples_digest");
+  const std::string path = (dir / "r.h5").string();
+  auto res = store::Results::open_or_create(path, "t", kSpec);
+  res.write_samples("ds", {{0, "a.jpg", "train", "1", "", 1}, {1, "b.jpg", "test", "2", "", 2}});
+  {
+    // Rewrite one label in place, as bit rot would (the content_sha256 attribute stays).
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hid_t d = H5Dopen2(f, "samples/ds", H5P_DEFAULT);
+    const hid_t mem = H5Tcreate(H5T_COMPOUND, sizeof(int32_t));
+    H5Tinsert(mem, "label", 0, H5T_NATIVE_INT32);
+    const hsize_t start[1] = {1}, count[1] = {1};
+    const hid_t space = H5Dget_space(d);
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+    const hid_t mspace = H5Screate_simple(1, count, nullptr);
+    const int32_t v = 7;
+    H5Dwrite(d, mem, mspace, space, H5P_DEFAULT, &v);
+    H5Sclose(mspace);
+    H5Sclose(space);
+    H5Tclose(mem);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  const std::string msg = error_of([&] { store::Results::open_existing(path).samples("ds"); });
+  EXPECT_NE(msg.find("/samples/ds is damaged"), std::string::npos) << msg;
+  // A run writes it again from the dataset (same content as recorded).
+  res.write_samples("ds", {{0, "a.jpg", "train", "1", "", 1}, {1, "b.jpg", "test", "2", "", 2}});
+  EXPECT_EQ(store::Results::open_existing(path).samples("ds")[1].label, 2);
 }
 
 TEST(Store, ATableMissingPointsToTheReadmesAfterAFailureSection) {

@@ -2,16 +2,19 @@
 // meaning; every table a compound dataset h5py and pandas read directly). Knows the results schema; nothing of
 // torch, MPI or the trainer (the sweep converts its results into these rows).
 //
-// Layout (format "xfer-results 2"; every table is declared once in store.cpp, its columns listed in its
+// Layout (format "xfer-results 3"; every table is declared once in schema.cpp, its columns listed in its
 // `description` attribute):
-//   /              attrs: format, xfer_version, study, created_utc, spec_sha256
-//   /study/spec    the spec's full text (string)
+//   /              attrs: format, xfer_version, study, created_utc, spec_sha256 (the SHA-256 of the latest run's spec)
+//   /study/spec    the latest run's spec, full text (string)
+//   /study/specs   every spec the file has been run with: sha256, first run, text — never lost when a spec changes
+//                  (`xfer run --extend`); a run of another study, or of another spec without --extend, is refused
 //   /study/models, /study/datasets      one row per model / dataset (checksums, split hashes, sizes)
 //   /samples/<dataset>                  the dataset's samples: index, id, split, label(s), group
 //                  /study and /samples are written once per study: a rerun with the same content (attribute
 //                  content_sha256) writes nothing; different content replaces the table and says so in the log
 //   /trials        one row per trial key: the resolved configuration and its canonical text (the text the key
-//                  hashes), status, attempts, best epoch, metrics, timing, host, SLURM
+//                  hashes), status, attempts, best epoch, metrics, timing, host, SLURM; two CRC-32 columns
+//                  (config_crc32 over the configuration, state_crc32 over the state) make a damaged row known on read
 //   /curves        one row per (trial, epoch): lr, losses, metrics, throughput, memory
 //   /predictions/index, /predictions/samples, /predictions/scores
 //                  per (trial, split) the selected epoch's probabilities: rows [offset, offset + n) of samples and
@@ -64,7 +67,15 @@ struct TrialRow {
   double val_metric = 0, test_metric = 0;  // NaN until known
   double started_at = 0, finished_at = 0, seconds = 0;  // Unix seconds; seconds: summed over attempts
   int64_t order = 0;                        // position in the spec's expansion
+  int64_t config_crc32 = 0, state_crc32 = 0;  // set by the writer (store/table.hpp); read back as stored
+  // Not columns: set by Results::trials() on read. damage: which checksums fail ("" for an intact row; such a row's
+  // values are not to be trusted, its key included); row_index: its row in /trials.
+  std::string damage;
+  int64_t row_index = -1;
 };
+
+// "row 3 (key 166bc038032c92a0)", or "row 3 (key not printable)": how a damaged row is named in messages.
+std::string describe_row(const TrialRow& row);
 
 struct CurveRow {
   std::string key;
@@ -104,6 +115,11 @@ struct RunRow {
   int64_t trials_run = 0;
 };
 
+struct SpecRow {
+  std::string sha256, text;
+  double first_run_at = 0;
+};
+
 struct PredictionSet {
   std::string key, split, dataset;  // split: val | test
   int32_t classes = 0;
@@ -119,9 +135,20 @@ class WriterLock {
   WriterLock(const WriterLock&) = delete;
   WriterLock& operator=(const WriterLock&) = delete;
   void heartbeat();  // refreshes the lock's timestamp (call every few minutes)
+  // Whether this lock was taken over from a run that no longer holds it (dead pid on this host, or silent).
+  bool took_over() const { return took_over_; }
+
+  // Who holds `<results>.lock` now, by the same rule the constructor uses to take a lock over.
+  enum class Holder { none, alive, stale };
+  struct State {
+    Holder holder = Holder::none;
+    std::string who;  // "host h pid p, since …"; why stale: "no longer running" or "silent 1200 s"
+  };
+  static State inspect(const std::string& results_path);
 
  private:
   std::string path_;
+  bool took_over_ = false;
 };
 
 class Results {
@@ -132,9 +159,24 @@ class Results {
   static Results open_existing(const std::string& path);  // reading and analysis
 
   const std::string& path() const { return path_; }
+  std::string study() const;  // the root attribute `study`
+
+  // Refuses (Error::input, naming the file, the studies or specs, and what to do), before anything is written,
+  // a run of `study` under `spec_text` into this file when: the file holds another study; or it was never run with
+  // this spec and `extend` is false; or a dataset it records was split differently (split_sha256 by dataset name;
+  // empty hashes are not compared) — even with `extend`, as `xfer merge` refuses it.
+  void check_run(const std::string& study, const std::string& spec_text,
+                 const std::map<std::string, std::string>& split_sha256, bool extend) const;
+  // Every spec the file has been run with (/study/specs), oldest first.
+  std::vector<SpecRow> specs() const;
+  void add_specs(const std::vector<SpecRow>& rows);  // those not yet recorded (merge)
+  // /runs rows still saying "running" (a run that was killed) get `reason`; returns how many.
+  size_t close_stale_runs(const std::string& reason);
 
   // Study metadata, written once per study: a table whose content is unchanged (its content_sha256 attribute) is
   // not written again; a different one replaces it, with a log line (HDF5 does not reclaim the old one's space).
+  // Models and datasets the file records but this spec lacks are kept (their trials stay described); the spec
+  // joins /study/specs if it is new there.
   void write_study(const std::string& spec_text, const std::vector<ModelRow>& models,
                    const std::vector<DatasetRow>& datasets);
   void write_samples(const std::string& dataset, const std::vector<SampleRow>& samples);
@@ -154,6 +196,7 @@ class Results {
   // How many HDF5 sessions (open … close of the file) this object has had: the benchmark's and tests' measure.
   int64_t sessions() const { return *sessions_; }
 
+  // Every row; a row whose checksums fail is returned with `damage` set (see TrialRow), never dropped silently.
   std::vector<TrialRow> trials() const;
   // The rows with only key, model, dataset, epochs and the state columns (no configuration): what
   // `xfer status` needs, a fraction of the bytes to read.
@@ -179,6 +222,7 @@ class Results {
   std::vector<PredictionSet> predictions(const std::string& key) const;
   std::vector<ModelRow> models() const;
   std::vector<DatasetRow> datasets() const;
+  // A dataset's samples; Error (input) naming the dataset if they no longer match their content_sha256.
   std::vector<SampleRow> samples(const std::string& dataset) const;
   std::string spec_text() const;
   std::map<std::string, std::string> provenance() const;
@@ -233,6 +277,11 @@ struct MergeReport {
 MergeReport merge(const std::string& out, const std::vector<std::string>& shards);
 
 std::string iso_utc(double unix_seconds);
+// Shuts HDF5 down (H5close) once every results file is closed; never throws. Called before MPI_Finalize: HDF5's
+// own shutdown inside MPI_Finalize is where a file left open used to crash. false: a file's close failed earlier
+// (every session reserves its disk space first, so this is rare), and HDF5 must not be shut down at all — not by
+// MPI_Finalize either.
+bool close_library() noexcept;
 double now_unix();
 
 }  // namespace xfer::store

@@ -13,6 +13,7 @@ namespace xfer::sweep {
 class MpiRuntime {
  public:
   MpiRuntime(int* argc, char*** argv);
+  // Shuts HDF5 down (store::close_library), then MPI: main() destroys this after every store object.
   ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;

@@ -1,0 +1,306 @@
+// The results file's faults from ../shared/reliability-probe.md, each against the real binary: a foreign study or
+// spec (B3), a corrupted /trials row (B5, W-3.4), damaged /samples (W-3.1), a disk that fills while the file is
+// written or created (B6, W-3.3), a read-only file (W-3.2) and a stale writer lock (W-4.2).
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/fixture_suite.hpp"
+#include "support/process.hpp"
+#include "support/small_disk.hpp"
+#include "support/tempdir.hpp"
+#include "xfer/core/digest.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xfer::test {
+namespace {
+
+const std::string kModels = XFER_TEST_MODELS;
+
+class StoreFaults : public WithFixtureDatasets {
+ protected:
+  // A one-model, one-epoch study of the eurosat layout: a trial takes a second or two.
+  std::string spec(const std::string& file, const std::string& name, const std::string& results,
+                   const std::string& lrs = "1e-3, 1e-4", const std::string& dataset_extra = "",
+                   const std::string& study_extra = "") {
+    return dir.write(file, "[study]\nname = \"" + name + "\"\nresults = \"" + results + "\"\nmax_attempts = 2\n" +
+                               study_extra + "\n[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels +
+                               "/squeezenet1_1.pt\"\n\n[[dataset]]\nname = \"eurosat\"\nkind = \"eurosat\"\nroot = \"" +
+                               (*data_ / "eurosat").string() + "\"\ninput_size = 32\n" + dataset_extra +
+                               "\n[grid]\nepochs = 1\nbatch_size = 32\ninput_size = 32\nweight_decays = [1e-4]\n"
+                               "\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [" + lrs + "]\n");
+  }
+  Result xfer_cmd(const std::string& args, const std::string& as = "") {
+    return run((as.empty() ? "" : "runuser -u " + as + " -- ") + quote(xfer()) + " " + args);
+  }
+  Result run_spec(const std::string& spec_path, const std::string& args = "") {
+    return xfer_cmd("run " + quote(spec_path) + " --no-progress --threads 1 " + args);
+  }
+  Result python(const std::string& code) {
+    const std::string script = dir.write("script.py", code);
+    return run(std::string(XFER_PYTHON) + " " + quote(script));
+  }
+  nlohmann::json check(const std::string& file) {
+    const Result r = run(std::string(XFER_PYTHON) + " " +
+                         quote(std::string(XFER_SOURCE_DIR) + "/tests/reference/check_results.py") + " " + quote(file));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  }
+  static bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+
+  TempDir dir{"store_faults"};
+};
+
+// ---- B3: a results file of another study or spec ------------------------------------------------------------
+
+TEST_F(StoreFaults, B3_AnotherStudysFileIsRefusedByteForByteUnchanged) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  const std::string before = sha256_file_hex(file);
+  const std::string other = spec("other.toml", "other", "out/other.h5", "1e-3, 1e-4, 3e-4");
+  for (const std::string& extra : {std::string(), std::string("--extend"), std::string("--dry-run")}) {
+    const Result r = run_spec(other, "--results " + quote(file) + " " + extra);
+    EXPECT_EQ(r.status, 2) << extra << "\n" << r.err;
+    EXPECT_TRUE(has(r.err, file)) << r.err;
+    EXPECT_TRUE(has(r.err, "\"tiny\"") && has(r.err, "\"other\"")) << r.err;
+    EXPECT_TRUE(has(r.err, "use a new --results file")) << r.err;
+    EXPECT_EQ(sha256_file_hex(file), before) << extra;
+  }
+  EXPECT_FALSE(fs::exists(file + ".lock"));
+}
+
+TEST_F(StoreFaults, B3_AnotherSpecNeedsExtendAndEverySpecTextIsKept) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  const std::string before = sha256_file_hex(file);
+  const std::string more = spec("more.toml", "tiny", "out/tiny.h5", "1e-3, 1e-4, 3e-4");
+  for (const std::string& extra : {std::string(), std::string("--dry-run")}) {
+    const Result r = run_spec(more, extra);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_TRUE(has(r.err, "--extend")) << r.err;
+    EXPECT_EQ(sha256_file_hex(file), before);
+  }
+  const Result extended = run_spec(more, "--extend");
+  ASSERT_EQ(extended.status, 0) << extended.err;
+  const Result again = run_spec(tiny);  // the first spec is still this file's: it resumes (nothing to run)
+  EXPECT_EQ(again.status, 0) << again.err;
+  EXPECT_TRUE(has(again.err, "0 to run")) << again.err;
+  const auto j = check(file);
+  EXPECT_EQ(j["trials"].get<int>(), 3);
+  EXPECT_EQ(j["specs"].get<int>(), 2);
+  EXPECT_TRUE(j["checksums_ok"].get<bool>());
+  const Result texts = python("import h5py\nf = h5py.File('" + file + "', 'r')\n"
+                              "for r in f['study/specs'][()]: print(r['text'].decode().count('lrs = [1e-3, 1e-4]'), "
+                              "r['text'].decode().count('3e-4'))\n");
+  EXPECT_EQ(texts.out, "1 0\n0 1\n") << "both spec texts, oldest first: " << texts.err;
+}
+
+TEST_F(StoreFaults, B3_AnotherSplitIsRefusedEvenWithExtend) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5", "1e-3, 1e-4", "limit_train = 20\n");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  const std::string before = sha256_file_hex(file);
+  const std::string conc = spec("conc.toml", "tiny", "out/tiny.h5", "1e-3, 1e-4, 3e-4", "limit_train = 40\n");
+  const Result r = run_spec(conc, "--extend");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, "dataset eurosat is split differently")) << r.err;
+  EXPECT_TRUE(has(r.err, "not even with --extend")) << r.err;
+  EXPECT_EQ(sha256_file_hex(file), before);
+}
+
+// ---- B5 and W-3.4: a corrupted /trials row --------------------------------------------------------------------
+
+// Overwrites the model name of row 0 in the raw chunk (the key, its first 16 bytes, survives), as the probe did.
+std::string flip_row0(const std::string& file) {
+  return "import h5py\nf = h5py.File('" + file + "', 'r')\noff = f['trials'].id.get_chunk_info(0).byte_offset\n"
+         "f.close()\nwith open('" + file + "', 'r+b') as g:\n    g.seek(off + 16)\n    g.write(b'2i)A0`Z]tQ;-_$RXn!zZC}>l.I$#$tf')\n";
+}
+
+TEST_F(StoreFaults, B5_ACorruptedRowIsFlaggedByStatusExcludedByAnalyzeRefusedByRunAndAConflictInMerge) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string clean = (dir / "out/tiny.h5").string(), file = (dir / "ctr.h5").string();
+  fs::copy_file(clean, file);
+  ASSERT_EQ(python(flip_row0(file)).status, 0);
+  const std::string key = python("import h5py\nprint(h5py.File('" + file + "', 'r')['trials']['key'][0].decode())\n").out;
+  ASSERT_EQ(key.size(), 17u);
+  const std::string named = "row 0 (key " + key.substr(0, 16) + ")";
+  const std::string before = sha256_file_hex(file);
+
+  const Result status = xfer_cmd("status " + quote(file) + " --trials");
+  EXPECT_EQ(status.status, 2) << status.err;
+  EXPECT_TRUE(has(status.out, named + ": corrupted (checksum mismatch")) << status.out;
+  EXPECT_FALSE(has(status.out, "2i)A0")) << "no garbage shown: " << status.out;
+  EXPECT_TRUE(has(status.out, "1 trials")) << "counts leave it out: " << status.out;
+
+  const Result analyze = xfer_cmd("analyze " + quote(file) + " --no-figures --no-write");
+  EXPECT_EQ(analyze.status, 0) << analyze.err;
+  EXPECT_TRUE(has(analyze.err, named + " is corrupted (checksum mismatch")) << analyze.err;
+
+  const Result rerun = run_spec(tiny, "--results " + quote(file));
+  EXPECT_EQ(rerun.status, 2) << rerun.err;
+  EXPECT_TRUE(has(rerun.err, named)) << rerun.err;
+  EXPECT_TRUE(has(rerun.err, "xfer merge")) << "says how to recover: " << rerun.err;
+  EXPECT_EQ(sha256_file_hex(file), before) << "never rewritten";
+
+  const std::string merged = (dir / "m.h5").string();
+  const Result merge = xfer_cmd("merge " + quote(merged) + " " + quote(file) + " " + quote(clean));
+  EXPECT_EQ(merge.status, 3) << merge.err;
+  EXPECT_TRUE(has(merge.err, "corrupted (checksum mismatch")) << merge.err;
+  EXPECT_TRUE(has(merge.out, "1 identical duplicate")) << "only the intact row: " << merge.out;
+  const auto j = check(merged);
+  EXPECT_EQ(j["status"]["done"].get<int>(), 2);
+  EXPECT_TRUE(j["checksums_ok"].get<bool>());
+
+  // The recovery the message gives: merge the file alone, rerun into the result: the lost trial runs again.
+  const std::string recovered = (dir / "recovered.h5").string();
+  EXPECT_EQ(xfer_cmd("merge " + quote(recovered) + " " + quote(file)).status, 3);
+  const Result resumed = run_spec(tiny, "--results " + quote(recovered));
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_TRUE(has(resumed.err, "1 new")) << resumed.err;
+  EXPECT_EQ(check(recovered)["status"]["done"].get<int>(), 2);
+}
+
+TEST_F(StoreFaults, B5_AFieldRewrittenWithH5pyFailsTheRowsChecksum) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  ASSERT_EQ(python("import h5py\nf = h5py.File('" + file + "', 'r+')\nt = f['trials'][1]\nt['epochs_done'] = 7\n"
+                   "f['trials'][1] = t\n").status, 0);
+  const Result status = xfer_cmd("status " + quote(file) + " --json");
+  EXPECT_EQ(status.status, 2);
+  const auto j = nlohmann::json::parse(status.out);
+  ASSERT_EQ(j["corrupted"].size(), 1u) << status.out;
+  EXPECT_EQ(j["corrupted"][0]["row"].get<int>(), 1);
+  EXPECT_TRUE(has(j["corrupted"][0]["message"].get<std::string>(), "state_crc32")) << status.out;
+  EXPECT_EQ(run_spec(tiny).status, 2);
+}
+
+// ---- W-3.1: damaged /samples ----------------------------------------------------------------------------------
+
+TEST_F(StoreFaults, W31_DamagedSamplesAreNamedAndWrittenAgainByTheRun) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  ASSERT_EQ(python("import h5py\nf = h5py.File('" + file + "', 'r+')\nd = f['samples/eurosat']\nr = d[3]\n"
+                   "r['label'] = r['label'] + 1\nd[3] = r\n").status, 0);
+  const Result r = run_spec(tiny);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "/samples/eurosat is damaged")) << r.err;
+  const Result again = run_spec(tiny);
+  EXPECT_FALSE(has(again.err, "damaged")) << "written again: " << again.err;
+}
+
+// ---- B6 and W-3.3: the disk fills ------------------------------------------------------------------------------
+
+TEST_F(StoreFaults, B6_ADiskThatFillsWhileTheFileIsWrittenIsAnEnospcErrorNotACrash) {
+  SmallDisk disk((dir / "small").string(), 3 << 20);
+  const std::string ck = "checkpoint_dir = \"" + (dir / "ck").string() + "\"\n";
+  const std::string df = spec("df.toml", "df", "small/df.h5", "1e-3, 1e-4", "", ck);
+  ASSERT_EQ(run_spec(df).status, 0);
+  disk.fill();
+  const std::string df2 = spec("df2.toml", "df", "small/df.h5", "1e-3, 1e-4, 3e-4, 3e-3", "", ck);
+  const Result r = run_spec(df2, "--extend");
+  EXPECT_EQ(r.status, 74) << r.err;
+  EXPECT_TRUE(has(r.err, "small/df.h5")) << r.err;
+  EXPECT_TRUE(has(r.err, "ENOSPC")) << r.err;
+  EXPECT_FALSE(has(r.err, "Segmentation")) << r.err;
+  disk.free();
+  const auto j = check((dir / "small/df.h5").string());  // h5py opens it
+  EXPECT_TRUE(j["checksums_ok"].get<bool>());
+  const Result rerun = run_spec(df2, "--extend");
+  EXPECT_EQ(rerun.status, 0) << rerun.err;
+  EXPECT_EQ(check((dir / "small/df.h5").string())["status"]["done"].get<int>(), 4);
+}
+
+TEST_F(StoreFaults, B6_ADiskThatFillsDuringTheTrialsLeavesAReadableFile) {
+  // Room for the file's creation and a little more: the disk fills part-way through the sweep.
+  SmallDisk disk((dir / "small").string(), 3 << 20);
+  disk.fill(1200 << 10);
+  const std::string ck = "checkpoint_dir = \"" + (dir / "ck").string() + "\"\n";
+  const std::string df = spec("df.toml", "df", "small/df.h5", "1e-3, 1e-4, 3e-4, 3e-5, 1e-5, 2e-4", "", ck);
+  const Result r = run_spec(df);
+  EXPECT_EQ(r.status, 74) << r.err;
+  EXPECT_TRUE(has(r.err, "small/df.h5") && has(r.err, "ENOSPC")) << r.err;
+  EXPECT_FALSE(has(r.err, "Segmentation")) << r.err;
+  disk.free();
+  EXPECT_EQ(run_spec(df).status, 0);
+  EXPECT_EQ(check((dir / "small/df.h5").string())["status"]["done"].get<int>(), 6);
+}
+
+TEST_F(StoreFaults, W33_CreatingTheFileOnAFullDiskSaysEnospcAndLeavesNothing) {
+  SmallDisk disk((dir / "small").string(), 1 << 20);
+  disk.fill();
+  const std::string s = spec("new.toml", "new", "small/new.h5");
+  const Result r = run_spec(s);
+  EXPECT_EQ(r.status, 74) << r.err;
+  EXPECT_TRUE(has(r.err, "ENOSPC")) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "small/new.h5.creating"));
+  EXPECT_FALSE(fs::exists(dir / "small/new.h5"));
+}
+
+// ---- W-3.2: a read-only results file ----------------------------------------------------------------------------
+
+TEST_F(StoreFaults, W32_AReadOnlyFileIsSaidToBeReadOnly) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  // A folder nobody may write in (as the probe's was), holding a file nobody may not write.
+  const fs::path shared = dir / "shared";
+  fs::create_directories(shared);
+  fs::permissions(shared, fs::perms::all);
+  const std::string file = (shared / "tiny.h5").string();
+  fs::copy_file(dir / "out/tiny.h5", file);
+  fs::permissions(file, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  const std::string before = sha256_file_hex(file);
+  const std::string more = spec("more.toml", "tiny", "out/tiny.h5", "1e-3, 1e-4");
+  const Result r = xfer_cmd("run " + quote(more) + " --results " + quote(file) + " --no-progress --threads 1", "nobody");
+  EXPECT_NE(r.status, 0);
+  EXPECT_TRUE(has(r.err, "read-only (permission denied)")) << r.err;
+  EXPECT_FALSE(has(r.err, "cannot open as HDF5")) << r.err;
+  const Result a = xfer_cmd("analyze " + quote(file) + " --no-figures", "nobody");
+  EXPECT_NE(a.status, 0);
+  EXPECT_TRUE(has(a.err, "read-only (permission denied)") && has(a.err, "--no-write")) << a.err;
+  EXPECT_EQ(xfer_cmd("analyze " + quote(file) + " --no-figures --no-write", "nobody").status, 0);
+  EXPECT_EQ(xfer_cmd("status " + quote(file), "nobody").status, 0);
+  EXPECT_EQ(sha256_file_hex(file), before);
+}
+
+// ---- W-4.2: a stale writer lock --------------------------------------------------------------------------------
+
+TEST_F(StoreFaults, W42_StatusCallsADeadWritersLockStaleAndTheTakeoverClosesItsRunsRow) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  // What a kill -9 leaves: the lock of a pid that no longer runs on this host, and a /runs row saying "running".
+  const int dead = spawn("true", (dir / "o").string(), (dir / "e").string());
+  wait_for(dead);
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  dir.write("out/tiny.h5.lock", nlohmann::json{{"host", host}, {"pid", dead}, {"slurm_job_id", ""},
+                                               {"started_utc", "2026-01-01T00:00:00Z"}}.dump());
+  ASSERT_EQ(python("import h5py\nf = h5py.File('" + file + "', 'r+')\nr = f['runs'][0]\nr['end_reason'] = 'running'\n"
+                   "f['runs'][0] = r\n").status, 0);
+  const Result status = xfer_cmd("status " + quote(file));
+  EXPECT_EQ(status.status, 0) << status.err;
+  EXPECT_FALSE(has(status.out, "an xfer run holds the file now")) << status.out;
+  EXPECT_TRUE(has(status.out, "stale")) << status.out;
+  const Result json = xfer_cmd("status " + quote(file) + " --json");
+  EXPECT_FALSE(nlohmann::json::parse(json.out)["writer_active"].get<bool>());
+  const Result rerun = run_spec(tiny);
+  EXPECT_EQ(rerun.status, 0) << rerun.err;
+  EXPECT_TRUE(has(rerun.err, "taking over a stale writer lock")) << rerun.err;
+  const auto reasons = check(file)["run_end_reasons"];
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_EQ(reasons[0], "killed (lock taken over)");
+  EXPECT_EQ(reasons[1], "finished");
+}
+
+}  // namespace
+}  // namespace xfer::test
