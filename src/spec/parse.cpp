@@ -869,6 +869,8 @@ Spec parse(const std::string& text, const std::string& path) {
 }
 
 Spec load(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw Error::input(path + ": is a directory, expected a spec file (TOML)");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error::input(path + ": cannot open the spec file");
   std::ostringstream ss;

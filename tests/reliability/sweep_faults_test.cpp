@@ -275,6 +275,10 @@ TEST_F(SweepFaults, W7_BadCommandLinesExitTwoNamingTheProblem) {
     EXPECT_NE((r.out + r.err).find(words), std::string::npos) << flag << ": " << r.err;
   }
   EXPECT_FALSE(fs::exists(results()));
+  // W-7.3: a folder given as the spec said "key 'study' is missing".
+  const Result folder = run(quote(xfer()) + " plan " + quote(dir.str()));
+  EXPECT_EQ(folder.status, 2);
+  EXPECT_NE(folder.err.find("is a directory, expected a spec file"), std::string::npos) << folder.err;
 }
 
 // W-8.1 and W-1.2: a backbone that is not TorchScript failed every trial max_attempts times; a dataset named "."
