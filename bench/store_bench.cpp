@@ -191,9 +191,12 @@ int recording(const fs::path& dir, int n, int epochs) {
 int status_part(const fs::path& dir, int n_models) {
   fs::create_directories(dir / "data/a/c0");
   fs::create_directories(dir / "data/a/c1");
-  std::ofstream(dir / "data/a/c0/x.png") << "x";
-  std::ofstream(dir / "data/a/c1/y.png") << "y";
-  std::ofstream(dir / "m.pt") << "x";
+  // Five per class, so that the held-out test split (heldout_fraction 0.2) is not empty; never decoded here.
+  for (int i = 0; i < 5; ++i) {
+    std::ofstream(dir / ("data/a/c0/x" + std::to_string(i) + ".png")) << "x";
+    std::ofstream(dir / ("data/a/c1/y" + std::to_string(i) + ".png")) << "y";
+  }
+  std::ofstream(dir / "m.pt") << std::string("PK\x03\x04", 4) << " stand-in: the spec reader checks the zip magic, the bench never loads it";
   std::string spec = "[study]\nname = \"big\"\nresults = \"big.h5\"\n";
   for (int m = 0; m < n_models; ++m)
     spec += "[[model]]\nname = \"m" + std::to_string(m) + "\"\nbackbone = \"m.pt\"\nimagenet_top1 = 70\ngmacs = 1\n";

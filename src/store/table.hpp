@@ -14,6 +14,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+
+#include <zlib.h>
 #include <vector>
 
 #include <fmt/format.h>
@@ -32,20 +34,9 @@ enum class Type { f64, i64, i32, flag, text, vtext };
 // only the state columns, so a table's variable-length text, written once, leaves no garbage in the file's heap.
 enum class Written { once, state };
 
-// CRC-32 (IEEE 802.3, zlib's): Python's zlib.crc32 gives the same value over the same bytes.
+// CRC-32 (IEEE 802.3) from zlib itself: Python's zlib.crc32 gives the same value over the same bytes.
 inline uint32_t crc32(const std::string& bytes) {
-  static const auto table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char b : bytes) c = table[(c ^ b) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
+  return static_cast<uint32_t>(::crc32_z(0L, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
 }
 
 template <class Row>
