@@ -79,6 +79,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   env.head_init = o.head_init;
   env.step_log = o.step_log;
   env.micro_batches = o.micro_batches;
+  env.gradient_exchange = o.gradient_exchange;
   if (o.keep_checkpoints) env.remove_checkpoints = false;
   env.group = group.get();
   if (mpi) env.local_rank = mpi->local_rank();
@@ -140,6 +141,9 @@ Command train_command(CLI::App& cli) {
   sub->add_option("--step-log", o->step_log, "append epoch,step,lr,loss,samples per step to this CSV");
   sub->add_option("--micro-batches", o->micro_batches, "split each batch in N micro-batches (accumulate)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--gradient-exchange", o->gradient_exchange,
+                  "data-parallel gradient sums: overlap (buckets during backward; default) | bucketed | flat")
+      ->check(CLI::IsMember({"overlap", "bucketed", "flat"}));
   sub->add_flag("--keep-checkpoints", o->keep_checkpoints,
                       "leave the checkpoints in place when the trial ends (a rerun then reports from them)");
   return {sub, [] { return true; }, [o](sweep::MpiRuntime* mpi) {

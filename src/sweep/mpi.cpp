@@ -95,6 +95,7 @@ std::unique_ptr<MpiGroup> MpiGroup::of(const std::vector<int>& world_ranks, int 
 }
 
 MpiGroup::~MpiGroup() {
+  for (void* r : requests_) delete static_cast<MPI_Request*>(r);  // only after a failure: wait_all frees them
   auto* c = static_cast<MPI_Comm*>(comm_);
   if (owned_) MPI_Comm_free(c);
   delete c;
@@ -109,6 +110,34 @@ void MpiGroup::allreduce_sum(double* data, size_t n) {
   in_chunks(n, [&](size_t at, int k) {
     check(MPI_Allreduce(MPI_IN_PLACE, data + at, k, MPI_DOUBLE, MPI_SUM, as_comm(comm_)), "allreduce");
   });
+}
+
+void MpiGroup::start_allreduce_sum(float* data, size_t n) {
+  in_chunks(n, [&](size_t at, int k) {
+    auto* r = new MPI_Request;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data + at, k, MPI_FLOAT, MPI_SUM, as_comm(comm_), r), "allreduce");
+    requests_.push_back(r);
+  });
+}
+
+void MpiGroup::progress() {
+  for (void* r : requests_) {
+    int done = 0;
+    check(MPI_Test(static_cast<MPI_Request*>(r), &done, MPI_STATUS_IGNORE), "test");
+  }
+}
+
+void MpiGroup::wait_all() {
+  std::vector<void*> started;
+  started.swap(requests_);
+  int rc = MPI_SUCCESS;
+  for (void* r : started) {
+    auto* q = static_cast<MPI_Request*>(r);
+    const int k = MPI_Wait(q, MPI_STATUS_IGNORE);
+    if (rc == MPI_SUCCESS) rc = k;
+    delete q;
+  }
+  check(rc, "allreduce");
 }
 
 bool MpiGroup::accepts_device_pointers() const {

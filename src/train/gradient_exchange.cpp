@@ -1,11 +1,36 @@
 #include "gradient_exchange.hpp"
 
+#include <cstring>
+
+#include <fmt/format.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
+#include "xfer/core/error.hpp"
+
+#if defined(XFER_HAVE_NCCL)
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <nccl.h>
+#endif
+
 namespace xfer::train {
 
-void GroupGradientExchange::sum(std::vector<torch::Tensor>& parameters) {
+// ---- the flat exchange ---------------------------------------------------------------------------------------------
+
+void GroupGradientExchange::zero_gradients() {
+  // As LibTorch 1.x's Optimizer::zero_grad: detached and zeroed in place, the storage kept.
+  for (auto& p : params_)
+    if (p.grad().defined()) {
+      p.mutable_grad().detach_();
+      p.mutable_grad().zero_();
+    }
+}
+
+void GroupGradientExchange::finish() {
   if (group_.size() == 1) return;
   std::vector<torch::Tensor> grads;
-  for (auto& p : parameters) {
+  for (auto& p : params_) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad().reshape({-1}));
   }
@@ -16,11 +41,284 @@ void GroupGradientExchange::sum(std::vector<torch::Tensor>& parameters) {
   if (!direct) buffer = buffer.to(device_);
   int64_t at = 0;
   torch::NoGradGuard ng;
-  for (auto& p : parameters) {
+  for (auto& p : params_) {
     const int64_t k = p.numel();
     p.mutable_grad().copy_(buffer.slice(0, at, at + k).view_as(p));
     at += k;
   }
+}
+
+std::vector<torch::Tensor> GroupGradientExchange::gradient_storage() {
+  std::vector<torch::Tensor> out;
+  for (auto& p : params_)
+    if (p.grad().defined()) out.push_back(p.grad());
+  return out;
+}
+
+// ---- reducers -------------------------------------------------------------------------------------------------------
+
+namespace {
+
+class GroupReducer final : public BucketReducer {
+ public:
+  GroupReducer(Group& group, const torch::Device& device)
+      : group_(group), stage_(device.is_cuda() && !group.accepts_device_pointers()) {}
+
+  void start(torch::Tensor& flat) override {
+    if (!stage_) {
+      group_.start_allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel()));
+      return;
+    }
+    // Copied on the stream backward runs on: the copy waits for the bucket's last gradient.
+    auto host = flat.to(torch::kCPU).contiguous();
+    group_.start_allreduce_sum(host.data_ptr<float>(), static_cast<size_t>(host.numel()));
+    staged_.emplace_back(flat, host);
+  }
+
+  void progress() override { group_.progress(); }
+
+  void wait_all() override {
+    group_.wait_all();
+    torch::NoGradGuard ng;
+    for (auto& [device, host] : staged_) device.copy_(host);
+    staged_.clear();
+  }
+
+  std::string name() const override { return stage_ ? "MPI through host memory" : "MPI"; }
+
+ private:
+  Group& group_;
+  bool stage_;
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> staged_;
+};
+
+#if defined(XFER_HAVE_NCCL)
+// Raw NCCL rather than c10d's ProcessGroupNCCL: the sweep already has an MPI communicator to bootstrap from, so no
+// TCPStore (ports that concurrent trials could collide on), no watchdog threads that abort the process, no
+// dependence on c10d's C++ internals, which change between LibTorch releases and compile only with USE_C10D_NCCL
+// defined — NVIDIA's TorchFort does the same (../shared/gpu-design.md §1.3).
+void nccl_check(ncclResult_t r, const char* what) {
+  if (r != ncclSuccess) throw Error(fmt::format("NCCL: {} failed: {}", what, ncclGetErrorString(r)));
+}
+
+class NcclReducer final : public BucketReducer {
+ public:
+  NcclReducer(Group& group, const torch::Device& device)
+      : device_(device), stream_(c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device.index())) {
+    c10::cuda::CUDAGuard guard(device_);
+    ncclUniqueId id;
+    std::string bytes;
+    if (group.rank() == 0) {
+      nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+      bytes.assign(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+    group.broadcast(bytes, 0);
+    if (bytes.size() != sizeof id) throw Error("NCCL: the group's unique id arrived with the wrong size");
+    std::memcpy(&id, bytes.data(), sizeof id);
+    nccl_check(ncclCommInitRank(&comm_, group.size(), id, group.rank()), "ncclCommInitRank");
+  }
+  ~NcclReducer() override {
+    if (comm_) ncclCommDestroy(comm_);
+  }
+
+  void start(torch::Tensor& flat) override {
+    c10::cuda::CUDAGuard guard(device_);
+    // The side stream waits for the stream backward runs on (the current one in the autograd engine's thread).
+    at::cuda::CUDAEvent ready;
+    ready.record(c10::cuda::getCurrentCUDAStream(device_.index()));
+    ready.block(stream_);
+    nccl_check(ncclAllReduce(flat.data_ptr(), flat.data_ptr(), static_cast<size_t>(flat.numel()), ncclFloat32, ncclSum,
+                             comm_, stream_.stream()),
+               "ncclAllReduce");
+    started_ = true;
+  }
+
+  void wait_all() override {
+    if (!started_) return;
+    c10::cuda::CUDAGuard guard(device_);
+    // The optimizer's stream waits for the sums; the host does not block.
+    at::cuda::CUDAEvent done;
+    done.record(stream_);
+    done.block(c10::cuda::getCurrentCUDAStream(device_.index()));
+    started_ = false;
+  }
+
+  std::string name() const override { return "NCCL"; }
+
+ private:
+  torch::Device device_;
+  c10::cuda::CUDAStream stream_;
+  ncclComm_t comm_ = nullptr;
+  bool started_ = false;
+};
+#endif
+
+}  // namespace
+
+std::unique_ptr<BucketReducer> group_reducer(Group& group, const torch::Device& device) {
+  return std::make_unique<GroupReducer>(group, device);
+}
+
+bool built_with_nccl() {
+#if defined(XFER_HAVE_NCCL)
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<BucketReducer> nccl_reducer([[maybe_unused]] Group& group, const torch::Device& device) {
+  if (!device.is_cuda()) throw Error("NCCL sums gradients of CUDA trials only (device " + device.str() + ")");
+#if defined(XFER_HAVE_NCCL)
+  return std::make_unique<NcclReducer>(group, device);
+#else
+  throw Error("this xfer was built without NCCL (configure with a CUDA LibTorch and NCCL_ROOT)");
+#endif
+}
+
+// ---- the bucketed exchange ----------------------------------------------------------------------------------------
+
+std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& bytes, int64_t first_bytes,
+                                                int64_t cap_bytes) {
+  std::vector<std::vector<size_t>> out;
+  std::vector<size_t> current;
+  int64_t filled = 0;
+  for (size_t k = bytes.size(); k-- > 0;) {
+    current.push_back(k);
+    filled += bytes[k];
+    if (filled >= (out.empty() ? first_bytes : cap_bytes)) {
+      out.push_back(std::move(current));
+      current.clear();
+      filled = 0;
+    }
+  }
+  if (!current.empty()) out.push_back(std::move(current));
+  return out;
+}
+
+BucketedGradientExchange::BucketedGradientExchange(std::vector<torch::Tensor> parameters,
+                                                   std::unique_ptr<BucketReducer> reducer, BucketOptions options)
+    : reducer_(std::move(reducer)), options_(options) {
+  for (auto& p : parameters)
+    if (p.requires_grad()) params_.push_back(p);
+  std::vector<int64_t> bytes;
+  for (const auto& p : params_) {
+    if (p.scalar_type() != torch::kFloat)
+      throw Error(fmt::format("bucketed gradient exchange: a parameter of type {} (float32 parameters only; "
+                              "--gradient-exchange flat sums any)", c10::toString(p.scalar_type())));
+    if (p.device() != params_.front().device()) throw Error("bucketed gradient exchange: parameters on two devices");
+    bytes.push_back(p.numel() * static_cast<int64_t>(sizeof(float)));
+  }
+  const auto plan = assign_buckets(bytes, options_.first_bytes, options_.cap_bytes);
+  bucket_of_.resize(params_.size());
+  seen_.assign(params_.size(), false);
+  for (size_t b = 0; b < plan.size(); ++b) {
+    Bucket k;
+    k.params = plan[b];
+    int64_t n = 0;
+    for (size_t i : k.params) n += params_[i].numel();
+    k.flat = torch::zeros({n}, torch::TensorOptions().dtype(torch::kFloat).device(params_[k.params.front()].device()));
+    int64_t at = 0;
+    for (size_t i : k.params) {
+      const auto& p = params_[i];
+      // The view has the parameter's own strides (channels-last convolution weights stay channels-last), as DDP's
+      // gradient_as_bucket_view; a parameter that is not dense gets a contiguous view.
+      k.views.push_back(p.is_non_overlapping_and_dense() ? k.flat.as_strided(p.sizes(), p.strides(), at)
+                                                         : k.flat.slice(0, at, at + p.numel()).view(p.sizes()));
+      at += p.numel();
+      bucket_of_[i] = b;
+    }
+    buckets_.push_back(std::move(k));
+  }
+  if (options_.overlap)
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
+      hooks_.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+          [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+            ready(i);
+            return outputs;
+          })));
+      accumulators_.push_back(std::move(acc));
+    }
+  attach_views();
+}
+
+BucketedGradientExchange::~BucketedGradientExchange() {
+  for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hooks_[i]);
+}
+
+void BucketedGradientExchange::attach_views() {
+  for (auto& b : buckets_)
+    for (size_t k = 0; k < b.params.size(); ++k) {
+      auto& p = params_[b.params[k]];
+      if (!p.grad().defined() || !p.grad().is_same(b.views[k])) p.mutable_grad() = b.views[k];
+    }
+}
+
+void BucketedGradientExchange::zero_gradients() {
+  // Every attempt at a step ends with finish() on every rank, so the group's sums stay matched when an attempt is
+  // abandoned (an out-of-memory on one rank, mid-backward, after the others' hooks started buckets): the retry
+  // first completes the abandoned attempt's sums, on every rank alike.
+  if (attempt_open_) finish();
+  attempt_open_ = true;
+  for (auto& b : buckets_) {
+    b.flat.zero_();
+    b.pending = b.params.size();
+    b.started = false;
+  }
+  attach_views();
+  std::fill(seen_.begin(), seen_.end(), false);
+  next_bucket_ = 0;
+  armed_ = false;
+  started_in_backward_ = 0;
+}
+
+void BucketedGradientExchange::before_backward(bool completes_step) { armed_ = completes_step && options_.overlap; }
+
+void BucketedGradientExchange::ready(size_t param) {
+  if (!armed_ || seen_[param]) return;
+  seen_[param] = true;
+  auto& b = buckets_[bucket_of_[param]];
+  if (--b.pending == 0) {
+    const size_t before = next_bucket_;
+    start_ready_buckets();
+    started_in_backward_ += static_cast<int64_t>(next_bucket_ - before);
+  } else {
+    reducer_->progress();
+  }
+}
+
+void BucketedGradientExchange::start_ready_buckets() {
+  // In bucket order only, so every rank starts the same sums in the same order.
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) {
+    auto& b = buckets_[next_bucket_++];
+    b.started = true;
+    reducer_->start(b.flat);
+  }
+}
+
+void BucketedGradientExchange::finish() {
+  armed_ = false;
+  attempt_open_ = false;
+  // What backward did not complete (no overlap, a parameter without a gradient this step, an empty shard): now.
+  while (next_bucket_ < buckets_.size()) {
+    auto& b = buckets_[next_bucket_++];
+    b.started = true;
+    reducer_->start(b.flat);
+  }
+  reducer_->wait_all();
+}
+
+std::vector<torch::Tensor> BucketedGradientExchange::gradient_storage() {
+  std::vector<torch::Tensor> out;
+  for (auto& b : buckets_) out.push_back(b.flat);
+  return out;
+}
+
+std::string BucketedGradientExchange::describe() const {
+  return fmt::format("bucketed: {} bucket(s) over {} parameters ({} MiB first, {} MiB after), {}, {}", buckets_.size(),
+                     params_.size(), options_.first_bytes / 1048576.0, options_.cap_bytes / 1048576.0,
+                     options_.overlap ? "sums started during backward" : "sums after backward", reducer_->name());
 }
 
 }  // namespace xfer::train

@@ -27,11 +27,14 @@ double forward_backward(model::Classifier& model, const data::Batch& b, const to
   for (int k = 0; k < m && n > 0; ++k) {
     const int64_t lo = n * k / m, hi = n * (k + 1) / m;
     if (hi <= lo) continue;
+    // Autocast covers the forward pass and the loss (the criterion runs in float32 either way: it casts the logits,
+    // as autocast's fp32 list does); turning it off clears the cast cache, so weights are cast again next step.
     if (s.autocast) model::set_autocast(true, s.autocast_dtype);
     auto logits = model.forward(x.slice(0, lo, hi));
-    if (s.autocast) model::set_autocast(false, s.autocast_dtype);
     auto loss = criterion_sum(s.criterion, logits, b, lo, hi) / static_cast<double>(b.global_n);
+    if (s.autocast) model::set_autocast(false, s.autocast_dtype);
     loss_value += loss.item<double>();
+    if (s.before_backward) s.before_backward(k == m - 1);
     (s.loss_scale != 1.0 ? loss * s.loss_scale : loss).backward();
   }
   return loss_value;

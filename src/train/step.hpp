@@ -2,6 +2,8 @@
 // the step (the update, the exchange and the policies are elsewhere). Torch types: used by the LibTorch engine.
 #pragma once
 
+#include <functional>
+
 #include <torch/torch.h>
 
 #include "xfer/data/loader.hpp"
@@ -23,8 +25,11 @@ struct StepSettings {
   Criterion criterion;
   int micro_batches = 1;           // requested; oom_policy's effective_micro_batches decides the split
   double loss_scale = 1.0;         // the loss is multiplied by it before backward (fp16)
-  bool autocast = false;           // CUDA autocast around the forward passes
+  bool autocast = false;           // CUDA autocast around each forward pass and its loss (cast cache cleared after)
   at::ScalarType autocast_dtype = at::kBFloat16;
+  // Called before each backward; true for the last micro-batch's, after which the gradients are final (the gradient
+  // exchange's hooks may then start summing buckets during that backward).
+  std::function<void(bool completes_step)> before_backward;
 };
 
 // Forward and backward of the batch `x` (this rank's shard of `b`) in micro-batches, gradients accumulated. Each

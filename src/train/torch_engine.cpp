@@ -8,11 +8,14 @@
 #include <sstream>
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "gradient_exchange.hpp"
 #include "step.hpp"
+#include "xfer/core/error.hpp"
 #include "xfer/core/logline.hpp"
 #include "xfer/model/classifier.hpp"
+#include "xfer/train/precision.hpp"
 
 #if defined(XFER_TORCH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -41,16 +44,19 @@ class TorchEngine final : public Engine {
     threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
     torch::set_num_threads(threads_);
     device_ = model::choose_device(c.env.device, c.env.local_rank);
-    const bool fp16 = c.trial.precision == Precision::fp16;
-    if (device_.is_cuda()) {
-      // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
-      step_.autocast = c.trial.precision != Precision::fp32;
-      step_.autocast_dtype = fp16 ? at::kHalf : at::kBFloat16;
-      scales_loss_ = fp16;
-    } else if (fp16 || c.trial.precision == Precision::bf16) {
-      log::info("trial " + c.key + ": precision " + name_str(c.trial.precision) + " applies on CUDA; training in fp32 on " +
-                device_.str());
+    // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
+    plan_ = plan_precision(c.trial.precision, device_.is_cuda(), kFusedKernels);
+    if (!plan_.note.empty()) log::info("trial " + c.key + ": " + plan_.note);
+    step_.autocast = plan_.autocast;
+    step_.autocast_dtype = plan_.bf16 ? at::kBFloat16 : at::kHalf;
+    scales_loss_ = plan_.loss_scaling;
+    if (plan_.tf32) {
+      at::globalContext().setAllowTF32CuBLAS(true);
+      at::globalContext().setAllowTF32CuDNN(true);
     }
+    if (plan_.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
+    if (c.env.gradient_exchange != "overlap" && c.env.gradient_exchange != "bucketed" && c.env.gradient_exchange != "flat")
+      throw Error::input("gradient exchange '" + c.env.gradient_exchange + "': expected overlap, bucketed or flat");
     if (!device_.is_cuda() && c.env.keep_host_memory) {
       const char* v = std::getenv("XFER_KEEP_HOST_MEMORY");
       if (!(v && std::string(v) == "0") && !model::keep_host_memory())
@@ -60,7 +66,6 @@ class TorchEngine final : public Engine {
     step_.criterion.classes = c.data.num_classes();
     step_.criterion.label_smoothing = c.trial.label_smoothing;
     step_.criterion.device = device_;
-    exchange_ = std::make_unique<GroupGradientExchange>(c.group, device_);
   }
 
   void prepare() override {
@@ -81,6 +86,9 @@ class TorchEngine final : public Engine {
       opt_ = std::make_unique<torch::optim::SGD>(
           params_, torch::optim::SGDOptions(t.lr).momentum(t.momentum).nesterov(t.nesterov).weight_decay(wd));
     torch::manual_seed(static_cast<uint64_t>(t.seed) + 1);  // dropout inside backbones
+    exchange_ = make_exchange();
+    step_.before_backward = [this](bool completes_step) { exchange_->before_backward(completes_step); };
+    if (group_->size() > 1) log::debug("trial " + c.key + ": gradient exchange " + exchange_->describe());
   }
 
   std::string device() const override { return device_.str(); }
@@ -108,7 +116,7 @@ class TorchEngine final : public Engine {
   StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
     StepAttempt a;
     try {
-      opt_->zero_grad();
+      exchange_->zero_gradients();
       auto x = torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
       step_.micro_batches = micro_batches;
       step_.loss_scale = loss_scale;
@@ -128,19 +136,30 @@ class TorchEngine final : public Engine {
 #endif
   }
 
-  void exchange_gradients() override { exchange_->sum(params_); }
+  void exchange_gradients() override { exchange_->finish(); }
 
   bool unscale_gradients(double loss_scale) override {
-    bool overflow = false;
-    for (auto& p : params_)
-      if (p.grad().defined()) {
-        p.mutable_grad().div_(loss_scale);
-        overflow |= !torch::isfinite(p.grad()).all().item<bool>();
-      }
-    return !overflow;
+    auto grads = exchange_->gradient_storage();  // the flat buckets: a handful of tensors
+    if (grads.empty()) return true;
+    if (device_.is_cuda()) {
+      // GradScaler's kernel: one launch over every tensor, one host synchronisation for the verdict.
+      auto found_inf = torch::zeros({1}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
+      auto inv_scale = torch::full({1}, 1.0 / loss_scale, torch::TensorOptions().dtype(torch::kFloat).device(device_));
+      at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv_scale);
+      return found_inf.item<float>() == 0.0f;
+    }
+    bool finite = true;
+    for (auto& g : grads) {
+      g.div_(loss_scale);
+      finite = finite && torch::isfinite(g).all().item<bool>();
+    }
+    return finite;
   }
 
   void apply_step(double learning_rate) override {
+#if TORCH_VERSION_MAJOR >= 2
+    if (plan_.fused_optimizer) return fused_step(learning_rate);
+#endif
     for (auto& group : opt_->param_groups()) group.options().set_lr(learning_rate);
     opt_->step();
   }
@@ -206,6 +225,7 @@ class TorchEngine final : public Engine {
     torch::serialize::InputArchive o;
     a.read("optimizer", o);
     opt_->load(o);
+    device_steps_.clear();  // the fused AdamW's step counts come from the loaded state
   }
 
   std::string random_state() override {
@@ -236,6 +256,80 @@ class TorchEngine final : public Engine {
   }
 
  private:
+  // Bucketed and overlapped with backward by default (NCCL on CUDA when built with it, MPI otherwise); a group of
+  // one has nothing to exchange.
+  std::unique_ptr<GradientExchange> make_exchange() {
+    const std::string& kind = context_.env.gradient_exchange;
+    if (group_->size() == 1 || kind == "flat") return std::make_unique<GroupGradientExchange>(params_, *group_, device_);
+    BucketOptions o;
+    o.overlap = kind == "overlap";
+    auto reducer = device_.is_cuda() && built_with_nccl() ? nccl_reducer(*group_, device_) : group_reducer(*group_, device_);
+    return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o);
+  }
+
+#if TORCH_VERSION_MAJOR >= 2
+  // torch.optim's fused=True: one kernel for the whole update (ATen's _fused_adamw_ / _fused_sgd_), the state kept
+  // in the torch::optim object's own map so that checkpoints are the same either way.
+  void fused_step(double lr) {
+    const auto& t = context_.trial;
+    const double wd = t.optimizer_weight_decay();
+    std::vector<torch::Tensor> ps, gs, first, second;
+    auto& state = opt_->state();
+    bool first_step = false;
+    for (auto& p : params_) {
+      if (!p.grad().defined()) continue;
+      void* key = p.unsafeGetTensorImpl();
+      auto it = state.find(key);
+      ps.push_back(p);
+      gs.push_back(p.grad());
+      if (t.optimizer == Optimizer::adamw) {
+        if (it == state.end()) {
+          auto s = std::make_unique<torch::optim::AdamWParamState>();
+          s->step(0);
+          s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          it = state.emplace(key, std::move(s)).first;
+        }
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+        first.push_back(s.exp_avg());
+        second.push_back(s.exp_avg_sq());
+      } else {
+        if (it == state.end()) {
+          auto s = std::make_unique<torch::optim::SGDParamState>();
+          s->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          it = state.emplace(key, std::move(s)).first;
+          first_step = true;
+        }
+        first.push_back(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer());
+      }
+    }
+    if (ps.empty()) return;
+    if (t.optimizer == Optimizer::adamw) {
+      // Step counts on the device (as torch.optim keeps them), incremented before the kernel as torch.optim does;
+      // the host copy in the state map follows for checkpoints.
+      if (device_steps_.size() != ps.size()) {
+        device_steps_.clear();
+        for (auto& p : ps) {
+          auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl()));
+          device_steps_.push_back(torch::full({}, static_cast<double>(s.step()),
+                                              torch::TensorOptions().dtype(torch::kFloat).device(device_)));
+        }
+      }
+      at::_foreach_add_(device_steps_, 1);
+      at::_fused_adamw_(ps, gs, first, second, {}, device_steps_, lr, t.beta1, t.beta2, wd, t.eps, false, false);
+      for (auto& p : ps) {
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl()));
+        s.step(s.step() + 1);
+      }
+    } else {
+      at::_fused_sgd_(ps, gs, first, wd, t.momentum, lr, 0.0, t.nesterov, false, first_step);
+    }
+  }
+  static constexpr bool kFusedKernels = true;
+#else
+  static constexpr bool kFusedKernels = false;  // LibTorch 1.x has no fused AdamW
+#endif
+
   const EngineContext context_;  // references, valid for the trial
   Group* group_;
   int threads_ = 1;
@@ -246,6 +340,8 @@ class TorchEngine final : public Engine {
   std::vector<torch::Tensor> params_;
   std::unique_ptr<torch::optim::Optimizer> opt_;
   std::unique_ptr<GradientExchange> exchange_;
+  PrecisionPlan plan_;
+  std::vector<torch::Tensor> device_steps_;  // fused AdamW's step counts
   size_t archive_bytes_hint_ = 0;
   std::mutex pinned_mu_;
   std::map<void*, torch::Tensor> pinned_;

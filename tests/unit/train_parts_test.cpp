@@ -22,6 +22,7 @@
 #include "xfer/train/epoch_loop.hpp"
 #include "xfer/train/evaluation.hpp"
 #include "xfer/train/loss_scale.hpp"
+#include "xfer/train/precision.hpp"
 #include "xfer/train/oom_policy.hpp"
 #include "xfer/train/schedule.hpp"
 
@@ -148,6 +149,29 @@ TEST(OomPolicy, HalvesTheMicroBatchUntilItCannotThenGivesUp) {
   EXPECT_FALSE(train::after_out_of_memory(1, 256, false).retry) << "retries turned off";
   EXPECT_TRUE(train::after_out_of_memory(64, 256, true).retry);
   EXPECT_FALSE(train::after_out_of_memory(128, 256, true).retry) << "128 micro-batches of 2 samples: the finest";
+}
+
+TEST(PrecisionPlan, MixedPrecisionOnCudaOnlyAndItsFastPathsWithIt) {
+  // auto and bf16 on CUDA: bf16 autocast, no loss scale (bf16 has float32's range), TF32, cuDNN benchmark.
+  for (Precision p : {Precision::auto_, Precision::bf16}) {
+    const auto plan = train::plan_precision(p, true, true);
+    EXPECT_TRUE(plan.autocast && plan.bf16 && !plan.loss_scaling && plan.tf32 && plan.cudnn_benchmark) << name(p);
+    EXPECT_TRUE(plan.fused_optimizer && plan.note.empty()) << name(p);
+  }
+  const auto fp16 = train::plan_precision(Precision::fp16, true, false);
+  EXPECT_TRUE(fp16.autocast && !fp16.bf16 && fp16.loss_scaling) << "fp16: autocast to half with GradScaler's rule";
+  EXPECT_FALSE(fp16.fused_optimizer) << "no fused kernels in this LibTorch: torch::optim's step";
+  const auto fp32 = train::plan_precision(Precision::fp32, true, true);
+  EXPECT_FALSE(fp32.autocast || fp32.loss_scaling);
+  EXPECT_TRUE(fp32.tf32) << "fp32 on CUDA still lets matmuls use TF32, as torch.backends.cuda.matmul.allow_tf32";
+  // On the CPU: float32 whatever was asked, none of the CUDA switches; a note when a GPU precision was asked for.
+  for (Precision p : {Precision::auto_, Precision::fp32, Precision::bf16, Precision::fp16}) {
+    const auto cpu = train::plan_precision(p, false, true);
+    EXPECT_FALSE(cpu.autocast || cpu.loss_scaling || cpu.tf32 || cpu.cudnn_benchmark || cpu.fused_optimizer) << name(p);
+    EXPECT_EQ(cpu.note.empty(), p == Precision::auto_ || p == Precision::fp32) << name(p);
+  }
+  EXPECT_EQ(train::plan_precision(Precision::fp16, false, false).note,
+            "precision fp16 applies on CUDA; training in fp32 on the CPU");
 }
 
 TEST(LossScale, OffAppliesEveryStepAtScaleOne) {

@@ -41,6 +41,9 @@ class MpiGroup final : public train::Group {
   void allreduce_sum(float* data, size_t n) override;
   void allreduce_sum(double* data, size_t n) override;
   bool accepts_device_pointers() const override;
+  void start_allreduce_sum(float* data, size_t n) override;  // MPI_Iallreduce
+  void progress() override;                                  // MPI_Testall
+  void wait_all() override;                                  // MPI_Waitall
   void broadcast(float* data, size_t n, int root) override;
   void broadcast(std::string& bytes, int root) override;
   std::vector<float> gather(const std::vector<float>& mine, int root) override;
@@ -53,6 +56,7 @@ class MpiGroup final : public train::Group {
   void* comm_;  // MPI_Comm, kept opaque so this header needs no mpi.h
   bool owned_;
   int rank_ = 0, size_ = 1;
+  std::vector<void*> requests_;  // MPI_Request each, started by start_allreduce_sum
 };
 
 }  // namespace xfer::sweep

@@ -18,6 +18,13 @@ class Group {
   virtual void allreduce_sum(float* data, size_t n) = 0;
   virtual void allreduce_sum(double* data, size_t n) = 0;
   virtual bool accepts_device_pointers() const { return false; }  // CUDA-aware MPI
+  // Non-blocking sum, for reductions overlapped with backward (train/gradient_exchange): starts the sum of `data` in
+  // place and returns; `data` must stay untouched until wait_all(). Every rank starts its reductions in the same
+  // order. progress() lets started reductions advance (MPI progresses only inside MPI calls); wait_all() completes
+  // every one started. The default is the blocking sum, done when start returns.
+  virtual void start_allreduce_sum(float* data, size_t n) { allreduce_sum(data, n); }
+  virtual void progress() {}
+  virtual void wait_all() {}
   virtual void broadcast(float* data, size_t n, int root) = 0;
   virtual void broadcast(std::string& bytes, int root) = 0;
   // Concatenates every rank's vector on `root` (rank order); other ranks get an empty vector.

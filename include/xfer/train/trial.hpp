@@ -88,6 +88,9 @@ struct Environment {
   bool keep_host_memory = true;
   bool oom_retry = true;           // CUDA out of memory: halve the micro-batch and accumulate
   int micro_batches = 1;           // start with the batch split in this many micro-batches
+  // How a data-parallel group sums gradients (train/gradient_exchange.hpp): "overlap" (buckets summed during
+  // backward, the default), "bucketed" (the same buckets, summed after backward), "flat" (one bucket after backward).
+  std::string gradient_exchange = "overlap";
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
   std::optional<std::chrono::steady_clock::time_point> deadline;  // do not start an epoch that cannot finish
   std::function<void(const EpochRecord&)> on_epoch;                // after each epoch, on group rank 0

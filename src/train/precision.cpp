@@ -1,0 +1,21 @@
+#include "xfer/train/precision.hpp"
+
+namespace xfer::train {
+
+PrecisionPlan plan_precision(Precision p, bool cuda, bool fused_kernels) {
+  PrecisionPlan plan;
+  if (!cuda) {
+    if (p == Precision::fp16 || p == Precision::bf16)
+      plan.note = "precision " + std::string(name(p)) + " applies on CUDA; training in fp32 on the CPU";
+    return plan;
+  }
+  plan.autocast = p != Precision::fp32;
+  plan.bf16 = p != Precision::fp16;
+  plan.loss_scaling = p == Precision::fp16;
+  plan.tf32 = true;
+  plan.cudnn_benchmark = true;
+  plan.fused_optimizer = fused_kernels;
+  return plan;
+}
+
+}  // namespace xfer::train
