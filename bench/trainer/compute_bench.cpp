@@ -26,9 +26,11 @@
 #define XFER_HAVE_CUDA_STATS 1
 #endif
 
+#include "fused_optimizer.hpp"
 #include "step.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/model/classifier.hpp"
+#include "xfer/train/precision.hpp"
 
 namespace {
 
@@ -78,14 +80,27 @@ int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
     if (a.threads > 0) torch::set_num_threads(a.threads);
     const torch::Device device = xfer::model::choose_device(a.device, 0);
-    const bool amp = device.is_cuda() && (a.precision == "auto" || a.precision == "bf16");
+    // The trainer's own precision plan (train/precision.hpp): bf16 autocast, TF32, cuDNN benchmark and the fused
+    // optimizer on CUDA; float32 and torch::optim on the CPU.
+    const auto plan = xfer::train::plan_precision(a.precision == "fp32"   ? xfer::Precision::fp32
+                                                  : a.precision == "fp16" ? xfer::Precision::fp16
+                                                                          : xfer::Precision::bf16,
+                                                  device.is_cuda(), xfer::train::fused_optimizer_available());
+    const bool amp = plan.autocast;
+    if (plan.tf32) {
+      at::globalContext().setAllowTF32CuBLAS(true);
+      at::globalContext().setAllowTF32CuDNN(true);
+    }
+    if (plan.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
     if (!device.is_cuda() && a.keep_host_memory) xfer::model::keep_host_memory();
     xfer::model::Classifier model(a.backbone, a.size, a.classes, 0);
     model.to(device);
     model.set_channels_last(a.channels_last);
     model.train(true);
     const double lr = 1e-3, wd = 1e-4;
-    torch::optim::AdamW opt(model.parameters(), torch::optim::AdamWOptions(lr).weight_decay(wd / lr));
+    auto params = model.parameters();
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(lr).weight_decay(wd / lr));
+    xfer::train::FusedAdamWState fused;
     torch::manual_seed(0);
     const auto x = torch::randn({a.batch, 3, a.size, a.size}).to(device);
     const auto y = torch::randint(0, a.classes, {a.batch}, torch::kInt);
@@ -97,11 +112,13 @@ int main(int argc, char** argv) {
     settings.criterion.classes = a.classes;
     settings.criterion.device = device;
     settings.autocast = amp;
-    settings.autocast_dtype = at::kBFloat16;
+    settings.autocast_dtype = plan.bf16 ? at::kBFloat16 : at::kHalf;
     auto step = [&] {
-      opt.zero_grad();
+      for (auto& p : params)
+        if (p.grad().defined()) p.mutable_grad().zero_();
       xfer::train::forward_backward(model, batch, x, settings);
-      opt.step();
+      if (plan.fused_optimizer) xfer::train::fused_adamw_step(opt, params, lr, 0.9, 0.999, wd / lr, 1e-8, fused);
+      else opt.step();
     };
     for (int i = 0; i < a.warmup; ++i) step();
     sync(device);
@@ -123,10 +140,11 @@ int main(int argc, char** argv) {
     const double tflops = a.gmacs > 0 ? ips * a.gmacs * 2 * 3 / 1e3 : 0;
     std::printf("{\"side\": \"xfer\", \"device\": \"%s\", \"precision\": \"%s\", \"layout\": \"%s\", \"torch\": \"%s\", \"threads\": %d, "
                 "\"size\": %d, \"batch\": %d, \"steps\": %d, \"images_per_second\": %.3f, \"seconds_per_step\": %.5f, "
-                "\"malloc\": \"%s\", \"peak_memory_bytes\": %lld, \"tflops\": %.3f, \"fraction_of_peak\": %.4f}\n",
+                "\"malloc\": \"%s\", \"peak_memory_bytes\": %lld, \"tflops\": %.3f, \"fraction_of_peak\": %.4f, "
+                "\"fused_optimizer\": %s}\n",
                 device.str().c_str(), amp ? "bf16" : "fp32", a.channels_last ? "channels_last" : "contiguous", TORCH_VERSION, torch::get_num_threads(), a.size, a.batch,
                 a.steps, ips, s / a.steps, device.is_cuda() ? "n/a" : a.keep_host_memory ? "keep" : "system", static_cast<long long>(peak), tflops,
-                a.peak_tflops > 0 ? tflops / a.peak_tflops : 0.0);
+                a.peak_tflops > 0 ? tflops / a.peak_tflops : 0.0, plan.fused_optimizer ? "true" : "false");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "compute_bench: %s\n", e.what());

@@ -97,6 +97,7 @@ struct TrainOptions {
   std::string step_log;
   int micro_batches = 1;
   std::string gradient_exchange = "overlap";
+  std::string input_pipeline = "host";
   bool keep_checkpoints = false;  // leave the trial's checkpoints in place when it ends
 };
 // Under mpirun, the ranks form one data-parallel group for the trial.

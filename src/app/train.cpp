@@ -80,6 +80,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   env.step_log = o.step_log;
   env.micro_batches = o.micro_batches;
   env.gradient_exchange = o.gradient_exchange;
+  env.input_pipeline = o.input_pipeline;
   if (o.keep_checkpoints) env.remove_checkpoints = false;
   env.group = group.get();
   if (mpi) env.local_rank = mpi->local_rank();
@@ -144,6 +145,9 @@ Command train_command(CLI::App& cli) {
   sub->add_option("--gradient-exchange", o->gradient_exchange,
                   "data-parallel gradient sums: overlap (buckets during backward; default) | bucketed | flat")
       ->check(CLI::IsMember({"overlap", "bucketed", "flat"}));
+  sub->add_option("--input-pipeline", o->input_pipeline,
+                  "host (decode and augment on CPU threads; default) | device (decoded once into a cache, crops on the device)")
+      ->check(CLI::IsMember({"host", "device"}));
   sub->add_flag("--keep-checkpoints", o->keep_checkpoints,
                       "leave the checkpoints in place when the trial ends (a rerun then reports from them)");
   return {sub, [] { return true; }, [o](sweep::MpiRuntime* mpi) {

@@ -64,10 +64,7 @@ struct Loader::Impl {
     const int S = transform.settings().size;
     sample_floats = static_cast<size_t>(3) * S * S;
     max_shard = (o.batch_size + o.world - 1) / o.world;
-    const int64_t n = static_cast<int64_t>(indices.size());
-    batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
-    if (!o.drop_last && o.min_shard > 0 && n % o.batch_size != 0 && (n % o.batch_size) < int64_t(o.min_shard) * o.world)
-      batches = n / o.batch_size;
+    batches = batches_in_epoch(static_cast<int64_t>(indices.size()), o);
     slots.resize(static_cast<size_t>(o.prefetch));
     for (auto& s : slots) {
       s.buffer = static_cast<float*>(o.allocate(sample_floats * max_shard * sizeof(float)));
@@ -90,10 +87,7 @@ struct Loader::Impl {
 
   // This rank's positions in global batch b: [lo, hi) of the epoch order.
   std::pair<int64_t, int64_t> shard(int64_t b, int64_t* global_n) const {
-    const int64_t start = b * o.batch_size;
-    const int64_t len = std::min<int64_t>(o.batch_size, static_cast<int64_t>(indices.size()) - start);
-    *global_n = len;
-    return {start + len * o.rank / o.world, start + len * (o.rank + 1) / o.world};
+    return shard_of(b, static_cast<int64_t>(indices.size()), o, global_n);
   }
 
   void fill(Slot& slot, int64_t b, int ep, uint64_t gen) {
@@ -211,13 +205,7 @@ struct Loader::Impl {
     epoch = ep;
     error = nullptr;
     tally = EpochTally{};
-    const int64_t n = static_cast<int64_t>(indices.size());
-    order.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
-    if (o.shuffle) {
-      Rng rng = Rng::derive(o.seed, static_cast<uint64_t>(ep), 0x5F0CEULL);
-      for (int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.below(i + 1))]);
-    }
+    order = epoch_order(static_cast<int64_t>(indices.size()), o.shuffle, o.seed, ep);
     next_to_claim = next_to_deliver = std::min(first, batches);
     cv_work.notify_all();
   }
@@ -250,6 +238,30 @@ struct Loader::Impl {
     });
   }
 };
+
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  if (shuffle) {
+    Rng rng = Rng::derive(seed, static_cast<uint64_t>(epoch), 0x5F0CEULL);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(rng.below(i + 1))]);
+  }
+  return order;
+}
+
+int64_t batches_in_epoch(int64_t n, const LoaderOptions& o) {
+  int64_t batches = o.drop_last ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
+  if (!o.drop_last && o.min_shard > 0 && n % o.batch_size != 0 && (n % o.batch_size) < int64_t(o.min_shard) * o.world)
+    batches = n / o.batch_size;
+  return batches;
+}
+
+std::pair<int64_t, int64_t> shard_of(int64_t b, int64_t n, const LoaderOptions& o, int64_t* global_n) {
+  const int64_t start = b * o.batch_size;
+  const int64_t len = std::min<int64_t>(o.batch_size, n - start);
+  *global_n = len;
+  return {start + len * o.rank / o.world, start + len * (o.rank + 1) / o.world};
+}
 
 Loader::Loader(const Dataset& d, std::vector<int64_t> indices, TransformSettings t, LoaderOptions o)
     : impl_(std::make_unique<Impl>(d, std::move(indices), std::move(t), std::move(o))) {}

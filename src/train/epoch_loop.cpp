@@ -147,10 +147,16 @@ class EpochLoop {
     };
     const auto train_idx = d_.indices(data::Split::train);
     if (train_idx.empty()) throw Error::input("dataset " + d_.name + " has no training samples");
-    train_loader_ = std::make_unique<data::Loader>(d_, train_idx, train_tf, options(true));
-    val_loader_ = std::make_unique<data::Loader>(d_, d_.indices(data::Split::val), eval_tf, options(false));
+    auto source = [&](const std::vector<int64_t>& idx, const data::TransformSettings& tf, bool train) {
+      const auto o = options(train);
+      std::unique_ptr<data::BatchSource> s = engine_->make_input(idx, tf, o);
+      if (!s) s = std::make_unique<data::Loader>(d_, idx, tf, o);
+      return s;
+    };
+    train_loader_ = source(train_idx, train_tf, true);
+    val_loader_ = source(d_.indices(data::Split::val), eval_tf, false);
     val_is_test_ = d_.validation == Validation::paper;
-    if (!val_is_test_) test_loader_ = std::make_unique<data::Loader>(d_, d_.indices(data::Split::test), eval_tf, options(false));
+    if (!val_is_test_) test_loader_ = source(d_.indices(data::Split::test), eval_tf, false);
     micro_ = std::max(1, env_.micro_batches);
     if (!env_.step_log.empty() && g_.rank() == 0) step_log_.open(env_.step_log, std::ios::app);
     spdlog::debug("trial {}: model, optimizer and loaders ready in {:.3g} s", key_, seconds_since(t0));
@@ -232,7 +238,7 @@ class EpochLoop {
     spdlog::info("trial {}: resuming from {} (epoch {}, batch {})", key_, c->path, start_epoch_, start_batch_);
   }
 
-  Evaluation evaluate(data::Loader& loader, int epoch) {
+  Evaluation evaluate(data::BatchSource& loader, int epoch) {
     loader.start_epoch(epoch);
     return evaluate_split(engine_->forward_split(loader), d_, t_.metric, g_);
   }
@@ -391,7 +397,7 @@ class EpochLoop {
   }
 
   // The loader's tally of this epoch summed over the group: a message when not one of its samples decoded.
-  std::optional<std::string> unusable(const data::Loader& l, const std::string& split) {
+  std::optional<std::string> unusable(const data::BatchSource& l, const std::string& split) {
     data::EpochTally t = l.epoch_tally();
     double c[3] = {static_cast<double>(t.samples), static_cast<double>(t.usable), static_cast<double>(t.skipped)};
     g_.allreduce_sum(c, 3);
@@ -415,7 +421,7 @@ class EpochLoop {
   std::unique_ptr<Engine> engine_;
   LossScale loss_scale_;
   double first_loss_ = 0;
-  std::unique_ptr<data::Loader> train_loader_, val_loader_, test_loader_;
+  std::unique_ptr<data::BatchSource> train_loader_, val_loader_, test_loader_;
   bool val_is_test_ = false;
   int micro_ = 1;
   int start_epoch_ = 0;

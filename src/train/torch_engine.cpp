@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -10,6 +11,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "device_input.hpp"
+#include "fused_optimizer.hpp"
 #include "gradient_exchange.hpp"
 #include "step.hpp"
 #include "xfer/core/error.hpp"
@@ -45,7 +48,7 @@ class TorchEngine final : public Engine {
     torch::set_num_threads(threads_);
     device_ = model::choose_device(c.env.device, c.env.local_rank);
     // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
-    plan_ = plan_precision(c.trial.precision, device_.is_cuda(), kFusedKernels);
+    plan_ = plan_precision(c.trial.precision, device_.is_cuda(), fused_optimizer_available());
     if (!plan_.note.empty()) log::info("trial " + c.key + ": " + plan_.note);
     step_.autocast = plan_.autocast;
     step_.autocast_dtype = plan_.bf16 ? at::kBFloat16 : at::kHalf;
@@ -57,6 +60,8 @@ class TorchEngine final : public Engine {
     if (plan_.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
     if (c.env.gradient_exchange != "overlap" && c.env.gradient_exchange != "bucketed" && c.env.gradient_exchange != "flat")
       throw Error::input("gradient exchange '" + c.env.gradient_exchange + "': expected overlap, bucketed or flat");
+    if (c.env.input_pipeline != "host" && c.env.input_pipeline != "device")
+      throw Error::input("input pipeline '" + c.env.input_pipeline + "': expected host or device");
     if (!device_.is_cuda() && c.env.keep_host_memory) {
       const char* v = std::getenv("XFER_KEEP_HOST_MEMORY");
       if (!(v && std::string(v) == "0") && !model::keep_host_memory())
@@ -113,11 +118,45 @@ class TorchEngine final : public Engine {
     };
   }
 
+  std::unique_ptr<data::BatchSource> make_input(const std::vector<int64_t>& indices, const data::TransformSettings& tf,
+                                                const data::LoaderOptions& o) override {
+    const auto& env = context_.env;
+    if (env.input_pipeline != "device") return nullptr;
+    if (tf.train && tf.augmentation != Augmentation::none) {
+      log::info("trial " + context_.key + ": augmentation " + name_str(tf.augmentation) +
+                " runs on the host pipeline; the device pipeline crops and flips only");
+      return nullptr;
+    }
+    const std::string folder = env.input_cache_dir.empty()
+                                   ? (std::filesystem::path(env.checkpoint_dir).parent_path() / "input-cache").string()
+                                   : env.input_cache_dir;
+    const int builders = env.loader_threads > 0 ? env.loader_threads : threads_;
+    // Group rank 0 builds a missing cache; the others open it after (or learn that it failed).
+    std::unique_ptr<DeviceInput> input;
+    std::string failure;
+    if (group_->rank() == 0) try {
+        input = std::make_unique<DeviceInput>(context_.data, indices, tf, o, folder, device_, builders);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    if (group_->any(!failure.empty())) throw Error(failure.empty() ? "a peer could not build the input cache" : failure);
+    if (!input) input = std::make_unique<DeviceInput>(context_.data, indices, tf, o, folder, device_, builders);
+    if (input->cache().built_now())
+      log::debug("trial " + context_.key + ": input cache " + input->cache().path() + " built");
+    return input;
+  }
+
+  // A batch's images on the device: the device pipeline's own tensor, or the host loader's buffer copied there.
+  torch::Tensor images(const data::Batch& b) {
+    if (b.device_images) return DeviceInput::images(b);
+    return torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+  }
+
   StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
     StepAttempt a;
     try {
       exchange_->zero_gradients();
-      auto x = torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+      auto x = images(b);
       step_.micro_batches = micro_batches;
       step_.loss_scale = loss_scale;
       a.loss = train::forward_backward(*model_, b, x, step_);
@@ -157,9 +196,14 @@ class TorchEngine final : public Engine {
   }
 
   void apply_step(double learning_rate) override {
-#if TORCH_VERSION_MAJOR >= 2
-    if (plan_.fused_optimizer) return fused_step(learning_rate);
-#endif
+    if (plan_.fused_optimizer) {
+      const auto& t = context_.trial;
+      if (t.optimizer == Optimizer::adamw)
+        fused_adamw_step(*opt_, params_, learning_rate, t.beta1, t.beta2, t.optimizer_weight_decay(), t.eps, fused_);
+      else
+        fused_sgd_step(*opt_, params_, learning_rate, t.momentum, t.nesterov, t.optimizer_weight_decay());
+      return;
+    }
     for (auto& group : opt_->param_groups()) group.options().set_lr(learning_rate);
     opt_->step();
   }
@@ -175,13 +219,13 @@ class TorchEngine final : public Engine {
     }
   }
 
-  SplitOutputs forward_split(data::Loader& loader) override {
+  SplitOutputs forward_split(data::BatchSource& loader) override {
     model_->train(false);
     torch::NoGradGuard ng;
     SplitOutputs out;
     while (auto b = loader.next()) {
       if (b->n == 0) continue;
-      auto x = torch::from_blob(b->data, {b->n, 3, b->size, b->size}, torch::kFloat).to(device_, device_.is_cuda());
+      auto x = images(*b);
       if (step_.autocast) model::set_autocast(true, step_.autocast_dtype);
       auto logits = model_->forward(x).to(torch::kFloat);
       if (step_.autocast) model::set_autocast(false, step_.autocast_dtype);
@@ -225,7 +269,7 @@ class TorchEngine final : public Engine {
     torch::serialize::InputArchive o;
     a.read("optimizer", o);
     opt_->load(o);
-    device_steps_.clear();  // the fused AdamW's step counts come from the loaded state
+    fused_.steps.clear();  // the fused AdamW's step counts come from the loaded state
   }
 
   std::string random_state() override {
@@ -267,68 +311,6 @@ class TorchEngine final : public Engine {
     return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o);
   }
 
-#if TORCH_VERSION_MAJOR >= 2
-  // torch.optim's fused=True: one kernel for the whole update (ATen's _fused_adamw_ / _fused_sgd_), the state kept
-  // in the torch::optim object's own map so that checkpoints are the same either way.
-  void fused_step(double lr) {
-    const auto& t = context_.trial;
-    const double wd = t.optimizer_weight_decay();
-    std::vector<torch::Tensor> ps, gs, first, second;
-    auto& state = opt_->state();
-    bool first_step = false;
-    for (auto& p : params_) {
-      if (!p.grad().defined()) continue;
-      void* key = p.unsafeGetTensorImpl();
-      auto it = state.find(key);
-      ps.push_back(p);
-      gs.push_back(p.grad());
-      if (t.optimizer == Optimizer::adamw) {
-        if (it == state.end()) {
-          auto s = std::make_unique<torch::optim::AdamWParamState>();
-          s->step(0);
-          s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-          s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-          it = state.emplace(key, std::move(s)).first;
-        }
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-        first.push_back(s.exp_avg());
-        second.push_back(s.exp_avg_sq());
-      } else {
-        if (it == state.end()) {
-          auto s = std::make_unique<torch::optim::SGDParamState>();
-          s->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-          it = state.emplace(key, std::move(s)).first;
-          first_step = true;
-        }
-        first.push_back(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer());
-      }
-    }
-    if (ps.empty()) return;
-    if (t.optimizer == Optimizer::adamw) {
-      // Step counts on the device (as torch.optim keeps them), incremented before the kernel as torch.optim does;
-      // the host copy in the state map follows for checkpoints.
-      if (device_steps_.size() != ps.size()) {
-        device_steps_.clear();
-        for (auto& p : ps) {
-          auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl()));
-          device_steps_.push_back(torch::full({}, static_cast<double>(s.step()),
-                                              torch::TensorOptions().dtype(torch::kFloat).device(device_)));
-        }
-      }
-      at::_foreach_add_(device_steps_, 1);
-      at::_fused_adamw_(ps, gs, first, second, {}, device_steps_, lr, t.beta1, t.beta2, wd, t.eps, false, false);
-      for (auto& p : ps) {
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*state.at(p.unsafeGetTensorImpl()));
-        s.step(s.step() + 1);
-      }
-    } else {
-      at::_fused_sgd_(ps, gs, first, wd, t.momentum, lr, 0.0, t.nesterov, false, first_step);
-    }
-  }
-  static constexpr bool kFusedKernels = true;
-#else
-  static constexpr bool kFusedKernels = false;  // LibTorch 1.x has no fused AdamW
-#endif
 
   const EngineContext context_;  // references, valid for the trial
   Group* group_;
@@ -341,7 +323,7 @@ class TorchEngine final : public Engine {
   std::unique_ptr<torch::optim::Optimizer> opt_;
   std::unique_ptr<GradientExchange> exchange_;
   PrecisionPlan plan_;
-  std::vector<torch::Tensor> device_steps_;  // fused AdamW's step counts
+  FusedAdamWState fused_;  // fused AdamW's step counts on the device
   size_t archive_bytes_hint_ = 0;
   std::mutex pinned_mu_;
   std::map<void*, torch::Tensor> pinned_;

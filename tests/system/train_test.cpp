@@ -146,6 +146,26 @@ TEST_F(Engine, SigtermMidEpochCheckpointsAtTheStepAndResumesExactly) {
   expect_same_run(straight, resumed);
 }
 
+TEST_F(Engine, TheDeviceInputPipelineTrainsAsTheHostOneOnTheSameTensors) {
+  spec("shufflenet_v2_x0_5", 2, 1e-3);
+  // The evaluation transform for training too (--deterministic-input): both pipelines give the same tensors, so the
+  // runs are the same to the bit — epochs, losses, metrics.
+  const auto host = train("--deterministic-input", (dir / "host").string());
+  const auto device = train("--deterministic-input --input-pipeline device", (dir / "device").string());
+  expect_same_run(host, device);
+  EXPECT_EQ(host["test_at_best"], device["test_at_best"]);
+  size_t caches = 0;
+  for (const auto& f : fs::directory_iterator(dir / "device" / "input-cache")) caches += f.path().extension() == ".u8";
+  EXPECT_EQ(caches, 2u) << "the training split and the evaluation split, each decoded once, beside the checkpoints";
+  // With random crops and flips on the device: a trial that ends done with finite metrics.
+  const auto random = train("--input-pipeline device", (dir / "device").string());
+  EXPECT_EQ(random["status"], "done");
+  EXPECT_TRUE(random["best_val"].is_number());
+  size_t again = 0;
+  for (const auto& f : fs::directory_iterator(dir / "device" / "input-cache")) again += f.path().extension() == ".u8";
+  EXPECT_EQ(again, 2u) << "crop_pct is 1 here: the random crops come from the same cached squares (no new file)";
+}
+
 TEST_F(Engine, ACorruptCheckpointFallsBackToThePreviousOne) {
   spec("shufflenet_v2_x0_5", 4, 1e-3);
   const auto straight = train("", (dir / "a").string());

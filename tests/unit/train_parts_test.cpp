@@ -419,7 +419,7 @@ class ScriptedEngine final : public train::Engine {
     if (s_.stop_after_steps && s_.steps == s_.stop_at) *s_.stop_after_steps = true;
   }
   void sync_buffers() override {}
-  train::SplitOutputs forward_split(data::Loader& loader) override {
+  train::SplitOutputs forward_split(data::BatchSource& loader) override {
     const size_t epoch = static_cast<size_t>(s_.evaluations++ / 2);  // validation then test, each epoch
     const double p = epoch < s_.p_correct.size() ? s_.p_correct[epoch] : 0.9;
     train::SplitOutputs o;

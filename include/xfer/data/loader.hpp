@@ -48,6 +48,9 @@ struct Batch {
   std::vector<float> targets;      // multi-label: n × classes, 0/1
   std::vector<int64_t> samples;    // dataset indices
   std::vector<Problem> skipped;    // samples of this shard that could not be decoded (dropped from it)
+  // A device pipeline's batch (train/device_input): the images as a tensor on the trial's device, type-erased for
+  // the engine that made the pipeline; `data` is then null.
+  std::shared_ptr<void> device_images;
 };
 
 // What this rank's shard of an epoch held, counted over the batches next() has delivered since start_epoch: how
@@ -72,26 +75,49 @@ struct EpochTally {
 // in the message ("training", "validation", "test").
 std::optional<std::string> no_usable_samples(const EpochTally& epoch, const std::string& split);
 
-class Loader {
+// The epoch's order, batches and shards every batch source shares, so a trial sees the same stream whichever
+// source reads it: the identity, or a permutation drawn from (seed, epoch); batches of the global batch size (a last
+// batch too small for min_shard samples per rank dropped); rank r of w takes positions [lo, hi) of batch b.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int epoch);
+int64_t batches_in_epoch(int64_t n, const LoaderOptions& o);
+std::pair<int64_t, int64_t> shard_of(int64_t batch, int64_t n, const LoaderOptions& o, int64_t* global_n);
+
+// What a trainer reads batches from: the host loader below, or the device pipeline of train/device_input.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual int64_t size() const = 0;               // samples per epoch (all ranks)
+  virtual int64_t batches_per_epoch() const = 0;
+  // Starts an epoch at `first_batch` (resume). Batches of a previous epoch not yet consumed are discarded.
+  virtual void start_epoch(int epoch, int64_t first_batch) = 0;
+  void start_epoch(int epoch) { start_epoch(epoch, 0); }
+  // The next batch of this rank's shard, or nullptr at the end of the epoch.
+  virtual std::shared_ptr<const Batch> next() = 0;
+  virtual std::vector<Problem> problems() const = 0;  // every sample dropped so far (decode failures), each once
+  virtual EpochTally epoch_tally() const = 0;         // this rank's counts for the epoch so far
+};
+
+class Loader final : public BatchSource {
  public:
   Loader(const Dataset& d, std::vector<int64_t> indices, TransformSettings t, LoaderOptions o);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  int64_t size() const;               // samples per epoch (all ranks)
-  int64_t batches_per_epoch() const;
+  int64_t size() const override;               // samples per epoch (all ranks)
+  int64_t batches_per_epoch() const override;
   // Starts an epoch at `first_batch` (resume). Batches of a previous epoch not yet consumed are discarded.
-  void start_epoch(int epoch, int64_t first_batch = 0);
+  void start_epoch(int epoch, int64_t first_batch) override;
+  using BatchSource::start_epoch;
   // The next batch of this rank's shard, or nullptr at the end of the epoch. Hold at most prefetch - 1 batches at
   // once. Throws the worker's error: DecodeError under strict, anything unexpected otherwise.
-  std::shared_ptr<const Batch> next();
+  std::shared_ptr<const Batch> next() override;
   // Every sample dropped so far (decode failures), each once.
-  std::vector<Problem> problems() const;
+  std::vector<Problem> problems() const override;
   // This rank's counts for the epoch so far (reset by start_epoch). After the epoch's last batch, a trainer sums
   // them over the group and calls no_usable_samples: a split where nothing decoded must fail the trial, not train
   // on empty batches (a NaN loss recorded as `done`).
-  EpochTally epoch_tally() const;
+  EpochTally epoch_tally() const override;
   // Peak bytes of batch buffers held (the bound: prefetch × batch bytes).
   size_t buffer_bytes() const;
 

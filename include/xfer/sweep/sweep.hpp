@@ -18,6 +18,7 @@ struct RunOptions {
   double grace = 60;               // stop this many seconds before the end; and the bound after a signal
   std::string device = "auto";
   int threads = 0;                 // torch threads per rank (0: from the allocation)
+  std::string input_pipeline = "host";  // host | device (train::Environment)
   double heartbeat = 30;           // seconds between a busy worker's heartbeats
   double heartbeat_timeout = 600;  // a group silent this long is declared hung; its trial fails and is retried
   bool progress = true;            // the live progress line on rank 0

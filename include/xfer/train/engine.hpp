@@ -50,6 +50,13 @@ class Engine {
   virtual bool scales_loss() const = 0;       // fp16 in force: the loop keeps a LossScale
   // Host buffers for the loaders (e.g. pinned memory for asynchronous copies to a GPU); default: the loader's own.
   virtual void configure_loader(data::LoaderOptions&) {}
+  // The engine's own batch source for a split (the device input pipeline: decoded once into a pixel cache, crops and
+  // normalisation on the device), or nullptr for the host loader (data::Loader) with these settings.
+  virtual std::unique_ptr<data::BatchSource> make_input(const std::vector<int64_t>& /*indices*/,
+                                                        const data::TransformSettings& /*transform*/,
+                                                        const data::LoaderOptions& /*options*/) {
+    return nullptr;
+  }
 
   // The step, in phases the loop interleaves with group agreement and its policies.
   // Zeroes the gradients, then forward and backward of this rank's shard in `micro_batches` parts, the loss
@@ -62,7 +69,7 @@ class Engine {
   virtual void sync_buffers() = 0;             // non-learned state (BatchNorm statistics) from group rank 0
 
   // Evaluation-mode forward pass over this rank's shard of a split whose epoch the loop has started.
-  virtual SplitOutputs forward_split(data::Loader& split) = 0;
+  virtual SplitOutputs forward_split(data::BatchSource& split) = 0;
 
   // Weights and optimizer state (checkpoints; exact resume), the random generator's state, the model alone.
   virtual std::string save_state() = 0;

@@ -91,6 +91,11 @@ struct Environment {
   // How a data-parallel group sums gradients (train/gradient_exchange.hpp): "overlap" (buckets summed during
   // backward, the default), "bucketed" (the same buckets, summed after backward), "flat" (one bucket after backward).
   std::string gradient_exchange = "overlap";
+  // Where batches are made: "host" (data::Loader: decode and augment on CPU threads, the default) or "device"
+  // (train/device_input: a split decoded once into a uint8 cache in input_cache_dir — default <checkpoint_dir>/../
+  // input-cache — cropped, flipped and normalised on the trial's device).
+  std::string input_pipeline = "host";
+  std::string input_cache_dir;
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
   std::optional<std::chrono::steady_clock::time_point> deadline;  // do not start an epoch that cannot finish
   std::function<void(const EpochRecord&)> on_epoch;                // after each epoch, on group rank 0
