@@ -38,7 +38,6 @@ int main(int argc, char** argv) {
   if (std::system(("/usr/bin/python3 " + src + "/bench/make_jpegs.py " + dir + " " + std::to_string(images)).c_str()) != 0)
     return 1;
   xfer::data::SplitSettings ss;
-  ss.heldout_fraction = 0.0001;  // keep every image in train
   const auto d = xfer::data::open("bench", "imagefolder", dir, ss);
   std::vector<int64_t> all;
   for (size_t i = 0; i < d.samples.size(); ++i) all.push_back(static_cast<int64_t>(i));

@@ -19,6 +19,9 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_spec import write_trial_spec  # noqa: E402
+
 here = os.path.dirname(os.path.abspath(__file__))
 src = os.path.dirname(here)
 ap = argparse.ArgumentParser()
@@ -55,26 +58,7 @@ kinds = ["overlap", "bucketed", "flat"]
 rows = []
 for name, size in (("resnet18", 64), ("resnet18", 112), ("mobilenet_v3_small", 112)):
     spec = os.path.join(work, f"{name}-{size}.toml")
-    with open(spec, "w") as f:
-        f.write(f"""[study]
-name = "overlap-bench"
-results = "{work}/unused.h5"
-[[model]]
-name = "{name}"
-backbone = "{models_dir}/{name}.pt"
-[[dataset]]
-name = "synthetic"
-kind = "imagefolder"
-root = "{root}"
-[grid]
-epochs = {a.epochs}
-batch_size = {batch}
-input_size = {size}
-weight_decays = [1e-4]
-[[grid.optimizer]]
-family = "adamw"
-lrs = [1e-3]
-""")
+    write_trial_spec(spec, "overlap-bench", work, name, models_dir, root, a.epochs, batch, size)
     ips = {k: [] for k in kinds}
     for _ in range(a.repeats):
         for k in kinds:

@@ -21,6 +21,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_spec import write_trial_spec  # noqa: E402
+
 here = os.path.dirname(os.path.abspath(__file__))
 src = os.path.dirname(here)
 ap = argparse.ArgumentParser()
@@ -67,26 +70,7 @@ for size in ([64] if a.quick else [64, 224]):
     batch = 64
     for name in names:
         spec = os.path.join(work, f"{name}-{size}.toml")
-        with open(spec, "w") as f:
-            f.write(f"""[study]
-name = "trainer-bench"
-results = "{work}/unused.h5"
-[[model]]
-name = "{name}"
-backbone = "{models_dir}/{name}.pt"
-[[dataset]]
-name = "synthetic"
-kind = "imagefolder"
-root = "{root}"
-[grid]
-epochs = {a.epochs}
-batch_size = {batch}
-input_size = {size}
-weight_decays = [1e-4]
-[[grid.optimizer]]
-family = "adamw"
-lrs = [1e-3]
-""")
+        write_trial_spec(spec, "trainer-bench", work, name, models_dir, root, a.epochs, batch, size)
         ckpt = os.path.join(work, "ckpt", f"{name}-{size}")
         images = a.epochs * (n_train + n_test)
         # End to end: the two sides interleaved, --repeats times; the median wall time of each.

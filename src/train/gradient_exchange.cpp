@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include <fmt/format.h>
+#include <sstream>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 
 #include "xfer/core/error.hpp"
@@ -98,7 +98,7 @@ class GroupReducer final : public BucketReducer {
 // dependence on c10d's C++ internals, which change between LibTorch releases and compile only with USE_C10D_NCCL
 // defined — NVIDIA's TorchFort does the same (../shared/gpu-design.md §1.3).
 void nccl_check(ncclResult_t r, const char* what) {
-  if (r != ncclSuccess) throw Error(fmt::format("NCCL: {} failed: {}", what, ncclGetErrorString(r)));
+  if (r != ncclSuccess) throw Error(std::string("NCCL: ") + what + " failed: " + ncclGetErrorString(r));
 }
 
 class NcclReducer final : public BucketReducer {
@@ -204,8 +204,8 @@ BucketedGradientExchange::BucketedGradientExchange(std::vector<torch::Tensor> pa
   std::vector<int64_t> bytes;
   for (const auto& p : params_) {
     if (p.scalar_type() != torch::kFloat)
-      throw Error(fmt::format("bucketed gradient exchange: a parameter of type {} (float32 parameters only; "
-                              "--gradient-exchange flat sums any)", c10::toString(p.scalar_type())));
+      throw Error(std::string("bucketed gradient exchange: a parameter of type ") + c10::toString(p.scalar_type()) +
+                  " (float32 parameters only; --gradient-exchange flat sums any)");
     if (p.device() != params_.front().device()) throw Error("bucketed gradient exchange: parameters on two devices");
     bytes.push_back(p.numel() * static_cast<int64_t>(sizeof(float)));
   }
@@ -316,9 +316,12 @@ std::vector<torch::Tensor> BucketedGradientExchange::gradient_storage() {
 }
 
 std::string BucketedGradientExchange::describe() const {
-  return fmt::format("bucketed: {} bucket(s) over {} parameters ({} MiB first, {} MiB after), {}, {}", buckets_.size(),
-                     params_.size(), options_.first_bytes / 1048576.0, options_.cap_bytes / 1048576.0,
-                     options_.overlap ? "sums started during backward" : "sums after backward", reducer_->name());
+  // No fmt in torch's translation units: a CUDA LibTorch wheel ships its own fmt headers, which shadow the system's.
+  std::ostringstream o;
+  o << "bucketed: " << buckets_.size() << " bucket(s) over " << params_.size() << " parameters ("
+    << options_.first_bytes / 1048576.0 << " MiB first, " << options_.cap_bytes / 1048576.0 << " MiB after), "
+    << (options_.overlap ? "sums started during backward" : "sums after backward") << ", " << reducer_->name();
+  return o.str();
 }
 
 }  // namespace xfer::train
