@@ -11,7 +11,7 @@ with each `--gradient-exchange`:
 Training images/s (the trial's own per-epoch figure: images over training seconds, loading waits included) →
 seconds per step; the median of --repeats interleaved runs per side; ratios against flat.
 
-Usage: overlap_bench.py BUILD_DIR [--repeats 3] [--epochs 1]   → a Markdown table on stdout."""
+Usage: overlap_bench.py BUILD_DIR [--repeats 3] [--epochs 1] [--quick]   → a Markdown table on stdout."""
 import argparse
 import json
 import os
@@ -28,6 +28,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("build")
 ap.add_argument("--repeats", type=int, default=3)
 ap.add_argument("--epochs", type=int, default=1)
+ap.add_argument("--quick", action="store_true", help="ResNet-18 at 64 px only")
 a = ap.parse_args()
 build = os.path.abspath(a.build)
 xfer = os.path.join(build, "xfer")
@@ -56,7 +57,7 @@ if not all(os.path.exists(os.path.join(models_dir, n + ".pt")) for n in names):
 env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 kinds = ["overlap", "bucketed", "flat"]
 rows = []
-for name, size in (("resnet18", 64), ("resnet18", 112), ("mobilenet_v3_small", 112)):
+for name, size in ((("resnet18", 64),) if a.quick else (("resnet18", 64), ("resnet18", 112), ("mobilenet_v3_small", 112))):
     spec = os.path.join(work, f"{name}-{size}.toml")
     write_trial_spec(spec, "overlap-bench", work, name, models_dir, root, a.epochs, batch, size)
     ips = {k: [] for k in kinds}
