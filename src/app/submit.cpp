@@ -99,7 +99,7 @@ std::string duration(double s) {
 }  // namespace
 
 int submit(const SubmitOptions& o) {
-  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
+  const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   const auto trials = grid::expand(spec);
   // The request.
   if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");

@@ -51,6 +51,17 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
   head_ = torch::nn::Linear(feature_dim_, num_classes);
 }
 
+void Classifier::save_backbone(const std::string& path) {
+  torch::NoGradGuard no_grad;
+  torch::jit::Module copy = backbone_.clone();
+  copy.to(torch::kCPU);
+  copy.eval();
+  // Plain (contiguous) weights: a channels-last copy would load with that layout everywhere.
+  for (auto p : copy.parameters()) p.set_data(p.contiguous());
+  for (auto b : copy.buffers()) b.set_data(b.contiguous());
+  copy.save(path);
+}
+
 torch::Tensor Classifier::forward(const torch::Tensor& x) {
   if (channels_last_ && x.dim() == 4)
     return head_->forward(backbone_.forward({x.contiguous(at::MemoryFormat::ChannelsLast)}).toTensor());
