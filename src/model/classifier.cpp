@@ -27,6 +27,8 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
                        "PyTorch no newer than this LibTorch. Loader said: " + std::string(e.what_without_backtrace()).substr(0, 300));
   }
   backbone_.eval();
+  // The whole network is fine-tuned (the paper's protocol), whatever requires_grad a file was saved with.
+  for (auto p : backbone_.parameters()) p.set_requires_grad(true);
   torch::Tensor y;
   try {
     torch::NoGradGuard ng;
@@ -52,13 +54,17 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
 }
 
 void Classifier::save_backbone(const std::string& path) {
-  torch::NoGradGuard no_grad;
   torch::jit::Module copy = backbone_.clone();
   copy.to(torch::kCPU);
   copy.eval();
-  // Plain (contiguous) weights: a channels-last copy would load with that layout everywhere.
-  for (auto p : copy.parameters()) p.set_data(p.contiguous());
-  for (auto b : copy.buffers()) b.set_data(b.contiguous());
+  // Plain (contiguous) weights: a channels-last copy would load with that layout everywhere. The parameters stay
+  // trainable: the file is fine-tuned downstream like any exported backbone (a copy made under no_grad would load
+  // frozen, and fine-tuning would train the head alone).
+  for (auto p : copy.parameters()) {
+    p.set_data(p.detach().contiguous());
+    p.set_requires_grad(true);
+  }
+  for (auto b : copy.buffers()) b.set_data(b.detach().contiguous());
   copy.save(path);
 }
 

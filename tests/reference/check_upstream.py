@@ -27,6 +27,11 @@ for r in t:
         pt, js = os.path.join(updir, k + ".pt"), os.path.join(updir, k + ".json")
         row["file_sha256"] = hashlib.sha256(open(pt, "rb").read()).hexdigest() if os.path.exists(pt) else ""
         row["metadata"] = json.load(open(js)) if os.path.exists(js) else {}
+        if os.path.exists(pt):  # a TorchScript backbone Debian's torch loads, trainable as exported ones are
+            import torch
+            m = torch.jit.load(pt)
+            ps = list(m.parameters())
+            row["parameters"], row["trainable"] = len(ps), sum(int(p.requires_grad) for p in ps)
     trials[k] = row
 curves = f["curves"][()]
 seen, dup = set(), 0

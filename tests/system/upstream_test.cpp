@@ -131,6 +131,8 @@ TEST_F(Upstream, KilledMidPretrainingTheStudyResumesInDependencyOrderWithTheExpo
       EXPECT_EQ(t["metadata"]["sha256"], t["file_sha256"]) << k;
       EXPECT_NEAR(t["metadata"]["upstream_top1"].get<double>(), t["test_metric"].get<double>() * 100, 1e-9) << k;
       EXPECT_EQ(t["dataset"], "fm04");
+      EXPECT_GT(t["parameters"].get<int>(), 0) << k;
+      EXPECT_EQ(t["trainable"], t["parameters"]) << k << ": the exported backbone is fine-tuned whole, not frozen";
       continue;
     }
     EXPECT_EQ(t["dataset"], "fm59");
