@@ -303,6 +303,7 @@ void Coordinator::progress(bool final) {
   p.total = total_jobs_;
   p.running = scheduler_.running();
   p.pending = scheduler_.pending();
+  for (const auto& [upstream, list] : waiting_) p.pending += list.size();  // waiting for their pre-training trial
   p.elapsed_s = std::chrono::duration<double>(t - started_).count();
   p.done_gflop = done_cost_;
   p.remaining_gflop = remaining_cost_;
