@@ -304,13 +304,22 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       const auto [ylo, yhi] = metric_range_pp(d.metric);
       g << indent << "set xrange [0<*:*<100]\n" << indent
         << (std::isfinite(yhi) ? fmt::format("set yrange [{}<*:*<{}]\n", ylo, yhi) : fmt::format("set yrange [{}<*:*]\n", ylo));
-      g << indent << "set grid lc rgb '#dddddd'\n" << indent << "set key top left font ',9'\n";
+      g << indent << "set grid lc rgb '#dddddd'\n" << indent
+        << (d.controls.empty() ? "set key top left font ',9'\n" : "set key outside right top font ',8'\n");
       g << indent << "set offsets graph 0.04, graph 0.04, graph 0.06, graph 0.06\n";
       g << indent << "set title " << gp_quote(title) << "\n";
       g << indent << "plot ";
       if (d.has_stats && !d.boot.band.empty())
         g << gp_quote(band.string()) << " using 1:3:4 with filledcurves fc rgb '#cfe2f3' title '95% bootstrap band', "
           << gp_quote(band.string()) << " using 1:2 with lines lw 2 lc rgb '#1f4e79' title 'least-squares fit', ";
+      // The controls of an upstream study (fine-tuned from their own weights, no upstream top-1): a dashed level each.
+      static const char* kControlColours[] = {"#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"};
+      for (size_t k = 0; k < d.controls.size(); ++k)
+        if (std::isfinite(d.controls[k].value))
+          g << fmt::format("{} with lines dt 2 lw 1.5 lc rgb '{}' title ", d.controls[k].value * 100,
+                           kControlColours[k % 6])
+            << gp_quote(d.controls[k].model + (d.controls[k].weights == "random-init" ? " (random init)" : " (own weights)"))
+            << ", ";
       g << gp_quote(pts.string()) << " using 1:2:3:4 with yerrorbars pt 7 ps 0.7 lc rgb '#c0392b' title 'models (95% interval)', "
         << gp_quote(pts.string()) << " using 1:2:5 with labels offset 0,0.9 font ',7' notitle\n";
       return g.str();
