@@ -180,9 +180,11 @@ void Coordinator::block(int64_t t, const store::TrialRow& upstream) {
 
 void Coordinator::dispatch() {
   const Scheduler::Dispatch d = scheduler_.dispatch(now());
-  for (int64_t t : d.too_wide)
+  for (int64_t t : d.too_wide) {
     record_unrunnable(rows_[static_cast<size_t>(t)], study_.trials[static_cast<size_t>(t)].config.ranks_per_trial,
                       scheduler_.alive());
+    upstream_ended(t, rows_[static_cast<size_t>(t)], false, false);
+  }
   skipped_for_time_.insert(skipped_for_time_.end(), d.out_of_time.begin(), d.out_of_time.end());
   for (const auto& a : d.starts) start(a.trial, a.members);
 }
