@@ -117,12 +117,27 @@ std::string to_json(const Study& s) {
   j["bootstrap_resamples"] = s.resamples;
   j["seed"] = s.seed;
   j["level"] = s.level;
+  j["headline"] = s.headline;
+  j["x_axis"] = s.x_label;
+  j["random_init"] = s.random_init;
+  j["upstream"] = nlohmann::ordered_json::array();
+  for (const auto& u : s.upstream)
+    j["upstream"].push_back({{"key", u.key}, {"model", u.model}, {"dataset", u.dataset}, {"epochs", u.epochs},
+                             {"seed", u.seed}, {"augmentation", u.augmentation}, {"status", u.status},
+                             {"top1", num(u.top1)}});
   j["datasets"] = nlohmann::ordered_json::object();
   for (const auto& d : s.datasets) {
     nlohmann::ordered_json dj;
     dj["metric"] = d.metric;
     dj["validation"] = d.validation;
     dj["n_models"] = d.points.size();
+    dj["unreliable"] = d.unreliable;
+    dj["comparisons"] = nlohmann::ordered_json::array();
+    for (const auto& c : d.comparisons)
+      dj["comparisons"].push_back({{"architecture", c.architecture}, {"control_weights", c.control_weights},
+                                   {"control", num(c.control)}, {"pretrained_best", num(c.pretrained_best)},
+                                   {"best_model", c.best_model}, {"pretrained_mean", num(c.pretrained_mean)},
+                                   {"pretrained", c.pretrained}, {"pretrained_beats_control", c.better()}});
     dj["pearson_r"] = num(d.pearson.statistic);
     dj["pearson_p"] = num(d.pearson.pvalue);
     dj["pearson_r_ci"] = interval(d.boot.pearson);
@@ -151,7 +166,11 @@ std::string to_json(const Study& s) {
     for (const auto& p : d.points)
       dj["points"].push_back({{"model", p.model}, {"imagenet_top1", p.top1}, {"value", num(p.value)}, {"lo", num(p.lo)},
                               {"hi", num(p.hi)}, {"interval", p.interval}, {"seeds", p.seeds}, {"trial", p.key},
-                              {"grid_point", p.grid_point}});
+                              {"grid_point", p.grid_point}, {"x", p.top1}, {"weights", p.weights},
+                              {"upstream", p.upstream_key}, {"architecture", p.architecture}});
+    dj["controls"] = nlohmann::json::array();
+    for (const auto& p : d.controls)
+      dj["controls"].push_back({{"model", p.model}, {"value", num(p.value)}, {"weights", p.weights}, {"trial", p.key}});
     j["datasets"][d.name] = dj;
   }
   j["augmentation"] = nlohmann::json::array();
@@ -164,6 +183,8 @@ std::string to_json(const Study& s) {
 
 std::string summary_text(const Study& s) {
   std::ostringstream o;
+  for (const auto& line : s.headline) o << line << "\n";
+  if (!s.headline.empty()) o << "\n";
   o << fmt::format("{} — selection: {}; bootstrap over models: {} resamples, seed {}\n", s.source, s.selection,
                    s.resamples, s.seed);
   o << fmt::format("{:<16} {:>3} {:>22} {:>22} {:>22} {:>24} {:>7}\n", "dataset", "n", "Pearson r [95%]", "Spearman ρ",
@@ -173,11 +194,17 @@ std::string summary_text(const Study& s) {
       o << fmt::format("{:<16} {:>3}  {}\n", d.name, d.points.size(), d.notes.empty() ? "" : d.notes.back());
       continue;
     }
-    o << fmt::format("{:<16} {:>3} {:>22} {:>22} {:>22} {:>24} {:>7}\n", d.name, d.points.size(),
+    o << fmt::format("{:<16} {:>3} {:>22} {:>22} {:>22} {:>24} {:>7}{}\n", d.name, d.points.size(),
                      f(d.pearson.statistic, 2) + ci(d.boot.pearson, 2), f(d.spearman.statistic, 2) + ci(d.boot.spearman, 2),
                      f(d.kendall.statistic, 2) + ci(d.boot.kendall, 2), f(d.fit.slope, 2) + ci(d.boot.slope, 2),
-                     f(d.fit.r2, 2));
+                     f(d.fit.r2, 2), d.unreliable ? fmt::format("  UNRELIABLE: {} < {} models", d.points.size(), kReliableModels) : "");
   }
+  if (s.x_label != "ImageNet top-1") o << "x-axis: " << s.x_label << "\n";
+  for (const auto& d : s.datasets)
+    for (const auto& c : d.comparisons)
+      o << fmt::format("{:<16} {}: {} {:.2f} vs pre-trained best {:.2f} ({}), mean {:.2f} over {}\n", d.name,
+                       c.architecture, c.control_weights == "random-init" ? "random init" : c.control_weights,
+                       c.control * 100, c.pretrained_best * 100, c.best_model, c.pretrained_mean * 100, c.pretrained);
   return o.str();
 }
 
@@ -260,23 +287,39 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
         o << fmt::format("{} {} {} {} \"{}\"\n", p.top1, p.value * 100, (std::isfinite(p.lo) ? p.lo : p.value) * 100,
                          (std::isfinite(p.hi) ? p.hi : p.value) * 100, gp_label(p.model));
       std::ofstream b(band);
+      const auto [ylo, yhi] = metric_range_pp(d.metric);
       for (size_t k = 0; k < d.band_x.size() && k < d.boot.band.size(); ++k)
         if (std::isfinite(d.boot.band[k].lo))
-          b << fmt::format("{} {} {} {}\n", d.band_x[k], d.fit.predict(d.band_x[k]), d.boot.band[k].lo, d.boot.band[k].hi);
+          b << fmt::format("{} {} {} {}\n", d.band_x[k], std::clamp(d.fit.predict(d.band_x[k]), ylo, yhi),
+                           d.boot.band[k].lo, d.boot.band[k].hi);
     }
     const std::string title = fmt::format("{} — {}", d.name, d.has_stats ? fmt::format("r = {:.2f}, slope = {:.2f} pp/pp",
                                                                                         d.pearson.statistic, d.fit.slope)
                                                                           : std::string("no statistics"));
     auto plot = [&](const std::string& indent) {
       std::ostringstream g;
-      g << indent << "set xlabel 'ImageNet top-1 (%)'\n" << indent << "set ylabel " << gp_quote(metric_label(d.metric)) << "\n";
-      g << indent << "set grid lc rgb '#dddddd'\n" << indent << "set key top left font ',9'\n";
+      g << indent << "set xlabel " << gp_quote(s.x_label + " (%)") << "\n" << indent << "set ylabel "
+        << gp_quote(metric_label(d.metric)) << "\n";
+      // Axes within the metric's range: autoscaled, but never past 0 or 100 %.
+      const auto [ylo, yhi] = metric_range_pp(d.metric);
+      g << indent << "set xrange [0<*:*<100]\n" << indent
+        << (std::isfinite(yhi) ? fmt::format("set yrange [{}<*:*<{}]\n", ylo, yhi) : fmt::format("set yrange [{}<*:*]\n", ylo));
+      g << indent << "set grid lc rgb '#dddddd'\n" << indent
+        << (d.controls.empty() ? "set key top left font ',9'\n" : "set key outside right top font ',8'\n");
       g << indent << "set offsets graph 0.04, graph 0.04, graph 0.06, graph 0.06\n";
       g << indent << "set title " << gp_quote(title) << "\n";
       g << indent << "plot ";
       if (d.has_stats && !d.boot.band.empty())
         g << gp_quote(band.string()) << " using 1:3:4 with filledcurves fc rgb '#cfe2f3' title '95% bootstrap band', "
           << gp_quote(band.string()) << " using 1:2 with lines lw 2 lc rgb '#1f4e79' title 'least-squares fit', ";
+      // The controls of an upstream study (fine-tuned from their own weights, no upstream top-1): a dashed level each.
+      static const char* kControlColours[] = {"#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"};
+      for (size_t k = 0; k < d.controls.size(); ++k)
+        if (std::isfinite(d.controls[k].value))
+          g << fmt::format("{} with lines dt 2 lw 1.5 lc rgb '{}' title ", d.controls[k].value * 100,
+                           kControlColours[k % 6])
+            << gp_quote(d.controls[k].model + (d.controls[k].weights == "random-init" ? " (random init)" : " (own weights)"))
+            << ", ";
       g << gp_quote(pts.string()) << " using 1:2:3:4 with yerrorbars pt 7 ps 0.7 lc rgb '#c0392b' title 'models (95% interval)', "
         << gp_quote(pts.string()) << " using 1:2:5 with labels offset 0,0.9 font ',7' notitle\n";
       return g.str();
@@ -306,7 +349,8 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
           << gp_quote((fs::path(dir) / (base + "_logit.svg")).string()) << "\n";
         g << "set xtics (" << ticks(xl * 0.9, std::min(0.999, xh + (1 - xh) * 0.5)) << ")\nset ytics ("
           << ticks(yl * 0.9, std::min(0.999, yh + (1 - yh) * 0.5)) << ")\n";
-        g << "set xlabel 'ImageNet top-1 (%, logit axis)'\nset ylabel " << gp_quote(metric_label(d.metric) + ", logit axis")
+        g << "set xrange [*:*]\nset yrange [*:*]\n";
+        g << "set xlabel " << gp_quote(s.x_label + " (%, logit axis)") << "\nset ylabel " << gp_quote(metric_label(d.metric) + ", logit axis")
           << "\nset title " << gp_quote(fmt::format("{} — logit scale, slope {:.2f}", d.name, d.logit_fit.slope)) << "\n";
         g << fmt::format("f(x) = {} + {} * x\n", d.logit_fit.intercept, d.logit_fit.slope);
         g << "set offsets graph 0.06, graph 0.06, graph 0.08, graph 0.08\n";
@@ -330,12 +374,12 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       g << fmt::format("set encoding utf8\nset terminal svg size {},{} font 'sans,10' background rgb 'white'\nset termoption noenhanced\n", 440 * cols, 360 * rows)
         << "set output " << gp_quote((fs::path(dir) / "overview.svg").string()) << "\n"
         << fmt::format("set multiplot layout {},{} title {}\n", rows, cols,
-                       gp_quote("Downstream metric against ImageNet top-1 — " + s.selection))
+                       gp_quote("Downstream metric against " + s.x_label + " — " + s.selection))
         << overview.str() << "unset multiplot\n";
       g << fmt::format("set terminal pngcairo size {},{} font 'sans,10'\nset termoption noenhanced\n", 600 * cols, 480 * rows) << "set output "
         << gp_quote((fs::path(dir) / "overview.png").string()) << "\n"
         << fmt::format("set multiplot layout {},{} title {}\n", rows, cols,
-                       gp_quote("Downstream metric against ImageNet top-1 — " + s.selection))
+                       gp_quote("Downstream metric against " + s.x_label + " — " + s.selection))
         << overview.str() << "unset multiplot\nunset output\n";
     }
     if (!run_gnuplot(script, fs::path(dir) / "overview.log"))
@@ -386,7 +430,14 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
     << "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     << ".note{color:#8a4b00}.fig svg{max-width:100%;height:auto}code{background:#f5f5f5;padding:0 3px}"
     << "</style></head><body>\n";
-  h << "<h1>Does progress on ImageNet transfer? — " << html_escape(s.source) << "</h1>\n";
+  h << "<h1>Does progress " << (s.upstream.empty() ? "on ImageNet" : "upstream") << " transfer? — "
+    << html_escape(s.source) << "</h1>\n";
+  // What the models are comes first: what was pre-trained on what, random-init weights, the answer per dataset.
+  if (!s.headline.empty()) {
+    h << "<p class=\"headline\">";
+    for (const auto& line : s.headline) h << "<b>" << html_escape(line) << "</b><br>\n";
+    h << "</p>\n";
+  }
   h << "<p><b>Selection rule:</b> " << html_escape(s.selection)
     << (s.selection_note.empty() ? "" : " — " + html_escape(s.selection_note)) << ". <b>Uncertainty:</b> bootstrap over "
     << "models, " << s.resamples << " resamples (seed " << s.seed << "), " << static_cast<int>(s.level * 100)
@@ -406,6 +457,25 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
   h << "</table>\n";
   for (const auto& d : s.datasets)
     for (const auto& n : d.notes) h << "<p class=\"note\">" << html_escape(d.name) << ": " << html_escape(n) << "</p>\n";
+  if (!s.upstream.empty()) {
+    h << "<h2>Upstream stage</h2><table><tr><th>pre-training trial</th><th>model</th><th>dataset</th><th>epochs</th>"
+      << "<th>augmentation</th><th>seed</th><th>status</th><th>measured top-1 (%)</th></tr>\n";
+    for (const auto& u : s.upstream)
+      h << "<tr><td><code>" << html_escape(u.key) << "</code></td><td>" << html_escape(u.model) << "</td><td>"
+        << html_escape(u.dataset) << "</td><td>" << u.epochs << "</td><td>" << html_escape(u.augmentation) << "</td><td>"
+        << u.seed << "</td><td>" << html_escape(u.status) << "</td><td>" << f(u.top1, 2) << "</td></tr>\n";
+    h << "</table>\n<h2>Pre-trained against the control</h2><table><tr><th>dataset</th><th>architecture</th>"
+      << "<th>control (own weights)</th><th>control value</th><th>pre-trained best</th><th>which</th>"
+      << "<th>pre-trained mean</th><th>pre-trained models</th><th>gain (pp)</th></tr>\n";
+    for (const auto& d : s.datasets)
+      for (const auto& c : d.comparisons)
+        h << "<tr><td>" << html_escape(d.name) << "</td><td>" << html_escape(c.architecture) << "</td><td>"
+          << html_escape(c.control_weights) << "</td><td>" << f(c.control * 100, 2) << "</td><td>"
+          << f(c.pretrained_best * 100, 2) << "</td><td>" << html_escape(c.best_model) << "</td><td>"
+          << f(c.pretrained_mean * 100, 2) << "</td><td>" << c.pretrained << "</td><td>"
+          << f((c.pretrained_best - c.control) * 100, 2) << "</td></tr>\n";
+    h << "</table>\n";
+  }
   auto inline_svg = [&](const fs::path& p) {
     std::ifstream in(p);
     if (!in) return std::string();
@@ -425,7 +495,7 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
   h << "<h2>Points</h2>\n";
   for (const auto& d : s.datasets) {
     h << "<h3>" << html_escape(d.name) << " (" << html_escape(d.metric) << ", validation: " << html_escape(d.validation.empty() ? "—" : d.validation)
-      << ")</h3><table><tr><th>model</th><th>ImageNet top-1</th><th>value</th><th>interval</th><th>how</th><th>seeds</th>"
+      << ")</h3><table><tr><th>model</th><th>" << html_escape(s.x_label) << "</th><th>value</th><th>interval</th><th>how</th><th>seeds</th>"
       << "<th>selected grid point</th><th>trial</th></tr>\n";
     for (const auto& p : d.points)
       h << "<tr><td>" << html_escape(p.model) << "</td><td>" << f(p.top1, 1) << "</td><td>" << f(p.value * 100, 2)

@@ -118,7 +118,71 @@ void prediction_interval(const store::Results& res, const std::string& dataset, 
   }
 }
 
+// The first lines of `xfer analyze` and of the report: what was pre-trained on what, and whether any model's weights
+// are random-init — the statistics of such a study are not the paper's answer, and must not look like it.
+void describe_weights(Study& s, bool has_upstream) {
+  std::set<std::string> random;
+  size_t models = 0;
+  std::set<std::string> seen;
+  for (const auto& d : s.datasets)
+    for (const auto* list : {&d.points, &d.controls})
+      for (const auto& p : *list) {
+        if (seen.insert(p.model).second) ++models;
+        if (p.weights == "random-init") random.insert(p.model);
+      }
+  s.random_init.assign(random.begin(), random.end());
+  if (has_upstream) {
+    std::set<std::string> archs, sets;
+    double lo = kNaN, hi = kNaN;
+    for (const auto& u : s.upstream) {
+      archs.insert(u.model), sets.insert(u.dataset);
+      if (std::isfinite(u.top1)) lo = std::isfinite(lo) ? std::min(lo, u.top1) : u.top1, hi = std::isfinite(hi) ? std::max(hi, u.top1) : u.top1;
+    }
+    std::vector<std::string> downstream;
+    for (const auto& d : s.datasets) downstream.push_back(d.name);
+    s.headline.push_back(fmt::format(
+        "Pre-trained by this study: {} upstream run(s) of {} on {} (measured top-1 {}–{} % on its test split), each "
+        "then fine-tuned on {}. The x-axis is that measured upstream top-1, not ImageNet top-1.",
+        s.upstream.size(), fmt::join(archs, ", "), fmt::join(sets, ", "), std::isfinite(lo) ? fmt::format("{:.1f}", lo) : "?",
+        std::isfinite(hi) ? fmt::format("{:.1f}", hi) : "?", fmt::join(downstream, ", ")));
+    if (!random.empty())
+      s.headline.push_back(fmt::format(
+          "Random-init weights: {} — the architectures started from random weights (no ImageNet weights here); "
+          "fine-tuned from those weights without pre-training they are the random-init controls.",
+          fmt::join(random, ", ")));
+    for (const auto& d : s.datasets) {
+      if (d.comparisons.empty()) continue;
+      int wins = 0;
+      double best_gain = kNaN;
+      const double sign = lower_is_better(d.metric) ? -1 : 1;
+      for (const auto& c : d.comparisons) {
+        const double gain = sign * (c.pretrained_best - c.control) * 100.0;
+        wins += gain > 0;
+        if (!std::isfinite(best_gain) || gain > best_gain) best_gain = gain;
+      }
+      const bool random_controls = std::all_of(d.comparisons.begin(), d.comparisons.end(),
+                                               [](const Comparison& c) { return c.control_weights == "random-init"; });
+      s.headline.push_back(fmt::format(
+          "{}: pre-trained {} {} for {} of {} architecture(s) (best gain {:+.1f} pp of {}).", d.name,
+          wins > 0 ? "beats" : "does not beat", random_controls ? "random init" : "the architecture's own weights",
+          wins, d.comparisons.size(), best_gain, d.metric));
+    }
+  } else if (!random.empty()) {
+    s.headline.push_back(fmt::format(
+        "RANDOM-INIT WEIGHTS: {} of {} model(s) ({}) were never trained on ImageNet. The x-axis shows their "
+        "architectures' published ImageNet top-1, which these weights do not have: the statistics below describe "
+        "random-init networks and do not answer whether ImageNet progress transfers.",
+        random.size(), models, fmt::join(random, ", ")));
+  }
+}
+
 }  // namespace
+
+std::pair<double, double> metric_range_pp(const std::string& metric) {
+  if (metric == "qwk") return {-100.0, 100.0};
+  if (metric == "log_loss") return {0.0, std::numeric_limits<double>::infinity()};
+  return {0.0, 100.0};
+}
 
 Study from_results(const std::string& path, const Options& o) {
   const auto res = store::Results::open_existing(path);
@@ -137,6 +201,19 @@ Study from_results(const std::string& path, const Options& o) {
     spdlog::warn("{}: /trials {} is corrupted (checksum mismatch: {}); left out of the analysis", path,
                  store::describe_row(t), t.damage);
   }
+  // The upstream stage: its pre-training trials, and the measured top-1 each gives its pre-trained model.
+  std::map<std::string, const store::TrialRow*> row_of;
+  std::set<std::string> upstream_datasets;
+  for (const auto& t : trials) {
+    row_of[t.key] = &t;
+    if (t.stage != "upstream") continue;
+    upstream_datasets.insert(t.dataset);
+    s.upstream.push_back({t.key, t.model, t.dataset, t.status, t.augmentation, t.epochs, t.seed,
+                          t.status == "done" && std::isfinite(t.test_metric) ? t.test_metric * 100.0 : kNaN});
+  }
+  const bool has_upstream = !s.upstream.empty();
+  if (has_upstream)
+    s.x_label = fmt::format("upstream top-1 on {} (measured)", fmt::join(upstream_datasets, ", "));
   const auto curves = res.curves();
   const auto models = res.models();
   const auto datasets = res.datasets();
@@ -152,6 +229,7 @@ Study from_results(const std::string& path, const Options& o) {
     s.selection_note = "grid point and epoch chosen by the validation metric; test reported there";
 
   for (const auto& d : datasets) {
+    if (upstream_datasets.count(d.name)) continue;  // pre-training data: its top-1 is the x-axis, not a task
     DatasetResult dr;
     dr.name = d.name;
     dr.metric = d.metric;
@@ -169,7 +247,7 @@ Study from_results(const std::string& path, const Options& o) {
     std::map<std::string, std::vector<const store::TrialRow*>> by_model;
     std::set<std::string> recipes;
     for (const auto& t : trials)
-      if (t.dataset == d.name && (t.status == "done" || t.status == "diverged")) {
+      if (t.dataset == d.name && t.stage != "upstream" && (t.status == "done" || t.status == "diverged")) {
         by_model[t.model].push_back(&t);
         recipes.insert(t.augmentation);
       }
@@ -184,6 +262,14 @@ Study from_results(const std::string& path, const Options& o) {
       Point p;
       p.model = model;
       p.top1 = top1.count(model) ? top1[model] : base.front()->imagenet_top1;
+      p.weights = base.front()->weights;
+      p.upstream_key = base.front()->upstream;
+      p.architecture = model;
+      if (!p.upstream_key.empty()) {
+        const auto it = row_of.find(p.upstream_key);
+        p.top1 = it != row_of.end() && it->second->status == "done" ? it->second->test_metric * 100.0 : kNaN;
+        if (it != row_of.end()) p.architecture = it->second->model;
+      }
       for (const auto& [seed, ts] : by_seed) {
         const Candidate c = select(ts, by_key, d.metric, by_test);
         if (!c.trial || !std::isfinite(c.test)) continue;
@@ -205,7 +291,14 @@ Study from_results(const std::string& path, const Options& o) {
         if (!samples.count(d.name)) samples[d.name] = res.samples(d.name);
         prediction_interval(res, d.name, d.metric, samples, p, o);
       }
-      dr.points.push_back(p);
+      if (has_upstream && p.upstream_key.empty()) {
+        dr.controls.push_back(p);  // fine-tuned from its own weights: the control, not a point on the x-axis
+      } else if (!std::isfinite(p.top1)) {
+        dr.notes.push_back(fmt::format("{}: its upstream trial {} has no measured top-1; left out", p.model, p.upstream_key));
+        continue;
+      } else {
+        dr.points.push_back(p);
+      }
       // Hyperparameter sensitivity: the selected point against the median grid point (seed of the first).
       std::vector<double> tests;
       for (const auto* t : by_seed.begin()->second)
@@ -217,6 +310,25 @@ Study from_results(const std::string& path, const Options& o) {
       }
     }
     if (dr.sensitivity_models > 0) dr.sensitivity_pp /= dr.sensitivity_models;
+    // Each control against the same architecture pre-trained upstream.
+    for (const auto& c : dr.controls) {
+      Comparison cmp;
+      cmp.architecture = c.model;
+      cmp.control_weights = c.weights;
+      cmp.control = c.value;
+      double sum = 0;
+      const double sign = lower_is_better(d.metric) ? -1 : 1;
+      for (const auto& p : dr.points) {
+        if (p.architecture != c.model) continue;
+        ++cmp.pretrained;
+        sum += p.value;
+        if (!std::isfinite(cmp.pretrained_best) || sign * p.value > sign * cmp.pretrained_best)
+          cmp.pretrained_best = p.value, cmp.best_model = p.model;
+      }
+      if (cmp.pretrained == 0) continue;
+      cmp.pretrained_mean = sum / cmp.pretrained;
+      dr.comparisons.push_back(cmp);
+    }
     std::sort(dr.points.begin(), dr.points.end(), [](const Point& a, const Point& b) { return a.top1 < b.top1; });
     // Augmentation deltas per recipe.
     for (const auto& recipe : recipes) {
@@ -245,6 +357,7 @@ Study from_results(const std::string& path, const Options& o) {
     }
     s.datasets.push_back(std::move(dr));
   }
+  describe_weights(s, has_upstream);
   return s;
 }
 
@@ -381,6 +494,10 @@ void compute(Study& s, const Options& o) {
       continue;
     }
     d.has_stats = true;
+    d.unreliable = d.points.size() < kReliableModels;
+    if (d.unreliable)
+      d.notes.push_back(fmt::format("UNRELIABLE: the bootstrap over models resamples only {} model(s) (fewer than {}): "
+                                    "its intervals and band are not to be trusted", d.points.size(), kReliableModels));
     d.pearson = pearson(x, y);
     d.spearman = spearman(x, y);
     d.kendall = kendall(x, y);
@@ -406,6 +523,10 @@ void compute(Study& s, const Options& o) {
     bo.band_x = d.band_x;
     bo.logit = d.logit_ok;
     d.boot = bootstrap(x, y, bo);
+    // The band lives in the metric's range (0–100 % for proportions, −100–100 for kappa): an interval of a
+    // prediction outside it is clipped, not drawn below 0 %.
+    const auto [ylo, yhi] = metric_range_pp(d.metric);
+    for (auto& b : d.boot.band) b.lo = std::clamp(b.lo, ylo, yhi), b.hi = std::clamp(b.hi, ylo, yhi);
     if (d.boot.undefined > 0)
       d.notes.push_back(fmt::format("{} of {} bootstrap resamples had an undefined statistic (e.g. one distinct "
                                     "model) and were left out of the intervals", d.boot.undefined, d.boot.resamples));

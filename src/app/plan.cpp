@@ -82,7 +82,7 @@ std::string fmt_num(double v) {
 }  // namespace
 
 int plan(const PlanOptions& o) {
-  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
+  const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   // Counted and costed per (model, dataset) cell, never expanded: every trial of a cell costs the same, so a grid of
   // 10^7 trials plans in bounded memory. Above grid::kMaxTrials the spec is refused here, as `xfer run` would.
   const auto planned = grid::plan_cells(spec);
@@ -209,12 +209,14 @@ int plan(const PlanOptions& o) {
     bool any = false;
     grid::for_each_trial(spec, [&](const grid::Trial& trial) {
       const auto& t = trial.config;
-      const nlohmann::ordered_json tj{{"key", trial.key.str()}, {"model", t.model}, {"dataset", t.dataset},
+      nlohmann::ordered_json tj{{"key", trial.key.str()}, {"model", t.model}, {"dataset", t.dataset},
                                       {"optimizer", name_str(t.optimizer)}, {"lr", t.lr}, {"weight_decay", t.weight_decay},
                                       {"wd_mode", name_str(t.wd_mode)}, {"augmentation", name_str(t.augmentation)},
                                       {"seed", t.seed}, {"epochs", t.epochs}, {"batch_size", t.batch_size},
                                       {"input_size", t.input_size}, {"ranks_per_trial", t.ranks_per_trial},
                                       {"cost_gflop", costs.gflop(trial)}};
+      if (t.pretraining) tj["stage"] = "upstream";
+      if (!t.upstream.empty()) tj["upstream"] = t.upstream;
       std::string text = tj.dump(2), indented = "    ";
       for (char ch : text) {
         indented += ch;
@@ -229,6 +231,14 @@ int plan(const PlanOptions& o) {
 
   std::cout << fmt::format("Study \"{}\" ({}): {} models × {} datasets → {} trials\n", spec.study.name, spec.path,
                            spec.models.size(), spec.datasets.size(), n_trials);
+  for (const auto& u : spec.upstreams) {
+    size_t n = 0;
+    grid::for_each_trial(spec, [&](const grid::Trial& t) { n += t.config.pretraining && t.config.dataset == u.dataset; });
+    std::cout << fmt::format("Upstream stage \"{}\": {} pre-training run(s) of {} on dataset {} (epochs {}); each "
+                             "pre-trained backbone is fine-tuned on every other dataset, plotted at its measured "
+                             "upstream top-1; downstream trials start once their upstream trial is done\n",
+                             u.name, n, fmt::join(u.models, ", "), u.dataset, fmt::join(u.epochs, ", "));
+  }
   std::cout << fmt::format("Results: {}\n",
                            spec.study.results.resolved() ? spec.study.results.path : spec.study.results.raw);
   std::cout << fmt::format("Selection: {}\n", spec.study.selection == "paper"

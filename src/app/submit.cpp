@@ -99,7 +99,7 @@ std::string duration(double s) {
 }  // namespace
 
 int submit(const SubmitOptions& o) {
-  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
+  const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   const auto trials = grid::expand(spec);
   // The request.
   if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");
@@ -120,6 +120,9 @@ int submit(const SubmitOptions& o) {
   check_name("--job-name", job_name);
   if (o.array == 1 || o.array < 0 || o.array > 10000) throw Error::input("--array: 2 to 10000 shards");
   if (o.preemptible && o.array > 1) throw Error::input("--preemptible and --array: choose one template");
+  if (o.array > 1 && !spec.upstreams.empty())
+    throw Error::input(o.spec + ": --array: [[upstream]] stages do not run as a job array yet (a shard's downstream "
+                       "trials would wait for other shards' pre-training trials); submit the study as one job");
   if (o.signal_seconds < 30) throw Error::input("--signal-seconds: at least 30 (SLURM checks limits every ~30 s)");
   // Requests that cannot work.
   bool gpu_only = spec.grid.precision == "bf16" || spec.grid.precision == "fp16";

@@ -66,7 +66,7 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   if (mpi && mpi->size() > 1) group = sweep::MpiGroup::world();
   const bool root = !mpi || mpi->rank() == 0;
   install_default_stop_handlers();
-  const spec::Spec spec = data::with_layouts_resolved(spec::load(o.spec));
+  const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   const auto trials = grid::expand(spec);
   const grid::Trial& trial = find_trial(trials, o.trial, o.index, o.spec);
   const data::Dataset d = data::open(spec, spec.datasets[trial.dataset_index]);

@@ -117,6 +117,7 @@ SplitSettings split_settings(const spec::Spec& spec, const spec::DatasetSpec& d)
   s.melanoma_2019 = d.melanoma_2019;
   s.manifest = d.manifest;
   s.split_file = d.split_file;
+  s.classes = d.classes;
   s.strict = d.strict;
   s.layout_checked = d.resolved && d.resolved->layout_checked;
   s.resolved_basis = d.resolved ? d.resolved->basis : "";

@@ -66,6 +66,8 @@ std::string TrialConfig::canonical_head() const {
     c.add_int("heldout_seed", heldout_seed);
   }
   if (validation == Validation::holdout) c.add("val_fraction", val_fraction).add_int("val_seed", val_seed);
+  if (pretraining) c.add("stage", "upstream");
+  if (!upstream.empty()) c.add("upstream", upstream);
   if (limit_train > 0) c.add_int("limit_train", limit_train);
   if (limit_test > 0) c.add_int("limit_test", limit_test);
   if (k)
@@ -79,6 +81,7 @@ std::string TrialConfig::canonical_head() const {
 std::string TrialConfig::kind_setting_text(const std::string& key) const {
   if (key == "manifest") return manifest;
   if (key == "split_file") return split_file;
+  if (key == "classes") return classes;
   if (key == "melanoma_2019") return melanoma_2019 ? "true" : "false";
   throw Error(fmt::format("dataset kind \"{}\": setting '{}' has no TrialConfig field (add one in grid.hpp)", kind, key));
 }
@@ -168,6 +171,7 @@ CellBase resolve_cell(const spec::Spec& spec, size_t mi, size_t di) {
   t.melanoma_2019 = d.melanoma_2019;
   t.manifest = d.manifest;
   t.split_file = d.split_file;
+  t.classes = d.classes;
   t.schedule = parse<Schedule>(g.schedule, "grid.schedule");
   t.step_milestones = g.step_milestones;
   t.step_gamma = g.step_gamma;
@@ -177,6 +181,7 @@ CellBase resolve_cell(const spec::Spec& spec, size_t mi, size_t di) {
   t.batch_size = batch_size;
   t.precision = parse<Precision>(precision, "precision");
   t.ranks_per_trial = ranks;
+  t.upstream = m.upstream_key;
   c.head = t.canonical_head();
   c.tail = t.canonical_tail();
   return c;
@@ -235,6 +240,151 @@ void cell_trials(const spec::Spec& spec, const CellBase& cell, const std::vector
 
 }  // namespace
 
+// ---- the upstream stage ----------------------------------------------------------------------------------------
+
+std::vector<size_t> downstream_datasets(const spec::Spec& spec) {
+  std::vector<size_t> out;
+  for (size_t i = 0; i < spec.datasets.size(); ++i)
+    if (!spec.datasets[i].upstream_only) out.push_back(i);
+  return out;
+}
+
+uint64_t count_upstream_trials(const spec::Spec& spec) {
+  uint64_t n = 0;
+  for (const auto& u : spec.upstreams)
+    n = saturating_add(n, saturating_mul(u.models.size(),
+                                         saturating_mul(saturating_mul(u.lrs.size(), u.weight_decays.size()),
+                                                        saturating_mul(saturating_mul(u.augmentations.size(),
+                                                                                      u.epochs.size()),
+                                                                       u.seeds.size()))));
+  return n;
+}
+
+namespace {
+
+size_t index_of_model(const spec::Spec& spec, const std::string& name, const spec::Location& where) {
+  for (size_t i = 0; i < spec.models.size(); ++i)
+    if (spec.models[i].name == name) return i;
+  throw Error::input(where.str() + ": model \"" + name + "\" is not in the spec");
+}
+
+size_t index_of_dataset(const spec::Spec& spec, const std::string& name, const spec::Location& where) {
+  for (size_t i = 0; i < spec.datasets.size(); ++i)
+    if (spec.datasets[i].name == name) return i;
+  throw Error::input(where.str() + ": dataset \"" + name + "\" is not in the spec");
+}
+
+// A pre-trained model's name: the architecture, '+', the stage, and the recipe's values on axes that vary.
+std::string upstream_model_name(const spec::UpstreamSpec& u, const TrialConfig& t, const std::string& key) {
+  std::string n = t.model + "+" + u.name;
+  if (u.lrs.size() > 1) n += "-lr" + num(t.lr);
+  if (u.weight_decays.size() > 1) n += "-wd" + num(t.weight_decay);
+  if (u.augmentations.size() > 1 || t.augmentation != Augmentation::none) n += "-" + name_str(t.augmentation);
+  if (u.epochs.size() > 1) n += "-e" + std::to_string(t.epochs);
+  if (u.seeds.size() > 1) n += "-s" + std::to_string(t.seed);
+  return n.size() <= 100 ? n : t.model.substr(0, 60) + "+" + key;
+}
+
+}  // namespace
+
+std::vector<Trial> upstream_trials(const spec::Spec& spec) {
+  std::vector<Trial> out;
+  for (const auto& u : spec.upstreams) {
+    const size_t di = index_of_dataset(spec, u.dataset, u.where);
+    const auto& d = spec.datasets[di];
+    const Optimizer family = parse<Optimizer>(u.optimizer, u.where.str());
+    spec::OptimizerSpec opt;  // the family's defaults (betas, momentum)
+    const WdMode wd_mode = family == Optimizer::adamw ? WdMode::over_lr : WdMode::plain;
+    for (const auto& mname : u.models) {
+      const size_t mi = index_of_model(spec, mname, u.where);
+      const auto& m = spec.models[mi];
+      TrialConfig t;
+      t.pretraining = true;
+      t.model = m.name;
+      t.weights = m.weights;
+      t.input_size = m.input_size > 0 ? m.input_size : u.input_size > 0 ? u.input_size
+                                                     : d.input_size > 0 ? d.input_size
+                                                                        : spec.grid.input_size;
+      t.crop_pct = m.crop_pct;
+      t.mean = m.mean;
+      t.std = m.std;
+      t.dataset = d.name;
+      t.kind = d.kind;
+      t.metric = Metric::accuracy;  // upstream top-1: the x-axis
+      t.flips = parse<Flips>(d.flips, d.where.str());
+      t.bgr_quirk = d.bgr_quirk;
+      t.validation = spec.validation_mode(d);
+      t.heldout_fraction = d.heldout_fraction;
+      t.heldout_seed = spec.heldout_seed_of(d);
+      t.val_fraction = d.val_fraction;
+      t.val_seed = spec.val_seed_of(d);
+      t.limit_train = d.limit_train;
+      t.limit_test = d.limit_test;
+      t.melanoma_2019 = d.melanoma_2019;
+      t.manifest = d.manifest;
+      t.split_file = d.split_file;
+      t.classes = d.classes;
+      t.schedule = Schedule::cosine;
+      t.batch_size = u.batch_size;
+      t.precision = parse<Precision>(spec.grid.precision, "grid.precision");
+      t.ranks_per_trial = m.ranks_per_trial > 0 ? m.ranks_per_trial : spec.grid.ranks_per_trial;
+      if (t.batch_size < t.ranks_per_trial)
+        throw Error::input(fmt::format("{}: upstream stage \"{}\", model \"{}\": batch_size {} is smaller than its "
+                                       "group of {} ranks", u.where.str(), u.name, m.name, t.batch_size,
+                                       t.ranks_per_trial));
+      for (double lr : u.lrs)
+        for (double wd : u.weight_decays)
+          for (const auto& aug : u.augmentations)
+            for (int64_t epochs : u.epochs)
+              for (int64_t seed : u.seeds) {
+                set_recipe(t, opt, family, wd_mode, lr, wd, parse<Augmentation>(aug, u.where.str()), seed);
+                t.epochs = static_cast<int>(epochs);
+                Trial trial{t.key(), t, mi, di, out.size()};
+                out.push_back(std::move(trial));
+              }
+    }
+  }
+  return out;
+}
+
+spec::Spec with_upstream(spec::Spec spec) {
+  if (spec.upstream_models_added) return spec;
+  const auto trials = upstream_trials(spec);
+  size_t k = 0;
+  for (const auto& u : spec.upstreams) {
+    const size_t n = u.models.size() * u.lrs.size() * u.weight_decays.size() * u.augmentations.size() *
+                     u.epochs.size() * u.seeds.size();
+    for (size_t i = 0; i < n; ++i, ++k) {
+      const Trial& t = trials[k];
+      spec::ModelSpec m = spec.models[t.model_index];
+      m.architecture = m.name;
+      m.name = upstream_model_name(u, t.config, t.key.str());
+      m.upstream_key = t.key.str();
+      m.upstream_trial = static_cast<int64_t>(k);
+      m.weights = "upstream:" + u.name + ":" + t.key.str();
+      m.imagenet_top1 = std::numeric_limits<double>::quiet_NaN();  // measured upstream top-1 instead (analysis)
+      m.backbone.raw = spec.study.upstream_dir.raw + "/" + t.key.str() + ".pt";
+      m.backbone.unset_var = spec.study.upstream_dir.unset_var;
+      m.backbone.path = spec.study.upstream_dir.resolved() ? spec.study.upstream_dir.path + "/" + t.key.str() + ".pt" : "";
+      m.backbone.where = u.where;
+      m.where = u.where;
+      if (spec.find_model(m.name))
+        throw Error::input(u.where.str() + ": the pre-trained model's name \"" + m.name +
+                           "\" is already a model of this spec; rename the [[upstream]] stage");
+      spec.models.push_back(std::move(m));
+    }
+  }
+  spec.upstream_models_added = true;
+  return spec;
+}
+
+namespace {
+void require_upstream_models(const spec::Spec& spec) {
+  if (!spec.upstreams.empty() && !spec.upstream_models_added)
+    throw std::logic_error("grid: call grid::with_upstream(spec) before expanding a spec with [[upstream]] stages");
+}
+}  // namespace
+
 uint64_t trials_per_cell(const spec::Spec& spec) {
   uint64_t per_cell = 0;
   for (const auto& opt : spec.grid.optimizers)
@@ -243,7 +393,9 @@ uint64_t trials_per_cell(const spec::Spec& spec) {
 }
 
 uint64_t count_trials(const spec::Spec& spec) {
-  return saturating_mul(trials_per_cell(spec), saturating_mul(spec.models.size(), spec.datasets.size()));
+  return saturating_add(count_upstream_trials(spec),
+                        saturating_mul(trials_per_cell(spec), saturating_mul(spec.models.size(),
+                                                                             downstream_datasets(spec).size())));
 }
 
 void check_trial_count(const spec::Spec& spec) {
@@ -254,19 +406,31 @@ void check_trial_count(const spec::Spec& spec) {
   throw Error::input(fmt::format(
       "{}: the grid has {} trials ({} models × {} datasets × {} per model and dataset); xfer handles at most {} "
       "trials per spec (each is held in memory and gets a row in /trials) — narrow the grid or split the study",
-      spec.path, count, spec.models.size(), spec.datasets.size(), trials_per_cell(spec), kMaxTrials));
+      spec.path, count, spec.models.size(), downstream_datasets(spec).size(), trials_per_cell(spec), kMaxTrials));
 }
 
 std::vector<PlannedCell> plan_cells(const spec::Spec& spec) {
   check_trial_count(spec);
+  require_upstream_models(spec);
   std::vector<PlannedCell> out;
+  // The upstream stage's trials first, one cell each (their epochs differ, so do their costs).
+  const auto up = upstream_trials(spec);
+  for (const auto& t : up) {
+    PlannedCell p;
+    p.model_index = t.model_index;
+    p.dataset_index = t.dataset_index;
+    p.trials = 1;
+    p.first = t;
+    out.push_back(std::move(p));
+  }
+  const size_t n_up = up.size(), n_up_cells = out.size();
   if (spec.models.empty() || spec.datasets.empty() || trials_per_cell(spec) == 0) return out;
   const auto augmentations = augmentations_of(spec);
   const uint64_t per_cell = trials_per_cell(spec);
   for (size_t mi = 0; mi < spec.models.size(); ++mi)
-    for (size_t di = 0; di < spec.datasets.size(); ++di) {
+    for (size_t di : downstream_datasets(spec)) {
       CellBase cell = resolve_cell(spec, mi, di);
-      if (out.empty()) {
+      if (out.size() == n_up_cells) {
         // Two grid points that resolve to the same trial: the recipe does not depend on the cell and every axis's
         // values are distinct (the spec reader checks), so it is enough to compare the optimizer entries' lr × weight
         // decay recipes at the first augmentation and seed, in the first cell — what expand() would meet first.
@@ -297,7 +461,8 @@ std::vector<PlannedCell> plan_cells(const spec::Spec& spec) {
       p.trials = per_cell;
       p.first.model_index = mi;
       p.first.dataset_index = di;
-      p.first.order = out.size() * per_cell;
+      p.first.order = n_up + (out.size() - n_up_cells) * per_cell;
+      p.first.upstream_index = spec.models[mi].upstream_trial;
       p.first.config = cell.base;
       const auto& opt = spec.grid.optimizers.front();
       set_recipe(p.first.config, opt, parse<Optimizer>(opt.family, opt.where.str()),
@@ -311,14 +476,20 @@ std::vector<PlannedCell> plan_cells(const spec::Spec& spec) {
 
 void for_each_trial(const spec::Spec& spec, const std::function<void(const Trial&)>& fn) {
   check_trial_count(spec);
+  require_upstream_models(spec);
+  Trial trial;
+  for (const auto& t : upstream_trials(spec)) {
+    fn(t);
+    ++trial.order;
+  }
   if (trials_per_cell(spec) == 0) return;
   const auto augmentations = augmentations_of(spec);
-  Trial trial;
   for (size_t mi = 0; mi < spec.models.size(); ++mi)
-    for (size_t di = 0; di < spec.datasets.size(); ++di) {
+    for (size_t di : downstream_datasets(spec)) {
       const CellBase cell = resolve_cell(spec, mi, di);
       trial.model_index = mi;
       trial.dataset_index = di;
+      trial.upstream_index = spec.models[mi].upstream_trial;
       cell_trials(spec, cell, augmentations, [&](const TrialConfig& t, const spec::OptimizerSpec&) {
         trial.config = t;
         trial.key = key_of(cell.head + t.canonical_recipe() + cell.tail);
@@ -330,25 +501,32 @@ void for_each_trial(const spec::Spec& spec, const std::function<void(const Trial
 
 std::vector<Trial> expand(const spec::Spec& spec) {
   check_trial_count(spec);
-  std::vector<Trial> out;
+  require_upstream_models(spec);
+  std::vector<Trial> out = upstream_trials(spec);
   out.reserve(count_trials(spec));
   std::unordered_map<std::string, std::pair<size_t, const spec::OptimizerSpec*>> seen;
   seen.reserve(out.capacity());
+  for (const auto& t : out)
+    if (!seen.emplace(t.key.str(), std::make_pair(t.order, nullptr)).second)
+      throw Error::input(fmt::format("{}: two upstream trials resolve to the same key (model {} on {}): two "
+                                     "[[upstream]] stages repeat the same recipe", spec.path, t.config.model,
+                                     t.config.dataset));
   if (trials_per_cell(spec) == 0) return out;
   const auto augmentations = augmentations_of(spec);
   for (size_t mi = 0; mi < spec.models.size(); ++mi)
-    for (size_t di = 0; di < spec.datasets.size(); ++di) {
+    for (size_t di : downstream_datasets(spec)) {
       const CellBase cell = resolve_cell(spec, mi, di);
       cell_trials(spec, cell, augmentations, [&](const TrialConfig& t, const spec::OptimizerSpec& opt) {
-        Trial trial{key_of(cell.head + t.canonical_recipe() + cell.tail), t, mi, di, out.size()};
+        Trial trial{key_of(cell.head + t.canonical_recipe() + cell.tail), t, mi, di, out.size(),
+                    spec.models[mi].upstream_trial};
         if (auto [it, fresh] = seen.emplace(trial.key.str(), std::make_pair(out.size(), &opt)); !fresh) {
           const auto& first = out[it->second.first].config;
           throw Error::input(fmt::format(
               "{}: two grid points resolve to the same trial (model {}, dataset {}, {} lr={} wd={}, "
               "augmentation {}, seed {}): check [[grid.optimizer]] entries ({} and {}) for duplicates",
               spec.path, first.model, first.dataset, name(first.optimizer), num(first.lr),
-              num(first.weight_decay), name(first.augmentation), first.seed, it->second.second->where.str(),
-              opt.where.str()));
+              num(first.weight_decay), name(first.augmentation), first.seed,
+              it->second.second ? it->second.second->where.str() : std::string("[[upstream]]"), opt.where.str()));
         }
         out.push_back(std::move(trial));
       });

@@ -27,6 +27,8 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
                        "PyTorch no newer than this LibTorch. Loader said: " + std::string(e.what_without_backtrace()).substr(0, 300));
   }
   backbone_.eval();
+  // The whole network is fine-tuned (the paper's protocol), whatever requires_grad a file was saved with.
+  for (auto p : backbone_.parameters()) p.set_requires_grad(true);
   torch::Tensor y;
   try {
     torch::NoGradGuard ng;
@@ -49,6 +51,21 @@ Classifier::Classifier(const std::string& backbone_path, int input_size, int num
   feature_dim_ = static_cast<int>(y.size(1));
   torch::manual_seed(seed);
   head_ = torch::nn::Linear(feature_dim_, num_classes);
+}
+
+void Classifier::save_backbone(const std::string& path) {
+  torch::jit::Module copy = backbone_.clone();
+  copy.to(torch::kCPU);
+  copy.eval();
+  // Plain (contiguous) weights: a channels-last copy would load with that layout everywhere. The parameters stay
+  // trainable: the file is fine-tuned downstream like any exported backbone (a copy made under no_grad would load
+  // frozen, and fine-tuning would train the head alone).
+  for (auto p : copy.parameters()) {
+    p.set_data(p.detach().contiguous());
+    p.set_requires_grad(true);
+  }
+  for (auto b : copy.buffers()) b.set_data(b.detach().contiguous());
+  copy.save(path);
 }
 
 torch::Tensor Classifier::forward(const torch::Tensor& x) {

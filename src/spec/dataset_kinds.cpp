@@ -24,6 +24,11 @@ KindSetting melanoma_2019_setting() {
        "add the 2019 challenge images as the paper does"};
   return s;
 }
+KindSetting classes_setting() {
+  KS s{"classes", KS::Type::string, "", KS::Keyed::unless_default, &DatasetSpec::classes, nullptr,
+       "the labels to keep, comma-separated (\"0,1,2,3,4\"), relabelled 0..k-1 in that order; empty: all"};
+  return s;
+}
 }  // namespace
 
 // Sizes: APTOS, Cassava and EuroSAT are the paper's draws (per class int(0.2 n_c) held out) on the full
@@ -49,7 +54,7 @@ const std::vector<DatasetKind>& dataset_kinds() {
       {"csv", M::accuracy, {M::accuracy, M::balanced_accuracy, M::qwk, M::macro_f1, M::roc_auc, M::log_loss},
        Flips::h, 0, 0, false, false, false, 0, 0, 0, 0, true, true, {manifest_setting()}},
       {"idx", M::accuracy, {M::accuracy, M::balanced_accuracy, M::qwk, M::roc_auc, M::log_loss}, Flips::none, 0, 0,
-       false, false, false, 0, 0, 0, 0, false, true, {}},
+       false, false, false, 0, 0, 0, 0, false, true, {classes_setting()}},
   };
   return kKinds;
 }

@@ -561,6 +561,27 @@ GridSpec read_grid(TableReader& r, const std::string& file) {
   return g;
 }
 
+UpstreamSpec read_upstream(TableReader& r) {
+  UpstreamSpec u;
+  u.where = r.here();
+  u.name = read_name(r, "name", "upstream stage");
+  u.dataset = r.str_req("dataset", "the name of the [[dataset]] to pre-train on");
+  u.models = r.strings("models", nullptr, "a non-empty array of model names (architectures of this spec)")
+                 .value_or(std::vector<std::string>{});
+  if (u.models.empty()) r.fail_missing("models", "a non-empty array of model names (architectures of this spec)");
+  u.optimizer = r.choice("optimizer", {"adamw", "sgd"}, "adamw");
+  if (auto v = r.numbers("lrs", 0.0, 1e6, true, "a non-empty array of learning rates > 0")) u.lrs = *v;
+  if (auto v = r.numbers("weight_decays", 0.0, 1e6, false, "a non-empty array of weight decays ≥ 0")) u.weight_decays = *v;
+  if (auto v = r.strings("augmentations", &augmentation_names(), "a non-empty array of augmentation recipes"))
+    u.augmentations = *v;
+  if (auto v = r.integers("epochs", 1, "a non-empty array of epoch counts ≥ 1")) u.epochs = *v;
+  if (auto v = r.integers("seeds", 0, "a non-empty array of integer seeds ≥ 0")) u.seeds = *v;
+  u.batch_size = r.int_or("batch_size", 128, 1, 1 << 20);
+  u.input_size = r.int_or("input_size", 0, 16, 4096);
+  r.finish();
+  return u;
+}
+
 OverrideSpec read_override(TableReader& r) {
   OverrideSpec o;
   o.where = r.here();
@@ -778,6 +799,8 @@ Spec parse(const std::string& text, const std::string& path) {
     if (auto v = r.str("checkpoint_dir")) s.checkpoint_dir = paths.resolve_key(r, "checkpoint_dir", *v);
     else if (s.results.resolved()) s.checkpoint_dir = paths.resolve(s.results.raw + ".ckpt", r.loc("results"));
     else s.checkpoint_dir = paths.resolve(s.results.raw + ".ckpt", r.loc("results"));
+    if (auto v = r.str("upstream_dir")) s.upstream_dir = paths.resolve_key(r, "upstream_dir", *v);
+    else s.upstream_dir = paths.resolve(s.results.raw + ".upstream", r.loc("results"));
     r.finish();
   }
 
@@ -850,6 +873,38 @@ Spec parse(const std::string& text, const std::string& path) {
     if (!any_dataset) r.fail("dataset", "\"" + o.dataset + "\" matches no dataset of this spec");
     spec.overrides.push_back(std::move(o));
   }
+
+  // [[upstream]]: pre-training stages. Their datasets are upstream-only; their models must be the spec's.
+  const auto upstream_tables = top.tables("upstream");
+  for (size_t i = 0; i < upstream_tables.size(); ++i) {
+    TableReader r(*upstream_tables[i], fmt::format("upstream[{}]", i), path);
+    UpstreamSpec u = read_upstream(r);
+    for (const auto& other : spec.upstreams)
+      if (other.name == u.name)
+        r.fail("name", "duplicate upstream stage name \"" + u.name + "\"; every [[upstream]] needs a distinct name");
+    auto dit = std::find_if(spec.datasets.begin(), spec.datasets.end(),
+                            [&](const DatasetSpec& d) { return d.name == u.dataset; });
+    if (dit == spec.datasets.end()) {
+      std::vector<std::string> names;
+      for (const auto& d : spec.datasets) names.push_back(d.name);
+      const std::string hint = closest(u.dataset, names);
+      r.fail("dataset", "\"" + u.dataset + "\" is no [[dataset]] of this spec" +
+                            (hint.empty() ? "" : " (did you mean \"" + hint + "\"?)"));
+    }
+    if (dit->kind == "hpa") r.fail("dataset", "a multi-label dataset (hpa) cannot be an upstream stage's: its top-1 is undefined");
+    dit->upstream_only = true;
+    for (const auto& m : u.models) {
+      if (spec.find_model(m)) continue;
+      std::vector<std::string> names;
+      for (const auto& x : spec.models) names.push_back(x.name);
+      const std::string hint = closest(m, names);
+      r.fail("models", "\"" + m + "\" is no model of this spec" + (hint.empty() ? "" : " (did you mean \"" + hint + "\"?)"));
+    }
+    spec.upstreams.push_back(std::move(u));
+  }
+  if (!spec.upstreams.empty() &&
+      std::all_of(spec.datasets.begin(), spec.datasets.end(), [](const DatasetSpec& d) { return d.upstream_only; }))
+    top.fail_table("every [[dataset]] is an [[upstream]] stage's: add at least one downstream dataset to fine-tune on");
   top.finish();
 
   // The filesystem: backbones, dataset roots. Paths under unset variables are left for `xfer run` to refuse.

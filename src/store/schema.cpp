@@ -66,6 +66,9 @@ const table::Table<TrialRow>& trials() {
           col("label_smoothing", &R::label_smoothing, "label smoothing of the cross-entropy"),
           col("canonical", &R::canonical, kVariable, "the canonical configuration text, key=value lines; its "
                                                       "SHA-256 gives the key"),
+          col("stage", &R::stage, kWord, "downstream | upstream (a pre-training run of an [[upstream]] stage)"),
+          col("upstream", &R::upstream, kKey, "the key of the upstream (pre-training) trial whose backbone it "
+                                              "fine-tunes; empty if none"),
           col("config_crc32", &R::config_crc32, "CRC-32 of the columns above, written with the row (the columns "
                                                 "and their encoding: this table's attribute config_crc32_columns)")
               .as_checksum(),
@@ -91,6 +94,11 @@ const table::Table<TrialRow>& trials() {
               .changes(),
           col("order", &R::order, "position in the spec's expansion").changes(),
           col("message", &R::message, kVariable, "why it failed or stopped, empty otherwise").changes(),
+          col("backbone_sha256", &R::backbone_sha256, kVariable, "SHA-256 of the backbone file it trained from")
+              .changes(),
+          col("exported_sha256", &R::exported_sha256, kVariable, "upstream trials: SHA-256 of the pre-trained "
+                                                                  "backbone it exported (<upstream_dir>/<key>.pt)")
+              .changes(),
           col("state_crc32", &R::state_crc32, "CRC-32 of the state columns (status … message), rewritten with them "
                                               "(attribute state_crc32_columns)")
               .changes()

@@ -57,7 +57,7 @@ std::string iso_utc(double t) {
 
 namespace {
 
-constexpr const char* kFormat = "xfer-results 3";
+constexpr const char* kFormat = "xfer-results 4";
 constexpr const char* kContentDigest = "content_sha256";
 
 void check_format(hid_t file, const std::string& path) {

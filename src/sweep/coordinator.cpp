@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -32,11 +33,19 @@ Coordinator::Coordinator(const Study& study, const Prepared& prep, const RunOpti
     : study_(study), prep_(prep), o_(o), transport_(std::move(transport)), results_(results), lock_(lock),
       rows_(std::move(rows)), cost_(prep.cost), deadline_unix_(deadline_unix),
       scheduler_(transport_.size(), deadline_unix > 0 ? steady_seconds() + (deadline_unix - store::now_unix()) : 0) {
+  std::set<int64_t> queued;
+  for (const auto& j : jobs) queued.insert(j.trial);
   for (const auto& j : jobs) {
-    const auto& cfg = study_.trials[static_cast<size_t>(j.trial)].config;
-    scheduler_.add({j.trial, cost_[j.trial], cfg.ranks_per_trial, cfg.epochs});
     action_[j.trial] = j.action;
     remaining_cost_ += cost_[j.trial];
+    // A downstream trial of a pre-trained model starts only once its pre-training trial is done.
+    const int64_t u = study_.trials[static_cast<size_t>(j.trial)].upstream_index;
+    if (u >= 0 && rows_[static_cast<size_t>(u)].status != name(TrialStatus::done)) {
+      if (queued.count(u)) waiting_[u].push_back(j.trial);
+      else blocked_.push_back(j.trial);
+      continue;
+    }
+    queue(j.trial);
   }
   total_jobs_ = jobs.size();
   started_ = Clock::now();
@@ -59,6 +68,8 @@ void Coordinator::operator()() {
 }
 
 void Coordinator::loop() {
+  for (int64_t t : blocked_)
+    block(t, rows_[static_cast<size_t>(study_.trials[static_cast<size_t>(t)].upstream_index)]);
   auto last_beat = Clock::now();
   while (true) {
     if (std::chrono::duration<double>(Clock::now() - last_beat).count() > 60) lock_.heartbeat(), last_beat = Clock::now();
@@ -126,20 +137,54 @@ void Coordinator::check_hung() {
     row.status = name_str(f.status);
     record_hung(row, h.members.front(), h.silent_s);
     if (f.retry) requeue(h.trial);
+    upstream_ended(h.trial, row, false, f.retry);
   }
 }
 
 void Coordinator::requeue(int64_t t) {
+  queue(t);
+  action_[t] = Action::retry;
+}
+
+void Coordinator::queue(int64_t t) {
   const auto& cfg = study_.trials[static_cast<size_t>(t)].config;
   scheduler_.add({t, cost_[t], cfg.ranks_per_trial, cfg.epochs});
-  action_[t] = Action::retry;
+}
+
+void Coordinator::upstream_ended(int64_t upstream, const store::TrialRow& row, bool done, bool will_run_again) {
+  auto it = waiting_.find(upstream);
+  if (it == waiting_.end()) return;
+  if (done) {
+    spdlog::info("upstream trial {} ({} on {}) is done: its {} downstream trial(s) are queued", row.key, row.model,
+                 row.dataset, it->second.size());
+    for (int64_t t : it->second) queue(t);
+  } else if (will_run_again) {
+    return;  // retried (or resumed by a later run): they keep waiting
+  } else {
+    for (int64_t t : it->second) block(t, row);
+  }
+  waiting_.erase(it);
+}
+
+void Coordinator::block(int64_t t, const store::TrialRow& upstream) {
+  auto& row = rows_[static_cast<size_t>(t)];
+  row.status = name_str(TrialStatus::failed);
+  row.message = fmt::format("its upstream trial {} ({} on {}) is {}{}: there is no pre-trained backbone to fine-tune; "
+                            "not started (no attempt spent) — the next run retries it after its upstream trial",
+                            upstream.key, upstream.model, upstream.dataset, upstream.status,
+                            upstream.message.empty() ? "" : " (" + upstream.message.substr(0, 200) + ")");
+  row.finished_at = store::now_unix();
+  results_.update_trial(row);
+  spdlog::warn("trial {} ({} on {}): {}", row.key, row.model, row.dataset, row.message);
 }
 
 void Coordinator::dispatch() {
   const Scheduler::Dispatch d = scheduler_.dispatch(now());
-  for (int64_t t : d.too_wide)
+  for (int64_t t : d.too_wide) {
     record_unrunnable(rows_[static_cast<size_t>(t)], study_.trials[static_cast<size_t>(t)].config.ranks_per_trial,
                       scheduler_.alive());
+    upstream_ended(t, rows_[static_cast<size_t>(t)], false, false);
+  }
   skipped_for_time_.insert(skipped_for_time_.end(), d.out_of_time.begin(), d.out_of_time.end());
   for (const auto& a : d.starts) start(a.trial, a.members);
 }
@@ -216,6 +261,8 @@ void Coordinator::finish(const Report& r) {
   row.seconds += r.seconds;
   row.finished_at = store::now_unix();
   row.epochs_done = r.epochs.empty() ? row.epochs_done : r.epochs.back().epoch + 1;
+  if (!r.backbone_sha256.empty()) row.backbone_sha256 = r.backbone_sha256;
+  if (!r.exported_sha256.empty()) row.exported_sha256 = r.exported_sha256;
   const auto& trial = study_.trials[static_cast<size_t>(t)];
   record_finished(row, r, study_.spec.datasets[trial.dataset_index].name, f.final);
   ++finished_;
@@ -231,6 +278,8 @@ void Coordinator::finish(const Report& r) {
     spdlog::warn("trial {} ({} on {}): {} — {}", row.key, row.model, row.dataset, row.status, r.message);
     if (f.retry) requeue(t);
   }
+  upstream_ended(t, row, f.status == TrialStatus::done,
+                 f.retry || f.environment_stop || f.status == TrialStatus::interrupted);
   if (f.stop_sweep) stop_requested().store(true);  // a stop only this group saw: the sweep stops too
   if (f.environment_stop) {
     if (environment_fault_.empty()) environment_fault_ = r.message;
@@ -256,6 +305,7 @@ void Coordinator::progress(bool final) {
   p.total = total_jobs_;
   p.running = scheduler_.running();
   p.pending = scheduler_.pending();
+  for (const auto& [upstream, list] : waiting_) p.pending += list.size();  // waiting for their pre-training trial
   p.elapsed_s = std::chrono::duration<double>(t - started_).count();
   p.done_gflop = done_cost_;
   p.remaining_gflop = remaining_cost_;

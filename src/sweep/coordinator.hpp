@@ -56,6 +56,11 @@ class Coordinator {
   void handle(const Report& r);
   void finish(const Report& r);
   void requeue(int64_t t);
+  void queue(int64_t t);
+  // The upstream stage: a downstream trial waits for its pre-training trial; one whose pre-training trial ended
+  // without a backbone (diverged, failed for good) is recorded failed, naming it, without spending an attempt.
+  void upstream_ended(int64_t upstream, const store::TrialRow& row, bool done, bool will_run_again);
+  void block(int64_t t, const store::TrialRow& upstream);
   void progress(bool final);
 
   // The results-file writes, one function per event.
@@ -78,6 +83,8 @@ class Coordinator {
   double deadline_unix_;
   Scheduler scheduler_;
   std::map<int64_t, Action> action_;
+  std::map<int64_t, std::vector<int64_t>> waiting_;  // upstream trial → downstream trials of this run waiting for it
+  std::vector<int64_t> blocked_;                       // their upstream trial will not run in this run
   std::vector<int64_t> skipped_for_time_;
   std::string end_reason_;
   std::exception_ptr error_;

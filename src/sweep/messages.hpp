@@ -43,10 +43,12 @@ struct Report {
   std::vector<int64_t> val_samples, test_samples;
   std::vector<float> val_scores, test_scores;
   std::vector<ProblemMsg> problems;
+  std::string backbone_sha256, exported_sha256;  // the backbone it trained from; a pre-training trial's export
   template <class A>
   void serialize(A& a, unsigned) {
     a& kind& rank& trial& host& device& epoch_record& status& cause& message& best_epoch& resumed_from_epoch& best_val&
-        test_at_best& seconds& epochs& classes& val_samples& test_samples& val_scores& test_scores& problems;
+        test_at_best& seconds& epochs& classes& val_samples& test_samples& val_scores& test_scores& problems&
+        backbone_sha256& exported_sha256;
   }
 };
 

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "slurm.hpp"
+#include "upstream_backbone.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
@@ -23,7 +24,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 Study read_study(const std::string& spec_path) {
   Study s;
-  s.spec = data::with_layouts_resolved(spec::load(spec_path));
+  s.spec = grid::with_upstream(data::with_layouts_resolved(spec::load(spec_path)));
   s.trials = grid::expand(s.spec);
   return s;
 }
@@ -83,6 +84,8 @@ store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double c
   r.warmup_epochs = c.warmup_epochs;
   r.label_smoothing = c.label_smoothing;
   r.canonical = c.canonical_text();
+  r.stage = c.pretraining ? "upstream" : "downstream";
+  r.upstream = c.upstream;
   r.status = "pending";
   r.val_metric = r.test_metric = kNaN;
   r.order = static_cast<int64_t>(t.order);
@@ -133,6 +136,15 @@ ResolvedTrial resolve_trial(const Study& study, const Prepared& p, size_t index,
     r.backbone = env.backbone;
     r.checkpoint_dir = env.checkpoint_dir;
     r.keep_best_model = env.keep_best_model;
+    r.export_backbone = env.export_backbone;
+    // A downstream trial of a pre-trained model runs after its upstream trial is done: the backbone's SHA-256 is
+    // in its metadata (a missing file is the worker's to report as the trial's failure).
+    if (!t.config.upstream.empty()) {
+      try {
+        r.backbone_sha256 = read_upstream_metadata(r.backbone).sha256;
+      } catch (const Error&) {
+      }
+    }
   }
   return r;
 }

@@ -92,6 +92,11 @@ void read_ledger(Setup& s, const RunOptions& o) {
 
 void set_up(Setup& s, const RunOptions& o) {
   s.study = read_study(o.spec);
+  // A shard's downstream trial would wait for an upstream trial another shard runs: not supported yet.
+  if (o.shards > 1 && !s.study.spec.upstreams.empty())
+    throw Error::input(fmt::format("{}: [[upstream]] stages do not run as a job array (--shard {}/{}) yet: a shard's "
+                                   "downstream trials would wait for pre-training trials of other shards. Run the study "
+                                   "as one job (xfer submit without --array)", o.spec, o.shard, o.shards));
   s.prep = prepare(s.study, o);
   s.lock = std::make_unique<store::WriterLock>(s.prep.results_path);
   s.results = std::make_unique<store::Results>(

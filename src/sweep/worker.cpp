@@ -2,10 +2,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "slurm.hpp"
+#include "upstream_backbone.hpp"
+#include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
 #include "xfer/store/store.hpp"
@@ -112,7 +117,20 @@ void Worker::simulate(const Order& order, Report& fin) {
 void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin) {
   const ResolvedTrial& trial = order.resolved;
   const data::Dataset& d = dataset(trial.dataset);
+  // The backbone's SHA-256, recorded with the result; a pre-trained model's must be the one its upstream trial
+  // exported (its metadata says which), or the trial does not start.
+  // Every rank of the group checks, so they all start or none does.
+  if (std::filesystem::is_regular_file(trial.backbone)) fin.backbone_sha256 = sha256_file_hex(trial.backbone);
+  if (!trial.config.upstream.empty()) {
+    if (trial.backbone_sha256.empty()) read_upstream_metadata(trial.backbone);  // throws, naming the missing file
+    if (fin.backbone_sha256 != trial.backbone_sha256)
+      throw Error::input(fmt::format("the pre-trained backbone {} has SHA-256 {}, but its upstream trial {} exported "
+                                     "one with SHA-256 {} ({}): it was changed or replaced; rerun the upstream trial",
+                                     trial.backbone, fin.backbone_sha256.empty() ? "(missing file)" : fin.backbone_sha256,
+                                     trial.config.upstream, trial.backbone_sha256, metadata_path(trial.backbone)));
+  }
   train::Environment env;
+  env.export_backbone = trial.export_backbone;
   env.backbone = trial.backbone;
   env.checkpoint_dir = trial.checkpoint_dir;
   env.keep_best_model = trial.keep_best_model;
@@ -149,6 +167,17 @@ void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin
   fin.test_samples = res.test.samples;
   fin.test_scores = res.test.scores;
   for (const auto& p : res.data_problems) fin.problems.push_back({p.id, p.path, p.reason});
+  // A pre-training trial's backbone is exported by the trainer; its metadata (SHA-256, measured top-1) here.
+  if (leader && res.status == train::Status::done && !trial.export_backbone.empty()) {
+    try {
+      fin.exported_sha256 = write_upstream_metadata(trial.export_backbone, trial.key, trial.config, res.test_at_best,
+                                                    res.best_epoch, res.feature_dim);
+    } catch (const std::exception& e) {
+      fin.status = TrialStatus::failed;
+      fin.cause = Cause::environment;
+      fin.message = std::string("could not write the pre-trained backbone's metadata: ") + e.what();
+    }
+  }
 }
 
 }  // namespace xfer::sweep

@@ -199,6 +199,12 @@ Environment environment_for(const spec::Spec& spec, const grid::Trial& trial) {
   env.backbone = m.backbone.path;
   env.checkpoint_dir = (fs::path(spec.study.checkpoint_dir.path) / trial.key.str()).string();
   env.keep_best_model = spec.study.keep_best_model;
+  if (trial.config.pretraining) {
+    if (!spec.study.upstream_dir.resolved())
+      throw Error::input(spec.study.upstream_dir.where.str() + ": upstream_dir names ${" +
+                         spec.study.upstream_dir.unset_var + "}, which is unset");
+    env.export_backbone = (fs::path(spec.study.upstream_dir.path) / (trial.key.str() + ".pt")).string();
+  }
   return env;
 }
 
@@ -208,6 +214,7 @@ void remove_checkpoints(const std::string& dir, bool keep_best_model) {
   std::error_code ec;
   for (const auto& n : list(dir)) fs::remove(n.path, ec);
   if (!keep_best_model) fs::remove(fs::path(dir) / "best.pt", ec);
+  fs::remove(fs::path(dir) / "best_backbone.pt", ec);  // an upstream trial's, exported by now
   if (fs::is_directory(dir, ec) && fs::is_empty(dir, ec)) fs::remove(dir, ec);
 }
 

@@ -357,6 +357,7 @@ class EpochLoop {
           r.val = std::move(val.pred);
           r.test = std::move(test.pred);
           if (env_.keep_best_model) save_best();
+          if (!env_.export_backbone.empty()) save_best_backbone();
         }
         r.epochs.push_back(rec);
         if (env_.on_epoch) env_.on_epoch(rec);
@@ -377,6 +378,7 @@ class EpochLoop {
         return;
       }
     }
+    if (r.status == Status::done && !env_.export_backbone.empty() && g_.rank() == 0) export_backbone();
     if (r.status == Status::done && env_.remove_checkpoints) {
       settle_checkpoint(r);
       remove_own_checkpoints();
@@ -410,6 +412,28 @@ class EpochLoop {
     const std::string path = env_.checkpoint_dir + "/best.pt";
     engine_->save_model(path + ".tmp");
     std::filesystem::rename(path + ".tmp", path);
+  }
+
+  void save_best_backbone() {
+    std::filesystem::create_directories(env_.checkpoint_dir);
+    const std::string path = env_.checkpoint_dir + "/best_backbone.pt";
+    engine_->save_backbone(path + ".tmp");
+    std::filesystem::rename(path + ".tmp", path);
+  }
+
+  // The best epoch's backbone to its export path. Copied, not moved: a job that dies before the result is recorded
+  // resumes from the result-only checkpoint and exports again from the same file.
+  void export_backbone() {
+    namespace fs = std::filesystem;
+    const fs::path best = fs::path(env_.checkpoint_dir) / "best_backbone.pt", out(env_.export_backbone);
+    if (!fs::exists(best)) {
+      if (fs::exists(out)) return;  // exported by the run that finished it
+      throw Error(fmt::format("{}: the best epoch's backbone is missing; the trial cannot export it to {}",
+                              best.string(), out.string()));
+    }
+    fs::create_directories(out.parent_path());
+    fs::copy_file(best, out.string() + ".tmp", fs::copy_options::overwrite_existing);
+    fs::rename(out.string() + ".tmp", out);
   }
 
   const grid::TrialConfig& t_;

@@ -290,6 +290,8 @@ class TorchEngine final : public Engine {
     a.save_to(path);
   }
 
+  void save_backbone(const std::string& path) override { model_->save_backbone(path); }
+
   int64_t peak_memory_bytes() override {
 #if defined(XFER_TORCH_CUDA)
     if (device_.is_cuda())

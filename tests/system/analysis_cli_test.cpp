@@ -101,6 +101,7 @@ TEST_F(StudyFiles, SelectionFromAResultsFileAndWriteBack) {
         t.status = "done";
         t.best_epoch = 2;
         t.imagenet_top1 = 60 + 5 * m;
+        t.weights = m == 0 ? "random-init" : "torchvision:W" + std::to_string(m);
         rows.push_back(t);
       }
     res.add_trials(rows);
@@ -125,6 +126,17 @@ TEST_F(StudyFiles, SelectionFromAResultsFileAndWriteBack) {
     EXPECT_NEAR(pts[m]["value"].get<double>(), 0.48 + 0.05 * m + 0.1 + 0.01, 1e-12) << "test at the best validation epoch";
     EXPECT_NE(pts[m]["grid_point"].get<std::string>().find("lr=0.001"), std::string::npos);
   }
+  // Honest statistics: a random-init model is named before anything else, four models are too few to trust a
+  // bootstrap over models, and the screen says both.
+  ASSERT_EQ(j["headline"].size(), 1u);
+  EXPECT_EQ(j["headline"][0].get<std::string>().rfind("RANDOM-INIT WEIGHTS: 1 of 4 model(s) (m0) were never trained on "
+                                                      "ImageNet", 0), 0u) << j["headline"][0];
+  EXPECT_EQ(j["random_init"], nlohmann::json::array({"m0"}));
+  EXPECT_TRUE(j["datasets"]["ds"]["unreliable"].get<bool>());
+  const Result screen = run(quote(xfer()) + " analyze " + quote(path) + " --resamples 500 --no-figures --no-write");
+  ASSERT_EQ(screen.status, 0) << screen.err;
+  EXPECT_EQ(screen.out.rfind("RANDOM-INIT WEIGHTS:", 0), 0u) << screen.out;
+  EXPECT_NE(screen.out.find("UNRELIABLE: 4 < 8 models"), std::string::npos) << screen.out;
   const Result oracle = run(quote(xfer()) + " analyze " + quote(path) + " --json --resamples 500 --no-figures --selection oracle");
   const auto o = nlohmann::json::parse(oracle.out);
   EXPECT_NEAR(o["datasets"]["ds"]["points"][0]["value"].get<double>(), 0.48 + 0.1 + 0.02, 1e-12) << "best test epoch";

@@ -79,7 +79,7 @@ TEST_F(Sweep, ThreeRanksRunEveryTrialExactlyOnceAndTheFileIsClean) {
   auto j = check(results());
   expect_all_done_once(j, 6, 2);
   EXPECT_EQ(j["prediction_sets"].get<int>(), 6) << "paper mode: validation is the test set, stored once";
-  EXPECT_EQ(j["format"], "xfer-results 3");
+  EXPECT_EQ(j["format"], "xfer-results 4");
   const Result dump = run("h5dump -H " + quote(results()));
   EXPECT_EQ(dump.status, 0) << dump.err;
   EXPECT_TRUE(dump.err.empty()) << dump.err;

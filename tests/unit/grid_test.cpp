@@ -8,6 +8,7 @@
 #include "support/tempdir.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/data/dataset.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/spec/spec.hpp"
 
@@ -268,8 +269,9 @@ TEST_F(GridFixture, CatalogSizesFollowTheSelectionRule) {
 }
 
 // The trial keys of the shipped studies, recorded with the build before the dataset-kind registry: the paper's
-// 2280 trials (planned before staging: every root under an unset ${XFER_DATA}) and the demo's 8 (its catalog
-// backbones without export sidecars, so weights come from the catalog).
+// 2280 trials (planned before staging: every root under an unset ${XFER_DATA}); and the demo's 33 — 9 pre-training
+// trials of its upstream stage, then 12 models (3 random-init architectures, 9 pre-trained) on 2 tasks — recorded
+// when the demo became an upstream study, its backbones' sidecars saying random-init as the exporter's do.
 std::string digest_of_keys(const std::vector<grid::Trial>& trials) {
   std::string all;
   for (const auto& t : trials) all += t.key.str() + "\n";
@@ -290,16 +292,28 @@ TEST_F(GridFixture, GoldenKeysOfThePaperAndDemoStudies) {
   std::string demo = read_file(std::string(XFER_SOURCE_DIR) + "/inputs/demo.toml");
   const std::string root = "root = \"/usr/share/datasets/fashion-mnist\"";
   ASSERT_NE(demo.find(root), std::string::npos);
-  demo.replace(demo.find(root), root.size(), "root = \"data\"");
-  for (const char* m : {"squeezenet1_1", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "densenet121"})
+  while (demo.find(root) != std::string::npos) demo.replace(demo.find(root), root.size(), "root = \"data\"");
+  std::filesystem::create_directories(dir / "demo_data/digits");
+  for (const char* m : {"resnet18", "squeezenet1_1", "shufflenet_v2_x0_5"}) {
     dir.write(std::string("demo_models/") + m + ".pt", kBackboneStandIn);
+    dir.write(std::string("demo_models/") + m + ".json", "{\"imagenet_top1\": 60.0, \"weights\": \"random-init\"}");
+  }
   ::setenv("XFER_DEMO_MODELS", (dir / "demo_models").c_str(), 1);
-  const auto trials = grid::expand(spec::load(dir.write("demo.toml", demo)));
+  ::setenv("XFER_DEMO_DATA", (dir / "demo_data").c_str(), 1);
+  const auto trials =
+      grid::expand(grid::with_upstream(data::with_layouts_resolved(spec::load(dir.write("demo.toml", demo)))));
   ::unsetenv("XFER_DEMO_MODELS");
-  ASSERT_EQ(trials.size(), 8u);
-  EXPECT_EQ(trials.front().key.str(), "2ba8612cd7b1dcdb");
-  EXPECT_EQ(trials.back().key.str(), "2d0e75bb6b1876b7");
-  EXPECT_EQ(digest_of_keys(trials), "acab6e6a6f447d6f22119f597f42194039e87aa2c83c8a8f1a5f3c6eb69aff45");
+  ::unsetenv("XFER_DEMO_DATA");
+  ASSERT_EQ(trials.size(), 33u);
+  for (size_t i = 0; i < 9; ++i) EXPECT_TRUE(trials[i].config.pretraining) << i;
+  for (size_t i = 9; i < 33; ++i) {
+    EXPECT_FALSE(trials[i].config.pretraining) << i;
+    if (trials[i].upstream_index >= 0)
+      EXPECT_EQ(trials[i].config.upstream, trials[static_cast<size_t>(trials[i].upstream_index)].key.str()) << i;
+  }
+  EXPECT_EQ(trials.front().key.str(), "4da6545978a17352");
+  EXPECT_EQ(trials.back().key.str(), "b3bbcd27fbc49d20");
+  EXPECT_EQ(digest_of_keys(trials), "653c7b267821625e3a0dca3cd336e97d9a95579a29b07a9066d826d8799217f5");
 }
 
 TEST_F(GridFixture, KindSettingsEnterTheKeyAsTheRegistrySays) {

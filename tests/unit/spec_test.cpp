@@ -352,3 +352,58 @@ TEST_F(SpecFixture, AnUnresolvedLayoutKindHasNoValidationYet) {
 
 }  // namespace
 }  // namespace xfer::test
+
+namespace xfer::test {
+namespace {
+
+// [[upstream]]: its dataset becomes upstream-only, its models must be the spec's, and mistakes name file:line:key.
+TEST_F(SpecFixture, UpstreamStagesAreReadAndTheirMistakesNamed) {
+  const std::string stage = R"(
+[[dataset]]
+name = "up"
+kind = "idx"
+root = "data/b"
+classes = "0,1,2"
+[[upstream]]
+name = "pre"
+dataset = "up"
+models = ["m1"]
+epochs = [1, 3]
+)";
+  const Spec s = parse(std::string(kMinimal) + stage);
+  ASSERT_EQ(s.upstreams.size(), 1u);
+  EXPECT_EQ(s.upstreams[0].epochs, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(s.upstreams[0].lrs, std::vector<double>{1e-3}) << "the stage's defaults";
+  EXPECT_TRUE(s.find_dataset("up")->upstream_only);
+  EXPECT_FALSE(s.find_dataset("a")->upstream_only);
+  EXPECT_EQ(s.find_dataset("up")->classes, "0,1,2");
+  EXPECT_NE(s.study.upstream_dir.path.find("res/r.h5.upstream"), std::string::npos) << s.study.upstream_dir.path;
+  auto error_of = [&](const std::string& from, const std::string& to) {
+    std::string text = std::string(kMinimal) + stage;
+    text.replace(text.find(from), from.size(), to);
+    try {
+      parse(text);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error_of("dataset = \"up\"", "dataset = \"upp\"").find("s.toml:26: key 'upstream[0].dataset': \"upp\" is no "
+                                                                 "[[dataset]] of this spec (did you mean \"up\"?)"),
+            std::string::npos) << error_of("dataset = \"up\"", "dataset = \"upp\"");
+  EXPECT_NE(error_of("models = [\"m1\"]", "models = [\"m3\"]").find("key 'upstream[0].models': \"m3\" is no model"),
+            std::string::npos);
+  EXPECT_NE(error_of("epochs = [1, 3]", "epochs = [0]").find("upstream[0].epochs"), std::string::npos);
+  EXPECT_NE(error_of("epochs = [1, 3]", "epoch = [1]").find("unknown key in [upstream[0]] (did you mean 'epochs'?)"),
+            std::string::npos) << error_of("epochs = [1, 3]", "epoch = [1]");
+  // Pre-training data only: nothing left to fine-tune on.
+  try {
+    parse(std::string(kMinimal) + "[[upstream]]\nname = \"pre\"\ndataset = \"a\"\nmodels = [\"m1\"]\n");
+    ADD_FAILURE() << "a study without a downstream dataset was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("every [[dataset]] is an [[upstream]] stage's"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace xfer::test

@@ -361,7 +361,7 @@ TEST(Store, StudyAndSamplesAreWrittenOncePerStudy) {
 
 TEST(Store, AnOlderFormatIsRefusedAndNotModified) {
   // Format 1 (before the resolved configuration) and 2 (before the rows' checksums) alike.
-  for (const char* format : {"xfer-results 1", "xfer-results 2"}) {
+  for (const char* format : {"xfer-results 1", "xfer-results 2", "xfer-results 3"}) {
   test::TempDir dir("store_format");
   const std::string path = (dir / "old.h5").string();
   {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,28 @@ struct Point {
   int seeds = 1;
   std::string key;          // the selected trial (results input)
   std::string grid_point;   // e.g. "adamw lr=0.001 wd=0.0001"
+  std::string weights;      // the trial's weights tag ("random-init", "torchvision:…", "upstream:<stage>:<key>")
+  std::string upstream_key; // the pre-training trial whose backbone it fine-tuned ("" if none)
+  std::string architecture; // the model it was pre-trained from (the upstream trial's model), else the model
+};
+
+// An architecture fine-tuned from its own weights (the control) against the same architecture pre-trained by the
+// study's upstream stage, on one downstream dataset.
+struct Comparison {
+  std::string architecture, control_weights;
+  double control = kNaN;                 // metric, own units
+  double pretrained_best = kNaN, pretrained_mean = kNaN;
+  std::string best_model;
+  int pretrained = 0;                    // pre-trained models of the architecture with a result
+  bool better() const { return pretrained_best > control; }
+};
+
+// One pre-training trial of an [[upstream]] stage, as the results file holds it.
+struct UpstreamRun {
+  std::string key, model, dataset, status, augmentation;
+  int epochs = 0;
+  int64_t seed = 0;
+  double top1 = kNaN;                    // percent, measured on the stage's test split
 };
 
 struct DatasetResult {
@@ -38,7 +61,14 @@ struct DatasetResult {
   Interval delta_r2_ci;
   double sensitivity_pp = kNaN;  // mean over models of (selected test − median test over grid points), pp
   int sensitivity_models = 0;
+  bool unreliable = false;  // fewer than kReliableModels models: the bootstrap over models is not to be trusted
+  std::vector<Point> controls;          // upstream studies: models fine-tuned from their own weights (not on the x-axis)
+  std::vector<Comparison> comparisons;  // each control against its pre-trained versions
 };
+
+// Fewer models than this and a bootstrap over models says little (the resamples repeat a handful of points): such
+// intervals are flagged unreliable on screen and in the report.
+inline constexpr size_t kReliableModels = 8;
 
 struct AugmentationDelta {
   std::string recipe, dataset;
@@ -67,7 +97,17 @@ struct Study {
   std::map<std::string, std::string> provenance;
   std::string spec_text;
   bool from_results = false;
+  // What the x-axis is: "ImageNet top-1", or the measured top-1 of an upstream stage's pre-trained models.
+  std::string x_label = "ImageNet top-1";
+  std::vector<UpstreamRun> upstream;
+  // Statements that come first on screen and in the report: what was pre-trained on what, and random-init weights.
+  std::vector<std::string> headline;
+  std::vector<std::string> random_init;  // models whose weights are random-init
 };
+
+// A metric's range in percentage points (the metric × 100): 0–100 for proportions, −100–100 for kappa, 0–∞ for
+// log-loss. Bands and axes are clipped to it.
+std::pair<double, double> metric_range_pp(const std::string& metric);
 
 // Selection from a results file (every epoch of every trial is in /curves, so any rule can be recomputed).
 Study from_results(const std::string& path, const Options& o);

@@ -62,6 +62,7 @@ struct SplitSettings {
   std::string manifest = "manifest.csv";   // csv kind
   std::string split_file = "split.stratified.small.0.csv";  // hpa kind
   bool strict = false;                      // a problem is an error instead of a skipped, reported sample
+  std::string classes;                      // idx kind: labels kept, relabelled 0..k-1 in this order ("": all)
   // Set when `validation` was resolved from the layout before trials were keyed (spec::ResolvedValidation):
   // opening then refuses a layout that no longer agrees instead of silently running another split.
   bool layout_checked = false;

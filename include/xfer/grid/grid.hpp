@@ -56,6 +56,7 @@ struct TrialConfig {
   bool melanoma_2019 = true;
   std::string manifest;
   std::string split_file;
+  std::string classes;  // idx kind: the labels kept ("": all)
   // Recipe.
   Optimizer optimizer = Optimizer::adamw;
   double lr = 0;
@@ -74,6 +75,11 @@ struct TrialConfig {
   int epochs = 0;
   int batch_size = 0;
   Precision precision = Precision::auto_;
+  // The upstream stage ([[upstream]]): a pre-training trial is keyed with "stage=upstream"; a downstream trial of a
+  // pre-trained model with its upstream trial's key. Both lines only when set, so keys of specs without an upstream
+  // stage are unchanged.
+  bool pretraining = false;
+  std::string upstream;
   // Execution: how, not what — not part of the key.
   int ranks_per_trial = 1;
 
@@ -96,7 +102,19 @@ struct Trial {
   size_t model_index = 0;    // into Spec::models
   size_t dataset_index = 0;  // into Spec::datasets
   size_t order = 0;          // position in the deterministic expansion order
+  int64_t upstream_index = -1;  // the pre-training trial whose backbone it fine-tunes (its position), -1: none
 };
+
+// The upstream stage. Pre-training trials come first in the expansion: for each [[upstream]] stage, each of its
+// models, lrs × weight decays × augmentations × epochs × seeds, on the stage's dataset. with_upstream() appends one
+// model per pre-training trial to spec.models — named <architecture>+<stage>[-e<epochs>][-s<seed>]…, its backbone
+// <upstream_dir>/<key>.pt, written when that trial is done — so every downstream dataset fine-tunes it like any
+// model. Call it after data::with_layouts_resolved and before expand(), plan_cells() or for_each_trial().
+spec::Spec with_upstream(spec::Spec spec);
+std::vector<Trial> upstream_trials(const spec::Spec& spec);
+uint64_t count_upstream_trials(const spec::Spec& spec);
+// The datasets the downstream grid runs on (those no [[upstream]] stage names), by index into spec.datasets.
+std::vector<size_t> downstream_datasets(const spec::Spec& spec);
 
 // The most trials one spec may have: 10^7. Every trial is held in memory by `xfer run` (about 1 KB each when
 // expanded) and gets a row in /trials, and 10^7 trials of one GPU-minute each are 19 GPU-years, so a larger grid is

@@ -29,6 +29,8 @@ class Classifier {
   std::vector<torch::Tensor> parameters();
   // Backbone then head, by name, for checkpoints: parameters and buffers (BatchNorm statistics).
   std::vector<std::pair<std::string, torch::Tensor>> state();
+  // The backbone with its current weights, on the CPU, as a TorchScript file (an upstream stage's pre-trained model).
+  void save_backbone(const std::string& path);
   // Copies a head initialisation from a TorchScript module with `weight` and `bias` (parity tests).
   void load_head(const std::string& path);
   // Buffers only (BatchNorm running statistics): synchronised across a data-parallel group before evaluation.

@@ -43,6 +43,7 @@ struct StudySpec {
   int max_attempts = 3;          // a failed trial is retried this many times in all
   bool keep_best_model = false;  // keep the best epoch's weights after a trial ends
   SpecPath checkpoint_dir;       // default: <results>.ckpt next to the results file
+  SpecPath upstream_dir;         // pre-trained backbones of [[upstream]] trials; default: <results>.upstream
   Location where;
 };
 
@@ -59,6 +60,11 @@ struct ModelSpec {
   double gmacs = 0;              // forward multiply-adds per 224x224 image, 1e9; 0: unknown (cost model)
   int feature_dim = 0;           // 0: found by a dry forward pass
   int ranks_per_trial = 0;       // 0: the grid's
+  // A model pre-trained by an [[upstream]] trial of this study (grid::with_upstream adds them): the trial's key, its
+  // index in the expansion and the architecture (a model of the spec) it started from. Empty / -1 otherwise.
+  std::string upstream_key;
+  int64_t upstream_trial = -1;
+  std::string architecture;
   Location where;
 };
 
@@ -88,10 +94,12 @@ struct DatasetSpec {
   // Kind-specific (spec::KindSetting: the reader fills a kind's own from the spec or the registry's default).
   std::string manifest;          // csv kind: manifest file under root
   std::string split_file;        // hpa kind: the paper's split file (root or root/splits/hpa)
+  std::string classes;           // idx kind: "0,1,2,3,4" keeps these labels, relabelled 0..k-1 ("": all)
   bool melanoma_2019 = true;     // melanoma: add the 2019 challenge images as the paper does
   int64_t limit_train = 0;       // > 0: seeded stratified subsample of train (demo, smoke tests)
   int64_t limit_test = 0;        // > 0: same for the held-out / test set
   std::optional<ResolvedValidation> resolved;  // set by data::resolve_layouts; the key and the data use it
+  bool upstream_only = false;    // named by an [[upstream]] stage: pre-training data, not a downstream task
   Location where;
 };
 
@@ -133,6 +141,26 @@ struct OverrideSpec {
   Location where;
 };
 
+// [[upstream]]: a pre-training stage inside the study. Each listed model (an architecture of the spec, from its own
+// weights) is trained on the stage's dataset at every point of the stage's recipe grid (lrs × weight decays ×
+// augmentations × epochs × seeds); every such run is a trial of the same ledger, and its best-by-validation backbone
+// becomes a model that every downstream dataset fine-tunes with the [grid] recipe, plotted at its measured upstream
+// top-1 (the test split of the stage's dataset).
+struct UpstreamSpec {
+  std::string name;
+  std::string dataset;                 // a [[dataset]] of the spec; it becomes upstream-only
+  std::vector<std::string> models;     // architectures (models of the spec) to pre-train
+  std::string optimizer = "adamw";     // adamw (wd_mode over_lr, as the paper) | sgd
+  std::vector<double> lrs{1e-3};
+  std::vector<double> weight_decays{1e-4};
+  std::vector<std::string> augmentations{"none"};
+  std::vector<int64_t> epochs{5};
+  std::vector<int64_t> seeds{0};
+  int batch_size = 128;
+  int input_size = 0;                  // 0: the dataset's, else the grid's
+  Location where;
+};
+
 struct Spec {
   std::string path;              // the spec file as given
   std::string text;              // its full text (stored in the results file)
@@ -141,6 +169,8 @@ struct Spec {
   std::vector<DatasetSpec> datasets;
   GridSpec grid;
   std::vector<OverrideSpec> overrides;
+  std::vector<UpstreamSpec> upstreams;
+  bool upstream_models_added = false;  // grid::with_upstream has appended the pre-trained models
 
   const ModelSpec* find_model(const std::string& name) const;
   const DatasetSpec* find_dataset(const std::string& name) const;

@@ -2,7 +2,7 @@
 // meaning; every table a compound dataset h5py and pandas read directly). Knows the results schema; nothing of
 // torch, MPI or the trainer (the sweep converts its results into these rows).
 //
-// Layout (format "xfer-results 3"; every table is declared once in schema.cpp, its columns listed in its
+// Layout (format "xfer-results 4"; every table is declared once in schema.cpp, its columns listed in its
 // `description` attribute):
 //   /              attrs: format, xfer_version, study, created_utc, spec_sha256 (the SHA-256 of the latest run's spec)
 //   /study/spec    the latest run's spec, full text (string)
@@ -52,6 +52,10 @@ struct TrialRow {
   // The rest of the resolved configuration (grid::TrialConfig's fields that determine the result; the sweep copies
   // them), and the canonical text the key is the hash of.
   std::string weights, flips, validation, manifest, split_file, canonical;
+  // The upstream stage: "upstream" for a pre-training trial, else "downstream"; the key of the pre-training trial
+  // whose backbone a downstream trial fine-tunes ("" if none). State: the SHA-256 of the backbone file the trial
+  // trained from, and of the backbone a pre-training trial exported.
+  std::string stage = "downstream", upstream, backbone_sha256, exported_sha256;
   double crop_pct = 1;
   std::array<double, 3> mean{}, std{};
   bool bgr_quirk = false, melanoma_2019 = true;

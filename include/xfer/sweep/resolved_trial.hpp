@@ -32,6 +32,10 @@ struct ResolvedTrial {
   bool keep_best_model = false;
   double cost_gflop = 0;       // the cost model's (the --simulate executor sleeps on it)
   ResolvedDataset dataset;
+  // The upstream stage: where a pre-training trial exports its backbone (TorchScript + <key>.json with its SHA-256
+  // and measured top-1); the SHA-256 a downstream trial's backbone must have (its upstream trial's export).
+  std::string export_backbone;
+  std::string backbone_sha256;
 };
 
 }  // namespace xfer::sweep
@@ -58,7 +62,7 @@ template <class A>
 void serialize(A& a, xfer::spec::DatasetSpec& d, const unsigned) {
   a& d.name& d.kind& d.root& d.metric& d.input_size& d.flips& d.bgr_quirk& d.strict& d.heldout_fraction&
       d.heldout_seed& d.validation& d.val_fraction& d.val_seed& d.manifest& d.split_file& d.melanoma_2019&
-      d.limit_train& d.limit_test& d.where;
+      d.limit_train& d.limit_test& d.where& d.classes& d.upstream_only;
   // std::optional has no serializer in Boost 1.74: a flag, then the value.
   bool resolved = d.resolved.has_value();
   a& resolved;
@@ -73,7 +77,7 @@ void serialize(A& a, xfer::spec::DatasetSpec& d, const unsigned) {
 template <class A>
 void serialize(A& a, xfer::data::SplitSettings& s, const unsigned) {
   a& s.validation& s.heldout_fraction& s.heldout_seed& s.val_fraction& s.val_seed& s.limit_train& s.limit_test&
-      s.melanoma_2019& s.manifest& s.split_file& s.strict& s.layout_checked& s.resolved_basis;
+      s.melanoma_2019& s.manifest& s.split_file& s.strict& s.layout_checked& s.resolved_basis& s.classes;
 }
 
 template <class A>
@@ -85,7 +89,7 @@ void serialize(A& a, xfer::grid::TrialConfig& c, const unsigned) {
       c.val_fraction& c.val_seed& c.limit_train& c.limit_test& c.melanoma_2019& c.manifest& c.split_file;
   a& c.optimizer& c.lr& c.weight_decay& c.wd_mode& c.momentum& c.nesterov& c.beta1& c.beta2& c.eps& c.schedule&
       c.step_milestones& c.step_gamma& c.warmup_epochs& c.label_smoothing& c.augmentation& c.seed& c.epochs&
-      c.batch_size& c.precision& c.ranks_per_trial;
+      c.batch_size& c.precision& c.ranks_per_trial& c.pretraining& c.upstream& c.classes;
 }
 
 template <class A>
@@ -95,7 +99,8 @@ void serialize(A& a, xfer::sweep::ResolvedDataset& d, const unsigned) {
 
 template <class A>
 void serialize(A& a, xfer::sweep::ResolvedTrial& t, const unsigned) {
-  a& t.index& t.key& t.config& t.backbone& t.checkpoint_dir& t.keep_best_model& t.cost_gflop& t.dataset;
+  a& t.index& t.key& t.config& t.backbone& t.checkpoint_dir& t.keep_best_model& t.cost_gflop& t.dataset&
+      t.export_backbone& t.backbone_sha256;
 }
 
 }  // namespace boost::serialization

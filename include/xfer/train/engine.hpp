@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "xfer/core/error.hpp"
 #include "xfer/core/vocabulary.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/data/loader.hpp"
@@ -77,6 +78,12 @@ class Engine {
   virtual std::string random_state() = 0;
   virtual void restore_random_state(const std::string& bytes) = 0;
   virtual void save_model(const std::string& path) = 0;
+  // The backbone alone, with its current weights, as a TorchScript file any engine can load (an [[upstream]]
+  // pre-training trial's export). An engine that cannot write one says so.
+  virtual void save_backbone(const std::string& path) {
+    throw Error::input("this training engine cannot export a backbone (" + path + "); run [[upstream]] stages with "
+                       "the LibTorch engine");
+  }
 
   // CUDA: peak allocated on this device; CPU: process peak RSS.
   virtual int64_t peak_memory_bytes() = 0;

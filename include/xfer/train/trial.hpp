@@ -80,6 +80,9 @@ struct Environment {
   int threads = 0;                 // torch intra-op threads; 0: from the allocation (see README)
   int loader_threads = 0;          // 0: derived from threads
   bool keep_best_model = false;    // keep <checkpoint_dir>/best.pt after the trial
+  // An [[upstream]] pre-training trial: when it ends done, the backbone of its best-by-validation epoch is written
+  // here as TorchScript (kept as <checkpoint_dir>/best_backbone.pt while it trains, so a resume keeps it).
+  std::string export_backbone;
   // Remove the checkpoints when the trial ends (done, diverged, out of memory). The sweep says no and removes
   // them itself once the result is in the results file, so a job that dies in between loses nothing.
   bool remove_checkpoints = true;

@@ -1,4 +1,6 @@
 // data/kinds/idx: MNIST-format IDX files (train, optional t10k), gzipped or not, held in memory.
+#include <algorithm>
+#include <cstdlib>
 #include <memory>
 
 #include <zlib.h>
@@ -40,8 +42,31 @@ std::string find_idx(const fs::path& root, const std::string& stem) {
   return "";
 }
 
+// `classes = "5,6,7,8,9"`: the labels kept, in the order they are relabelled 0..k-1 (a held-out half of the classes
+// as a task of its own).
+std::vector<int> kept_classes(Builder& b) {
+  std::vector<int> out;
+  const std::string& text = b.settings().classes;
+  if (text.empty()) return out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    bool ok = !item.empty() && item.find_first_not_of("0123456789 ") == std::string::npos;
+    const int v = ok ? std::atoi(item.c_str()) : -1;
+    ok = ok && v >= 0 && v <= 255 && std::find(out.begin(), out.end(), v) == out.end();
+    if (!ok)
+      throw Error::input("dataset \"" + b.d().name + "\": classes = \"" + text +
+                         "\": expected distinct labels 0–255 separated by commas, e.g. \"0,1,2,3,4\"");
+    out.push_back(v);
+    at = comma + 1;
+  }
+  return out;
+}
+
 Dataset open_idx(Builder& b) {
   const fs::path root = b.d().root;
+  const std::vector<int> keep = kept_classes(b);
   auto memory = std::make_shared<MemoryImages>();
   int max_label = -1;
   struct Part {
@@ -83,12 +108,20 @@ Dataset open_idx(Builder& b) {
       s.id = std::string(part.prefix) + "/" + std::to_string(i);
       s.memory_index = first + i;
       s.label = lb[8 + i];
+      if (!keep.empty()) {
+        const auto it = std::find(keep.begin(), keep.end(), s.label);
+        if (it == keep.end()) continue;
+        s.label = static_cast<int>(it - keep.begin());
+      }
       max_label = std::max(max_label, s.label);
       pending.emplace_back(std::move(s), part.split);
     }
   }
   const bool has_test = std::any_of(pending.begin(), pending.end(), [](const auto& p) { return p.second == Split::test; });
-  for (int c = 0; c <= max_label; ++c) b.d().class_names.push_back(std::to_string(c));
+  if (!keep.empty() && max_label + 1 < static_cast<int>(keep.size()))
+    throw Error::input("dataset \"" + b.d().name + "\": classes = \"" + b.settings().classes + "\": label " +
+                       std::to_string(keep[max_label + 1]) + " does not occur in " + root.string());
+  for (int c = 0; c <= max_label; ++c) b.d().class_names.push_back(std::to_string(keep.empty() ? c : keep[c]));
   for (auto& [s, split] : pending) b.add(std::move(s), has_test ? split : Split::unused);
   b.d().memory = memory;
   if (has_test) {
