@@ -137,7 +137,7 @@ Bundle find_bundle(const BundleRequest& r) {
       const fs::path m = v / "manifest.json";
       if (!fs::exists(m)) continue;
       Bundle b = Bundle::read(m.string());
-      if (b.input_size == r.input_size && b.classes == r.classes && b.batch == r.batch && b.devices == r.devices &&
+      if (b.input_size == r.input_size && (r.classes == 0 || b.classes == r.classes) && b.batch == r.batch && b.devices == r.devices &&
           b.optimizer == r.optimizer)
         return b;
       seen.push_back(v.filename().string());
@@ -151,8 +151,9 @@ Bundle find_bundle(const BundleRequest& r) {
       "no PJRT program for backbone {} at {} px, {} classes, batch {}, {}, {} device(s): looked in {} (found: {}). "
       "Export it: tools/export_pjrt.py <arch> --size {} --classes {} --batch {} --tail <last batch> --optimizer {} "
       "--devices {} --out {}",
-      r.backbone, r.input_size, r.classes, r.batch, r.optimizer, r.devices, where, have.empty() ? "none" : have,
-      r.input_size, r.classes, r.batch, r.optimizer, r.devices, roots.front().string()));
+      r.backbone, r.input_size, r.classes ? std::to_string(r.classes) : "any number of", r.batch, r.optimizer,
+      r.devices, where, have.empty() ? "none" : have, r.input_size, r.classes ? std::to_string(r.classes) : "<classes>",
+      r.batch, r.optimizer, r.devices, roots.front().string()));
 }
 
 }  // namespace xfer::pjrt

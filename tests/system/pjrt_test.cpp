@@ -156,6 +156,63 @@ TEST_F(Pjrt, ASweepOverTheLearningRateGridRecordsItsTrialsFromOneProgram) {
   EXPECT_EQ(q.out, "['done', 'done'] ['pjrt:cpu:0'] 2 [0.001, 0.01]\n");
 }
 
+// jobscripts/tpu_vm.sh with the CPU plugin standing in for libtpu: mpirun, one rank per "chip" with its
+// TPU_VISIBLE_CHIPS (which the CPU plugin ignores), each rank training its own trials through PJRT on the device of
+// its local rank.
+TEST_F(Pjrt, TheTpuVmScriptRunsOneRankPerChip) {
+  spec(tiny_, 1);
+  std::string text = read_file((dir / "spec.toml").string());
+  text.replace(text.find("lrs = [0.001]"), 13, "lrs = [0.001, 0.01]");
+  text.replace(text.find("results = \"r.h5\""), 16, "results = \"" + (dir / "vm.h5").string() + "\"");
+  dir.write("spec.toml", text);
+  // Two CPU devices stand for the VM's chips: each rank trains on the device of its local rank.
+  const Result r = run("env XFER_PJRT_CPU_DEVICES=2 XFER=" + quote(xfer()) + " XFER_PJRT_PLUGIN=" + quote(kPlugin) + " XFER_PJRT_ARTIFACTS=" +
+                       quote(kArtifacts) + " TMPDIR=" + quote(dir.str()) + " " +
+                       quote(std::string(XFER_SOURCE_DIR) + "/jobscripts/tpu_vm.sh") + " " +
+                       quote((dir / "spec.toml").string()) + " 2");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("2 rank(s), one per TPU chip"), std::string::npos) << r.out;
+  const Result q = run(std::string(XFER_PYTHON) + " -c " +
+                       quote("import h5py,sys; t=h5py.File(sys.argv[1])['trials'][:]; "
+                             "print(sorted(x.decode() for x in t['status']), sorted(set(x.decode() for x in t['device'])))") +
+                       " " + quote((dir / "vm.h5").string()));
+  EXPECT_EQ(q.out, "['done', 'done'] ['pjrt:cpu:0', 'pjrt:cpu:1']\n") << q.err;
+}
+
+TEST_F(Pjrt, SubmitRendersTheTpuScriptsAfterItsChecks) {
+  spec(tiny_, 1);
+  const std::string s = quote((dir / "spec.toml").string());
+  auto submit = [&](const std::string& args, bool artifacts = true) {
+    return run(std::string(artifacts ? "env XFER_PJRT_ARTIFACTS=" + quote(kArtifacts) + " " : "") + quote(xfer()) +
+               " submit " + s + " " + args);
+  };
+  const std::string vm_body = read_file(std::string(XFER_SOURCE_DIR) + "/jobscripts/tpu_vm.sh");
+  const std::string body = vm_body.substr(vm_body.find('\n', vm_body.find("### xfer:body")) + 1);
+  const Result vm = submit("--tpu-chips 4 --dry-run");
+  ASSERT_EQ(vm.status, 0) << vm.err;
+  EXPECT_NE(vm.out.find("\nCHIPS=4\n"), std::string::npos) << vm.out;
+  EXPECT_EQ(vm.out.substr(vm.out.size() - body.size()), body);
+  // A pod slice: one process per host, the 2-device SPMD program of each host's chips.
+  const Result pod = submit("--tpu-chips 2 --tpu-hosts 2 --tpu-hostfile " + quote((dir / "hosts").string()) + " --dry-run");
+  ASSERT_EQ(pod.status, 0) << pod.err;
+  EXPECT_NE(pod.out.find("from jobscripts/tpu_pod.sh"), std::string::npos);
+  EXPECT_NE(pod.out.find("\nHOSTS=2\n"), std::string::npos);
+  // Refused before anything reaches a TPU: no programs for the request, no hostfile, a SLURM option.
+  const Result none = submit("--tpu-chips 4 --dry-run", false);
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.err.find("no PJRT program for backbone " + tiny_), std::string::npos) << none.err;
+  const Result four = submit("--tpu-chips 4 --tpu-hosts 2 --tpu-hostfile h --dry-run");
+  EXPECT_NE(four.err.find("4 device(s)"), std::string::npos) << four.err;
+  EXPECT_NE(submit("--tpu-chips 2 --tpu-hosts 2 --dry-run").err.find("--tpu-hostfile"), std::string::npos);
+  EXPECT_NE(submit("--tpu-chips 2 --gpus-per-node 1 --dry-run").err.find("without SLURM"), std::string::npos);
+  std::string text = read_file((dir / "spec.toml").string());
+  text.replace(text.find("batch_size = 16\n"), 16, "batch_size = 16\nprecision = \"bf16\"\n");
+  dir.write("spec.toml", text);
+  const Result bf16 = submit("--tpu-chips 4 --dry-run");
+  EXPECT_EQ(bf16.status, 2);
+  EXPECT_NE(bf16.err.find("fp32"), std::string::npos) << bf16.err;
+}
+
 TEST_F(Pjrt, ACorruptProgramOrManifestIsNamed) {
   spec(tiny_, 1);
   // A copy of the bundle with one byte of the train program changed.

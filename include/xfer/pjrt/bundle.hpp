@@ -53,7 +53,7 @@ struct Bundle {
 // What a trial needs from a bundle.
 struct BundleRequest {
   std::string backbone;        // the TorchScript file
-  int input_size = 0, classes = 0, batch = 0, devices = 1;
+  int input_size = 0, classes = 0, batch = 0, devices = 1;  // classes 0: any (xfer submit checks before the data)
   std::string optimizer;
 };
 
