@@ -3,8 +3,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
+
+#include <sys/resource.h>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -19,12 +20,12 @@ namespace xfer::train {
 
 namespace {
 
+// The process's peak resident memory (Linux reports ru_maxrss in KiB). A TPU's HBM would come from
+// PJRT_Device_MemoryStats (not read yet).
 int64_t peak_rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-  return 0;
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
 int requested_devices() {
