@@ -100,7 +100,7 @@ std::string device_syntax_problem(const std::string& request) {
   if (request.rfind("cuda:", 0) == 0 && request.size() > 5 &&
       request.find_first_not_of("0123456789", 5) == std::string::npos && request.size() < 9)
     return "";
-  return "--device " + request + ": expected auto, cpu, cuda, cuda:N or pjrt:<plugin.so>";
+  return "--device " + request + ": expected auto, cpu, cuda or cuda:N (or pjrt:<plugin.so>: TPUs through PJRT)";
 }
 
 std::string device_problem(const std::string& request) {
