@@ -158,6 +158,11 @@ struct SubmitOptions {
   std::string xfer;          // the binary the job runs (default: this one)
   std::string log_dir;       // default: <results folder>/logs
   bool dry_run = false;
+  // TPU through PJRT (jobscripts/tpu_vm.sh, tpu_pod.sh): chips per host > 0 selects them; no SLURM there.
+  int tpu_chips = 0;
+  int tpu_hosts = 1;
+  std::string tpu_hostfile;  // the workers, one per line (tpu_hosts > 1)
+  std::string pjrt_plugin;   // default: libtpu.so of the host's libtpu wheel
 };
 int submit(const SubmitOptions& o);
 

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <iostream>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -24,9 +26,11 @@
 #include "xfer/data/dataset.hpp"
 #include "xfer/grid/cost.hpp"
 #include "xfer/grid/grid.hpp"
+#include "xfer/pjrt/bundle.hpp"
 #include "xfer/spec/spec.hpp"
 #include "xfer/sweep/dataset_sizes.hpp"
 #include "xfer/sweep/sweep.hpp"
+#include "xfer/train/trial.hpp"
 
 namespace fs = std::filesystem;
 
@@ -96,11 +100,75 @@ std::string duration(double s) {
   return fmt::format("{:.1f} h", s / 3600);
 }
 
+// `xfer submit --tpu-chips N [--tpu-hosts H --tpu-hostfile F]`: the TPU VM or pod-slice script (PJRT engine) for the
+// spec, after the checks that would otherwise fail on the TPU: exported programs for every trial's shape, fp32, no
+// rank groups. TPU VMs have no SLURM: the script is written (or printed) and started on the VM.
+int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector<grid::Trial>& trials) {
+  if (o.tpu_chips < 1 || o.tpu_chips > 64) throw Error::input("--tpu-chips: chips per host, 1 to 64");
+  if (o.tpu_hosts < 1) throw Error::input("--tpu-hosts must be ≥ 1");
+  if (o.gpus_per_node > 0 || o.array > 1 || o.preemptible || o.nodes > 1)
+    throw Error::input("--tpu-chips: TPU VMs run without SLURM; --gpus-per-node, --nodes, --array and --preemptible "
+                       "do not apply (use --tpu-hosts for a pod slice)");
+  if (o.tpu_hosts > 1 && o.tpu_hostfile.empty())
+    throw Error::input("--tpu-hosts " + std::to_string(o.tpu_hosts) + ": give the workers with --tpu-hostfile");
+  const int devices = o.tpu_hosts > 1 ? o.tpu_chips : 1;  // a pod slice: SPMD over a host's chips
+  std::set<std::string> checked;
+  for (const auto& t : trials) {
+    const auto& c = t.config;
+    if (c.precision == Precision::bf16 || c.precision == Precision::fp16)
+      throw Error::input("trial " + t.key.str() + ": precision " + name_str(c.precision) + " — the exported PJRT "
+                         "programs train in fp32; set precision = \"fp32\" (or \"auto\") for a TPU run");
+    if (c.ranks_per_trial > 1)
+      throw Error::input(fmt::format("trial {}: ranks_per_trial {} — a PJRT trial is one process; its data parallelism "
+                                     "is an SPMD program over a host's chips (--tpu-hosts, tools/export_pjrt.py "
+                                     "--devices)", t.key.str(), c.ranks_per_trial));
+    const std::string backbone = train::environment_for(spec, t).backbone;
+    const std::string what = fmt::format("{} {} {} {}", backbone, c.input_size, c.batch_size, name(c.optimizer));
+    if (!checked.insert(what).second) continue;
+    pjrt::find_bundle({backbone, c.input_size, 0, c.batch_size, devices, std::string(name(c.optimizer))});
+  }
+  const std::string spec_path = fs::absolute(o.spec).lexically_normal().string();
+  const std::string xfer_path = o.xfer.empty() ? self_path() : fs::absolute(o.xfer).string();
+  check_path("spec", spec_path, false);
+  check_path("xfer binary", xfer_path, false);
+  if (!o.pjrt_plugin.empty()) check_path("--pjrt-plugin", o.pjrt_plugin, false);
+  const std::string tpl = o.tpu_hosts > 1 ? "tpu_pod" : "tpu_vm";
+  std::ostringstream s;
+  s << "#!/usr/bin/env bash\n# Rendered by `xfer submit` (xfer " << build_info::version() << ") from jobscripts/" << tpl
+    << ".sh; everything after these variables is that script's.\n";
+  s << "SPEC=" << shell_quote(spec_path) << "\nXFER=" << shell_quote(xfer_path) << "\nCHIPS=" << o.tpu_chips << "\n";
+  if (o.tpu_hosts > 1)
+    s << "HOSTS=" << o.tpu_hosts << "\nHOSTFILE=" << shell_quote(fs::absolute(o.tpu_hostfile).string()) << "\n";
+  s << "export SPEC XFER CHIPS" << (o.tpu_hosts > 1 ? " HOSTS HOSTFILE" : "") << "\n";
+  if (!o.pjrt_plugin.empty()) s << "export XFER_PJRT_PLUGIN=" << shell_quote(o.pjrt_plugin) << "\n";
+  s << jobscript_body(tpl);
+  const std::string script = s.str();
+  if (o.dry_run) {
+    std::cout << script;
+    return 0;
+  }
+  const fs::path jobs = fs::path(spec.study.results.path).parent_path() / "jobs";
+  fs::create_directories(jobs);
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
+  const std::string job_name = o.job_name.empty() ? "xfer-" + spec.study.name : o.job_name;
+  check_name("--job-name", job_name);
+  const fs::path file = jobs / (job_name + "-" + stamp + ".sh");
+  std::ofstream(file) << script;
+  fs::permissions(file, fs::perms::owner_exec, fs::perm_options::add);
+  std::cout << "wrote " << file.string() << "; TPU VMs have no scheduler: start it "
+            << (o.tpu_hosts > 1 ? "on worker 0 of the slice" : "on the TPU VM") << " (e.g. nohup " << file.string()
+            << " &)\n";
+  return 0;
+}
+
 }  // namespace
 
 int submit(const SubmitOptions& o) {
   const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   const auto trials = grid::expand(spec);
+  if (o.tpu_chips > 0) return submit_tpu(o, spec, trials);
   // The request.
   if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");
   if (o.gpus_per_node < 0) throw Error::input("--gpus-per-node must be ≥ 0");
@@ -228,7 +296,7 @@ Command submit_command(CLI::App& cli) {
   sub->add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (0: a CPU job)");
   sub->add_option("--ranks-per-node", o->ranks_per_node, "ranks per node (default: one per GPU, else 1)");
   sub->add_option("--cpus-per-task", o->cpus_per_task, "cores per rank (default 8 with GPUs, 4 without)");
-  sub->add_option("--time", o->time, "time limit: minutes, HH:MM:SS or D-HH:MM:SS")->required();
+  sub->add_option("--time", o->time, "time limit: minutes, HH:MM:SS or D-HH:MM:SS (SLURM jobs)");
   sub->add_option("--partition", o->partition, "SLURM partition");
   sub->add_option("--account", o->account, "SLURM account");
   sub->add_option("--job-name", o->job_name, "default: xfer-<study>");
@@ -240,6 +308,10 @@ Command submit_command(CLI::App& cli) {
   sub->add_option("--xfer", o->xfer, "the xfer binary the job runs (default: this one)");
   sub->add_option("--log-dir", o->log_dir, "job logs (default: <results folder>/logs)");
   sub->add_flag("--dry-run", o->dry_run, "print the script; submit nothing");
+  sub->add_option("--tpu-chips", o->tpu_chips, "TPU through PJRT: chips per TPU VM host (the tpu_vm/tpu_pod script)");
+  sub->add_option("--tpu-hosts", o->tpu_hosts, "TPU pod slice: hosts (one process per host)");
+  sub->add_option("--tpu-hostfile", o->tpu_hostfile, "TPU pod slice: the workers, one per line");
+  sub->add_option("--pjrt-plugin", o->pjrt_plugin, "TPU: the PJRT plugin (default: libtpu.so of the libtpu wheel)");
   return {sub, nullptr, [o](sweep::MpiRuntime*) { return submit(*o); }};
 }
 

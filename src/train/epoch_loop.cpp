@@ -275,6 +275,7 @@ class EpochLoop {
         if (!g_.any(b->n > 0)) continue;  // every sample of the batch undecodable (in /problems): no step
         const double lr = learning_rate(schedule_, epoch, step, spe);
         StepAttempt a;
+        engine_->begin_step(lr);
         while (true) {
           a = engine_->forward_backward(*b, micro_, loss_scale_.value());
           if (g_.any(!a.failure.empty())) throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);

@@ -5,6 +5,7 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include "pjrt_engine.hpp"
 #include "torch_engine.hpp"
 #include "xfer/model/classifier.hpp"
 #include "xfer/train/epoch_loop.hpp"
@@ -16,7 +17,10 @@ extern "C" __attribute__((visibility("default"))) void xfer_trainer_run(const xf
                                                                          xfer::train::Result* out) {
   xfer::train::SoloGroup solo;
   xfer::train::Group& g = env->group ? *env->group : solo;
-  *out = xfer::train::run_epochs(*t, *d, *env, g, xfer::train::TorchEngineFactory{});
+  if (xfer::train::is_pjrt_device(env->device))
+    *out = xfer::train::run_epochs(*t, *d, *env, g, xfer::train::PjrtEngineFactory{});
+  else
+    *out = xfer::train::run_epochs(*t, *d, *env, g, xfer::train::TorchEngineFactory{});
   // The trial's tensors are freed: give the heap kept by model::keep_host_memory back to the system, so a rank's
   // next trial (another model, other sizes) starts from a trimmed heap.
   xfer::model::release_host_memory();

@@ -9,7 +9,9 @@
 #include <mutex>
 #include <thread>
 
+#include "pjrt_engine.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/pjrt/runtime.hpp"
 #include "xfer/train/trial.hpp"
 
 namespace xfer::train {
@@ -93,14 +95,20 @@ std::string cudnn_version_text(long v) {
 
 std::string device_syntax_problem(const std::string& request) {
   if (request == "auto" || request == "cpu" || request == "cuda") return "";
+  if (is_pjrt_device(request))
+    return pjrt_plugin_path(request).empty() ? "--device pjrt: no plugin (pjrt:<plugin.so>, or set XFER_PJRT_PLUGIN)" : "";
   if (request.rfind("cuda:", 0) == 0 && request.size() > 5 &&
       request.find_first_not_of("0123456789", 5) == std::string::npos && request.size() < 9)
     return "";
-  return "--device " + request + ": expected auto, cpu, cuda or cuda:N";
+  return "--device " + request + ": expected auto, cpu, cuda or cuda:N (or pjrt:<plugin.so>: TPUs through PJRT)";
 }
 
 std::string device_problem(const std::string& request) {
   if (auto p = device_syntax_problem(request); !p.empty()) return p;
+  if (is_pjrt_device(request)) {
+    const std::string problem = pjrt::plugin_problem(pjrt_plugin_path(request));
+    return problem.empty() ? "" : "--device " + request + ": " + problem;
+  }
   if (request.rfind("cuda", 0) != 0) return "";
   const Backend b = backend();
   if (b.cuda_devices == 0)

@@ -59,6 +59,9 @@ class Engine {
     return nullptr;
   }
 
+  // The step's learning rate, given before forward_backward: a backend whose step is one program (PJRT: forward,
+  // backward and the update together) needs it there. Others take it in apply_step.
+  virtual void begin_step(double learning_rate) {}
   // The step, in phases the loop interleaves with group agreement and its policies.
   // Zeroes the gradients, then forward and backward of this rank's shard in `micro_batches` parts, the loss
   // multiplied by `loss_scale` before backward.

@@ -1,0 +1,64 @@
+// pjrt/bundle: the exporter's artifact bundle (tools/export_pjrt.py) — <bundle>/<variant>/manifest.json and its
+// StableHLO programs — read, validated and matched to a trial. A bundle sits beside its TorchScript backbone
+// (<backbone without .pt>.pjrt/) or under a folder of XFER_PJRT_ARTIFACTS (<dir>/<backbone stem>.pjrt/).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "xfer/pjrt/runtime.hpp"
+
+namespace xfer::pjrt {
+
+struct TensorSpec {
+  std::string name;   // model::Classifier's state name (backbone.<key>, head.weight), opt/<slot>/<name>, opt/step
+  std::string role;   // param | buffer | optimizer
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+  int64_t elements() const;
+  size_t bytes() const { return static_cast<size_t>(elements()) * dtype_bytes(dtype); }
+};
+
+struct Program {
+  std::string file;            // absolute path
+  std::string sha256;          // of the file, as exported
+  int batch = 0;               // global batch
+  bool platform_index = false; // the module's first argument is the platform's index in Bundle::platforms
+};
+
+struct Bundle {
+  std::string manifest;        // path, for messages
+  std::string arch;
+  int input_size = 0, classes = 0, feature_dim = 0, batch = 0, devices = 1;
+  std::vector<std::string> platforms;
+  std::string optimizer;       // adamw | sgd
+  double beta1 = 0, beta2 = 0, eps = 0, momentum = 0;
+  bool nesterov = false;
+  double label_smoothing = 0;
+  std::vector<TensorSpec> state;   // params, buffers, optimizer state: the train step's first inputs and outputs
+  std::vector<Program> train;      // one per batch size
+  Program eval;
+  size_t parameters() const;       // state entries with role param
+  size_t model_state() const;      // params + buffers (the eval step's inputs before x)
+
+  // Reads and validates a manifest. Throws xfer::Error (input) naming the file: not JSON, another format, a field
+  // missing or of the wrong type, a program file missing.
+  static Bundle read(const std::string& manifest_path);
+  // The program's bytes, checked against the manifest's SHA-256 (a corrupt or replaced file is named, before the
+  // plugin sees it: plugins may abort the process on a malformed module).
+  std::string code(const Program& p) const;
+  const Program* train_program(int batch) const;  // nullptr when none was exported for this batch size
+};
+
+// What a trial needs from a bundle.
+struct BundleRequest {
+  std::string backbone;        // the TorchScript file
+  int input_size = 0, classes = 0, batch = 0, devices = 1;  // classes 0: any (xfer submit checks before the data)
+  std::string optimizer;
+};
+
+// The variant matching the request, searched beside the backbone and under XFER_PJRT_ARTIFACTS. Throws xfer::Error
+// (input) listing where it looked and what variants exist, with the exporter command that makes the missing one.
+Bundle find_bundle(const BundleRequest& r);
+
+}  // namespace xfer::pjrt

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# xfer on a Cloud TPU pod slice (several TPU VM hosts) through PJRT: one xfer process per host, all hosts in one MPI
+# job sharing the sweep; each process trains its trials data-parallel over its host's chips with an SPMD program
+# (tools/export_pjrt.py --devices <chips per host>), the batch split over the chips, XLA's all-reduce over ICI.
+# Start it on worker 0 after copying xfer, the spec and the data to every worker (same paths):
+#
+#   gcloud compute tpus tpu-vm ssh NAME --zone ZONE --worker=all --command "pip install libtpu"
+#   jobscripts/tpu_pod.sh path/to/spec.toml hosts.txt [chips per host]    # hosts.txt: the workers' internal IPs
+#
+# Each host's process is its own one-host slice (TPU_PROCESS_BOUNDS=1,1,1): one SPMD program spanning the hosts of
+# the slice (multi-host PJRT, its key-value store over MPI) is NOT implemented. UNVERIFIED: it has not run on a
+# TPU pod (README, "PJRT").
+### xfer:body — `xfer submit --tpu-chips --tpu-hosts` keeps everything below and writes its own variables above.
+set -euo pipefail
+SPEC=${SPEC:-${1:?usage: tpu_pod.sh SPEC.toml HOSTFILE [chips per host]}}
+HOSTFILE=${HOSTFILE:-${2:?usage: tpu_pod.sh SPEC.toml HOSTFILE [chips per host]}}
+XFER=${XFER:-xfer}
+PLUGIN=${XFER_PJRT_PLUGIN:-$(python3 -c 'import libtpu, os; print(os.path.join(os.path.dirname(libtpu.__file__), "libtpu.so"))')}
+CHIPS=${CHIPS:-${3:-$(ls /dev/accel* 2>/dev/null | wc -l)}}
+HOSTS=${HOSTS:-$(grep -c . "$HOSTFILE")}
+[ "$CHIPS" -ge 1 ] || { echo "[xfer] no TPU chips found (/dev/accel*); pass the count per host" >&2; exit 2; }
+echo "[xfer] $HOSTS host(s) × 1 process, each an SPMD group of $CHIPS chip(s); plugin $PLUGIN"
+# All of a host's chips as one single-process slice: bounds from the chip count (2x2 for 4 chips, 2x4 for 8).
+case "$CHIPS" in
+  1) bounds=1,1,1 ;; 2) bounds=1,2,1 ;; 4) bounds=2,2,1 ;; 8) bounds=2,4,1 ;;
+  *) echo "[xfer] $CHIPS chips per host: set TPU_CHIPS_PER_PROCESS_BOUNDS yourself" >&2; bounds=${TPU_CHIPS_PER_PROCESS_BOUNDS:?} ;;
+esac
+[ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+TPU_CHIPS_PER_PROCESS_BOUNDS=$bounds TPU_PROCESS_BOUNDS=1,1,1 XFER_PJRT_DEVICES=$CHIPS \
+  mpirun -n "$HOSTS" --hostfile "$HOSTFILE" --map-by ppr:1:node --bind-to none \
+  -x TPU_CHIPS_PER_PROCESS_BOUNDS -x TPU_PROCESS_BOUNDS -x XFER_PJRT_DEVICES -x XFER_PJRT_ARTIFACTS \
+  "$XFER" run "$SPEC" --device "pjrt:$PLUGIN" --threads "$(nproc)"
+"$XFER" report "$("$XFER" run "$SPEC" --dry-run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"])')" \
+  || echo "[xfer] report not written (see above); the results file is complete"

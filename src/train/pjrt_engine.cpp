@@ -1,0 +1,346 @@
+#include "pjrt_engine.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include <sys/resource.h>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "xfer/core/error.hpp"
+#include "xfer/core/logline.hpp"
+#include "xfer/model/classifier.hpp"
+#include "xfer/pjrt/bundle.hpp"
+#include "xfer/pjrt/runtime.hpp"
+
+namespace xfer::train {
+
+namespace {
+
+// The process's peak resident memory (Linux reports ru_maxrss in KiB). A TPU's HBM would come from
+// PJRT_Device_MemoryStats (not read yet).
+int64_t peak_rss_bytes() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;
+}
+
+int requested_devices() {
+  const char* v = std::getenv("XFER_PJRT_DEVICES");
+  return v && *v ? std::max(1, std::atoi(v)) : 1;
+}
+
+constexpr char kStateMagic[] = "xfer-pjrt-state-1\n";
+
+bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)); }
+
+class PjrtEngine final : public Engine {
+ public:
+  explicit PjrtEngine(const EngineContext& c) : context_(c) {
+    threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
+    plugin_ = pjrt_plugin_path(c.env.device);
+    if (plugin_.empty())
+      throw Error::input("--device " + c.env.device + ": no PJRT plugin (give pjrt:<plugin.so> or set XFER_PJRT_PLUGIN)");
+    if (c.group.size() > 1)
+      throw Error::input("trial " + c.key + ": a PJRT trial runs in one process; its data parallelism is an SPMD "
+                         "program over the process's devices (XFER_PJRT_DEVICES), not ranks_per_trial > 1");
+    if (c.data.multilabel)
+      throw Error::input("trial " + c.key + ": the PJRT engine trains single-label datasets only (" + c.data.name +
+                         " is multi-label)");
+    devices_ = requested_devices();
+    client_ = pjrt::Client::open(plugin_);
+    platform_ = client_->platform();
+    first_device_ = devices_ == 1 ? c.env.local_rank % client_->device_count() : 0;
+    if (c.trial.precision == Precision::fp16 || c.trial.precision == Precision::bf16)
+      log::info("trial " + c.key + ": precision " + name_str(c.trial.precision) + " is not exported; the PJRT " +
+                "programs train in fp32");
+  }
+
+  void prepare() override {
+    const auto& c = context_;
+    const auto& t = c.trial;
+    bundle_ = pjrt::find_bundle({c.env.backbone, t.input_size, c.data.num_classes(), t.batch_size, devices_,
+                                 std::string(name(t.optimizer))});
+    const auto& b = bundle_;
+    auto mismatch = [&](const std::string& what, double have, double want) {
+      throw Error::input(fmt::format("{}: exported with {} = {}, trial {} has {}; export it again with the trial's "
+                                     "value", b.manifest, what, have, c.key, want));
+    };
+    if (b.optimizer == "adamw") {
+      if (!close(b.beta1, t.beta1)) mismatch("beta1", b.beta1, t.beta1);
+      if (!close(b.beta2, t.beta2)) mismatch("beta2", b.beta2, t.beta2);
+      if (!close(b.eps, t.eps)) mismatch("eps", b.eps, t.eps);
+    } else {
+      if (!close(b.momentum, t.momentum)) mismatch("momentum", b.momentum, t.momentum);
+      if (b.nesterov != t.nesterov) mismatch("nesterov", b.nesterov, t.nesterov);
+    }
+    if (!close(b.label_smoothing, t.label_smoothing)) mismatch("label_smoothing", b.label_smoothing, t.label_smoothing);
+    platform_index_ = -1;
+    for (size_t i = 0; i < b.platforms.size(); ++i)
+      if (b.platforms[i] == platform_) platform_index_ = static_cast<int32_t>(i);
+    if (platform_index_ < 0)
+      throw Error::input(fmt::format("{}: exported for {}, plugin {} is {}", b.manifest, fmt::join(b.platforms, ","),
+                                     plugin_, platform_));
+
+    // The initial weights: the LibTorch engine's (backbone file, head from the trial's seed, or --head-init).
+    model_ = std::make_unique<model::Classifier>(c.env.backbone, t.input_size, c.data.num_classes(),
+                                                 static_cast<uint64_t>(t.seed));
+    if (!c.env.head_init.empty()) model_->load_head(c.env.head_init);
+    if (model_->feature_dim() != b.feature_dim)
+      throw Error::input(fmt::format("{}: exported for {} features, backbone {} gives {}", b.manifest, b.feature_dim,
+                                     c.env.backbone, model_->feature_dim()));
+    std::map<std::string, torch::Tensor> named;
+    for (auto& [k, v] : model_->state()) named.emplace(k, v);
+    host_.clear();
+    for (const auto& s : b.state) {
+      std::vector<float> values(static_cast<size_t>(s.elements()), 0.0f);
+      if (s.role == "param" || s.role == "buffer") {
+        auto it = named.find(s.name);
+        if (it == named.end())
+          throw Error::input(fmt::format("{}: state {} is not in backbone {} (+ head)", b.manifest, s.name, c.env.backbone));
+        auto v = it->second.detach().to(torch::kCPU, torch::kFloat).contiguous();
+        if (v.numel() != s.elements() || std::vector<int64_t>(v.sizes().begin(), v.sizes().end()) != s.shape)
+          throw Error::input(fmt::format("{}: state {} has shape [{}] in the manifest, [{}] in backbone {}", b.manifest,
+                                         s.name, fmt::join(s.shape, ","), fmt::join(v.sizes(), ","), c.env.backbone));
+        std::memcpy(values.data(), v.data_ptr<float>(), values.size() * sizeof(float));
+        if (s.role == "param") parameters_ += s.elements();
+      }
+      host_.push_back(std::move(values));
+    }
+    upload_state();
+    eval_ = compile(b.eval);
+  }
+
+  std::string device() const override {
+    return fmt::format("pjrt:{}:{}{}", platform_, first_device_, devices_ > 1 ? fmt::format("+{}", devices_ - 1) : "");
+  }
+  int threads() const override { return threads_; }
+  int64_t parameters() const override { return parameters_; }
+  int feature_dim() const override { return bundle_.feature_dim; }
+  bool scales_loss() const override { return false; }
+
+  void begin_step(double learning_rate) override {
+    lr_ = learning_rate;
+    have_lr_ = true;
+  }
+
+  StepAttempt forward_backward(const data::Batch& batch, int micro_batches, double loss_scale) override {
+    StepAttempt a;
+    try {
+      if (!have_lr_) throw Error("PJRT engine: the step's learning rate was not given (begin_step)");
+      const int n = static_cast<int>(batch.n);
+      auto it = train_.find(n);
+      if (it == train_.end()) {
+        const pjrt::Program* p = bundle_.train_program(n);
+        if (!p)
+          throw Error::input(fmt::format("{}: no train program for a batch of {} (an epoch's last batch); export it "
+                                         "with --tail {}", bundle_.manifest, n, n));
+        it = train_.emplace(n, compile(*p)).first;
+      }
+      const float lr = static_cast<float>(lr_), wd = static_cast<float>(context_.trial.optimizer_weight_decay());
+      const size_t ns = bundle_.state.size();
+      const int pi = bundle_.train_program(n)->platform_index ? 1 : 0;
+      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(devices_));
+      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(devices_));
+      for (int d = 0; d < devices_; ++d) {
+        auto& e = extra[static_cast<size_t>(d)];
+        const int dev = first_device_ + d;
+        const int64_t per = n / devices_, lo = per * d;
+        const int64_t pixels = 3LL * batch.size * batch.size;
+        if (pi) e.push_back(client_->upload(&platform_index_, pjrt::DType::s32, {}, dev));
+        e.push_back(client_->upload(batch.data + lo * pixels, pjrt::DType::f32, {per, 3, batch.size, batch.size}, dev));
+        e.push_back(client_->upload(batch.labels.data() + lo, pjrt::DType::s32, {per}, dev));
+        e.push_back(client_->upload(&lr, pjrt::DType::f32, {}, dev));
+        e.push_back(client_->upload(&wd, pjrt::DType::f32, {}, dev));
+        auto& list = args[static_cast<size_t>(d)];
+        if (pi) list.push_back(&e[0]);
+        for (auto& s : state_[static_cast<size_t>(d)]) list.push_back(&s);
+        for (size_t k = static_cast<size_t>(pi); k < e.size(); ++k) list.push_back(&e[k]);
+      }
+      std::vector<bool> donated(static_cast<size_t>(pi) + ns + 4, false);
+      for (size_t k = 0; k < ns; ++k) donated[static_cast<size_t>(pi) + k] = true;
+      auto out = it->second->execute(std::move(args), donated);
+      for (int d = 0; d < devices_; ++d) {
+        auto& o = out[static_cast<size_t>(d)];
+        if (o.size() != ns + 1) throw Error(fmt::format("{}: {} outputs, expected {}", bundle_.manifest, o.size(), ns + 1));
+        auto& s = state_[static_cast<size_t>(d)];
+        for (size_t k = 0; k < ns; ++k) s[k] = std::move(o[k]);
+      }
+      float loss = 0;
+      out[0][ns].to_host(&loss, sizeof loss);
+      a.loss = loss;
+      have_lr_ = false;
+      stepped_lr_ = lr_;
+    } catch (const std::exception& e) {
+      a.failure = e.what();
+    }
+    return a;
+  }
+
+  void exchange_gradients() override {}  // inside the SPMD program (XLA inserts the all-reduce)
+  bool unscale_gradients(double) override { return true; }
+  void apply_step(double learning_rate) override {
+    // The update ran inside the train program at the rate begin_step gave.
+    if (learning_rate != stepped_lr_)
+      throw Error(fmt::format("PJRT engine: the step ran at lr {} but the loop applies {}", stepped_lr_, learning_rate));
+  }
+  void sync_buffers() override {}  // one process: nothing to agree on
+
+  SplitOutputs forward_split(data::BatchSource& loader) override {
+    SplitOutputs out;
+    const int B = bundle_.eval.batch, C = bundle_.classes;
+    const int64_t pixels = 3LL * bundle_.input_size * bundle_.input_size;
+    std::vector<float> x(static_cast<size_t>(B * pixels));
+    std::vector<float> logits(static_cast<size_t>(B) * C);
+    const double ls = bundle_.label_smoothing;
+    while (auto b = loader.next()) {
+      if (b->n == 0) continue;
+      if (b->n > B) throw Error(fmt::format("{}: an evaluation batch of {} > the exported {}", bundle_.manifest, b->n, B));
+      std::fill(x.begin(), x.end(), 0.0f);  // padding rows: eval mode treats every sample alone
+      std::memcpy(x.data(), b->data, static_cast<size_t>(b->n * pixels) * sizeof(float));
+      const int pi = bundle_.eval.platform_index ? 1 : 0;
+      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(devices_));
+      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(devices_));
+      const size_t nm = bundle_.model_state();
+      const int64_t per = B / devices_;
+      for (int d = 0; d < devices_; ++d) {
+        auto& e = extra[static_cast<size_t>(d)];
+        const int dev = first_device_ + d;
+        if (pi) e.push_back(client_->upload(&platform_index_, pjrt::DType::s32, {}, dev));
+        e.push_back(client_->upload(x.data() + per * d * pixels, pjrt::DType::f32,
+                                    {per, 3, bundle_.input_size, bundle_.input_size}, dev));
+        auto& list = args[static_cast<size_t>(d)];
+        if (pi) list.push_back(&e[0]);
+        for (size_t k = 0; k < nm; ++k) list.push_back(&state_[static_cast<size_t>(d)][k]);
+        list.push_back(&e.back());
+      }
+      auto res = eval_->execute(std::move(args), std::vector<bool>(static_cast<size_t>(pi) + nm + 1, false));
+      for (int d = 0; d < devices_; ++d)
+        res[static_cast<size_t>(d)].at(0).to_host(logits.data() + per * d * C, static_cast<size_t>(per * C) * sizeof(float));
+      for (int64_t i = 0; i < b->n; ++i) {
+        const float* z = logits.data() + i * C;
+        double mx = z[0];
+        for (int k = 1; k < C; ++k) mx = std::max(mx, static_cast<double>(z[k]));
+        double sum = 0;
+        for (int k = 0; k < C; ++k) sum += std::exp(z[k] - mx);
+        const double lse = mx + std::log(sum);
+        const int y = b->labels[static_cast<size_t>(i)];
+        double smooth = 0;
+        for (int k = 0; k < C; ++k) smooth += lse - z[k];
+        out.loss_sum += (1 - ls) * (lse - z[y]) + ls * smooth / C;
+        for (int k = 0; k < C; ++k) out.scores.push_back(static_cast<float>(std::exp(z[k] - lse)));
+      }
+      out.count += b->n;
+      out.samples.insert(out.samples.end(), b->samples.begin(), b->samples.end());
+    }
+    return out;
+  }
+
+  // The device state (parameters, BatchNorm statistics, optimizer state) as named float arrays.
+  std::string save_state() override {
+    download_state();
+    std::string out(kStateMagic);
+    for (size_t k = 0; k < bundle_.state.size(); ++k) {
+      const auto& s = bundle_.state[k];
+      const uint64_t bytes = host_[k].size() * sizeof(float);
+      out += s.name;
+      out.push_back('\0');
+      out.append(reinterpret_cast<const char*>(&bytes), sizeof bytes);
+      out.append(reinterpret_cast<const char*>(host_[k].data()), bytes);
+    }
+    return out;
+  }
+
+  void load_state(const std::string& bytes) override {
+    const std::string magic(kStateMagic);
+    if (bytes.compare(0, magic.size(), magic) != 0)
+      throw Error("checkpoint: not a PJRT engine state (written by another engine?); remove it to start over");
+    size_t pos = magic.size();
+    for (size_t k = 0; k < bundle_.state.size(); ++k) {
+      const auto& s = bundle_.state[k];
+      const size_t end = bytes.find('\0', pos);
+      uint64_t n = 0;
+      if (end == std::string::npos || bytes.compare(pos, end - pos, s.name) != 0 || end + 1 + sizeof n > bytes.size())
+        throw Error("checkpoint: PJRT state does not match " + bundle_.manifest + " at " + s.name);
+      std::memcpy(&n, bytes.data() + end + 1, sizeof n);
+      pos = end + 1 + sizeof n;
+      if (n != host_[k].size() * sizeof(float) || pos + n > bytes.size())
+        throw Error("checkpoint: PJRT state " + s.name + " has the wrong size");
+      std::memcpy(host_[k].data(), bytes.data() + pos, n);
+      pos += n;
+    }
+    upload_state();
+  }
+
+  std::string random_state() override { return ""; }  // the exported steps draw no random numbers
+  void restore_random_state(const std::string&) override {}
+
+  void save_model(const std::string& path) override {
+    download_state();
+    std::map<std::string, const std::vector<float>*> by_name;
+    for (size_t k = 0; k < bundle_.state.size(); ++k) by_name[bundle_.state[k].name] = &host_[k];
+    torch::NoGradGuard ng;
+    torch::serialize::OutputArchive a;
+    for (const auto& [name, tensor] : model_->state()) {
+      auto it = by_name.find(name);
+      if (it != by_name.end())
+        tensor.copy_(torch::from_blob(const_cast<float*>(it->second->data()), tensor.sizes(), torch::kFloat));
+      a.write(name, tensor.to(torch::kCPU));
+    }
+    a.save_to(path);
+  }
+
+  int64_t peak_memory_bytes() override { return peak_rss_bytes(); }
+
+ private:
+  std::unique_ptr<pjrt::Executable> compile(const pjrt::Program& p) {
+    return client_->compile(bundle_.code(p), p.file, devices_, first_device_);
+  }
+
+  void upload_state() {
+    state_.clear();
+    state_.resize(static_cast<size_t>(devices_));
+    for (int d = 0; d < devices_; ++d)
+      for (size_t k = 0; k < bundle_.state.size(); ++k)
+        state_[static_cast<size_t>(d)].push_back(
+            client_->upload(host_[k].data(), pjrt::DType::f32, bundle_.state[k].shape, first_device_ + d));
+  }
+
+  void download_state() {
+    for (size_t k = 0; k < bundle_.state.size(); ++k)
+      state_[0][k].to_host(host_[k].data(), host_[k].size() * sizeof(float));
+  }
+
+  const EngineContext context_;
+  int threads_ = 1;
+  std::string plugin_, platform_;
+  int devices_ = 1, first_device_ = 0;
+  int32_t platform_index_ = 0;
+  std::shared_ptr<pjrt::Client> client_;
+  pjrt::Bundle bundle_;
+  std::unique_ptr<model::Classifier> model_;
+  std::vector<std::vector<float>> host_;                 // state on the host, in manifest order
+  std::vector<std::vector<pjrt::Buffer>> state_;         // [device][state entry]
+  std::map<int, std::unique_ptr<pjrt::Executable>> train_;  // by batch size
+  std::unique_ptr<pjrt::Executable> eval_;
+  int64_t parameters_ = 0;
+  double lr_ = 0, stepped_lr_ = 0;
+  bool have_lr_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> PjrtEngineFactory::make(const EngineContext& context) const {
+  return std::make_unique<PjrtEngine>(context);
+}
+
+Fault PjrtEngineFactory::classify(const std::exception& e) const {
+  const std::string m = e.what();
+  // XLA's allocators say RESOURCE_EXHAUSTED when device memory runs out.
+  return {m.find("RESOURCE_EXHAUSTED") != std::string::npos || m.find("out of memory") != std::string::npos, m};
+}
+
+}  // namespace xfer::train
