@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join (there from fmt 11 on, e.g. the fmt a CUDA LibTorch wheel ships)
 #include <torch/torch.h>
 
 #include "xfer/core/error.hpp"
