@@ -119,6 +119,25 @@ TrialKey key_of(const std::string& text) { return TrialKey(sha256_hex(text).subs
 
 namespace {
 
+// The dataset's part of a trial's configuration, for fine-tuning and pre-training trials alike (the metric aside).
+void take_dataset(TrialConfig& t, const spec::Spec& spec, const spec::DatasetSpec& d) {
+  t.dataset = d.name;
+  t.kind = d.kind;
+  t.flips = parse<Flips>(d.flips, d.where.str());
+  t.bgr_quirk = d.bgr_quirk;
+  t.validation = spec.validation_mode(d);
+  t.heldout_fraction = d.heldout_fraction;
+  t.heldout_seed = spec.heldout_seed_of(d);
+  t.val_fraction = d.val_fraction;
+  t.val_seed = spec.val_seed_of(d);
+  t.limit_train = d.limit_train;
+  t.limit_test = d.limit_test;
+  t.melanoma_2019 = d.melanoma_2019;
+  t.manifest = d.manifest;
+  t.split_file = d.split_file;
+  t.classes = d.classes;
+}
+
 // What one (model, dataset) cell fixes, resolved once: the recipe's axes are then filled in per trial.
 struct CellBase {
   TrialConfig base;  // everything but the recipe's axes (lr, weight decay, optimizer entry, augmentation, seed)
@@ -156,22 +175,8 @@ CellBase resolve_cell(const spec::Spec& spec, size_t mi, size_t di) {
   t.crop_pct = m.crop_pct;
   t.mean = m.mean;
   t.std = m.std;
-  t.dataset = d.name;
-  t.kind = d.kind;
+  take_dataset(t, spec, d);
   t.metric = parse<Metric>(d.metric, d.where.str());
-  t.flips = parse<Flips>(d.flips, d.where.str());
-  t.bgr_quirk = d.bgr_quirk;
-  t.validation = spec.validation_mode(d);
-  t.heldout_fraction = d.heldout_fraction;
-  t.heldout_seed = spec.heldout_seed_of(d);
-  t.val_fraction = d.val_fraction;
-  t.val_seed = spec.val_seed_of(d);
-  t.limit_train = d.limit_train;
-  t.limit_test = d.limit_test;
-  t.melanoma_2019 = d.melanoma_2019;
-  t.manifest = d.manifest;
-  t.split_file = d.split_file;
-  t.classes = d.classes;
   t.schedule = parse<Schedule>(g.schedule, "grid.schedule");
   t.step_milestones = g.step_milestones;
   t.step_gamma = g.step_gamma;
@@ -308,22 +313,8 @@ std::vector<Trial> upstream_trials(const spec::Spec& spec) {
       t.crop_pct = m.crop_pct;
       t.mean = m.mean;
       t.std = m.std;
-      t.dataset = d.name;
-      t.kind = d.kind;
+      take_dataset(t, spec, d);
       t.metric = Metric::accuracy;  // upstream top-1: the x-axis
-      t.flips = parse<Flips>(d.flips, d.where.str());
-      t.bgr_quirk = d.bgr_quirk;
-      t.validation = spec.validation_mode(d);
-      t.heldout_fraction = d.heldout_fraction;
-      t.heldout_seed = spec.heldout_seed_of(d);
-      t.val_fraction = d.val_fraction;
-      t.val_seed = spec.val_seed_of(d);
-      t.limit_train = d.limit_train;
-      t.limit_test = d.limit_test;
-      t.melanoma_2019 = d.melanoma_2019;
-      t.manifest = d.manifest;
-      t.split_file = d.split_file;
-      t.classes = d.classes;
       t.schedule = Schedule::cosine;
       t.batch_size = u.batch_size;
       t.precision = parse<Precision>(spec.grid.precision, "grid.precision");
