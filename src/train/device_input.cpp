@@ -153,7 +153,7 @@ std::shared_ptr<data::Batch> DeviceInput::make(int64_t b, int epoch) {
       holder->images = transform(host.to(device_, /*non_blocking=*/true), batch->samples, epoch);
       holder->ready = std::make_shared<at::cuda::CUDAEvent>();
       holder->ready->record(stream);
-      c10::cuda::CUDACachingAllocator::recordStream(host.storage().data_ptr(), stream);
+      // `host` may be freed now: the pinned-memory allocator keeps its block until the copy that reads it is done.
     } else
 #endif
       holder->images = transform(host.to(device_), batch->samples, epoch);
