@@ -12,10 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/../.."
 W=${WHEEL_DIR:-build-wheel}
+mkdir -p "$W/dl" "$W/site"
+W=$(cd "$W" && pwd)
 TORCH_VERSION=${TORCH_VERSION:-2.15.0}
 PY=${PYTHON:-python3}
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-mkdir -p "$W/dl" "$W/site"
 t0=$SECONDS
 wheel=$(ls "$W"/dl/torch-"$TORCH_VERSION"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$wheel" ]; then
@@ -30,7 +31,7 @@ if [ ! -f "$W/site/torch/share/cmake/Torch/TorchConfig.cmake" ]; then
   unzip -q -o "$W"/dl/nvidia_nccl*.whl 'nvidia/*' -d "$W/site"
 fi
 echo "[wheel] torch $TORCH_VERSION and $nccl unpacked in $((SECONDS - t0)) s" >&2
-cmake -S . -B "$W/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/$W/site/torch" \
+cmake -S . -B "$W/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$W/site/torch" \
   -DCMAKE_CUDA_COMPILER="$NVCC" -DCMAKE_EXE_LINKER_FLAGS=-Wl,--allow-shlib-undefined >"$W/configure.log" 2>&1 ||
   { tail -40 "$W/configure.log"; exit 1; }
 grep -q "xfer: LibTorch $TORCH_VERSION" "$W/configure.log" || { echo "configured against another LibTorch:" >&2; grep "xfer: LibTorch" "$W/configure.log" >&2; exit 1; }
