@@ -87,11 +87,7 @@ int main(int argc, char** argv) {
                                                                           : xfer::Precision::bf16,
                                                   device.is_cuda(), xfer::train::fused_optimizer_available());
     const bool amp = plan.autocast;
-    if (plan.tf32) {
-      at::globalContext().setAllowTF32CuBLAS(true);
-      at::globalContext().setAllowTF32CuDNN(true);
-    }
-    if (plan.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
+    xfer::model::enable_cuda_fast_math(plan.tf32, plan.cudnn_benchmark);
     if (!device.is_cuda() && a.keep_host_memory) xfer::model::keep_host_memory();
     xfer::model::Classifier model(a.backbone, a.size, a.classes, 0);
     model.to(device);

@@ -102,7 +102,6 @@ struct Loader::Impl {
     batch.skipped.clear();
     const auto [lo, hi] = shard(b, &batch.global_n);
     int64_t n = 0;
-    const int K = d.num_classes();
     for (int64_t p = lo; p < hi; ++p) {
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -139,15 +138,7 @@ struct Loader::Impl {
         batch.skipped.push_back(pr);
         continue;
       }
-      const Sample& s = d.samples[static_cast<size_t>(sample)];
-      batch.samples.push_back(sample);
-      if (d.multilabel) {
-        const size_t at = batch.targets.size();
-        batch.targets.resize(at + K, 0.0f);
-        for (auto l : s.labels) batch.targets[at + l] = 1.0f;
-      } else {
-        batch.labels.push_back(s.label);
-      }
+      append_sample(d, sample, batch);
       ++n;
     }
     batch.n = n;
@@ -254,6 +245,18 @@ int64_t batches_in_epoch(int64_t n, const LoaderOptions& o) {
   if (!o.drop_last && o.min_shard > 0 && n % o.batch_size != 0 && (n % o.batch_size) < int64_t(o.min_shard) * o.world)
     batches = n / o.batch_size;
   return batches;
+}
+
+void append_sample(const Dataset& d, int64_t sample, Batch& batch) {
+  const Sample& s = d.samples[static_cast<size_t>(sample)];
+  batch.samples.push_back(sample);
+  if (d.multilabel) {
+    const size_t at = batch.targets.size();
+    batch.targets.resize(at + static_cast<size_t>(d.num_classes()), 0.0f);
+    for (auto l : s.labels) batch.targets[at + l] = 1.0f;
+  } else {
+    batch.labels.push_back(s.label);
+  }
 }
 
 std::pair<int64_t, int64_t> shard_of(int64_t b, int64_t n, const LoaderOptions& o, int64_t* global_n) {

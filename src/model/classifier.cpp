@@ -11,6 +11,7 @@
 
 #include "xfer/core/error.hpp"
 
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
 namespace xfer::model {
@@ -173,6 +174,14 @@ void release_host_memory() {
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif
+}
+
+void enable_cuda_fast_math(bool tf32, bool cudnn_benchmark) {
+  if (tf32) {
+    at::globalContext().setAllowTF32CuBLAS(true);
+    at::globalContext().setAllowTF32CuDNN(true);
+  }
+  if (cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
 }
 
 void set_autocast(bool on, at::ScalarType dtype) {

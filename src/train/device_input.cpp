@@ -34,10 +34,9 @@ DeviceInput::DeviceInput(const data::Dataset& d, std::vector<int64_t> indices, d
   if (t_.train) cached.crop_pct = 1.0;  // training crops are drawn from the whole square at the input size
   cache_ = data::PixelCache::open_or_build(cache_folder, d_, indices_, cached, threads);
   batches_ = data::batches_in_epoch(size(), o_);
-  std::vector<float> lut(3 * 256);
-  for (int c = 0; c < 3; ++c)
-    for (int v = 0; v < 256; ++v) lut[c * 256 + v] = (static_cast<float>(v) / 255.0f - t_.mean[c]) / t_.std[c];
-  lut_ = torch::tensor(lut).to(device_);
+  const data::Transform host(t_);
+  const auto& table = host.normalisation_table();
+  lut_ = torch::from_blob(const_cast<float*>(table[0].data()), {3 * 256}, torch::kFloat).clone().to(device_);
   mean_ = torch::tensor(std::vector<float>(t_.mean.begin(), t_.mean.end())).view({1, 3, 1, 1}).to(device_);
   std_ = torch::tensor(std::vector<float>(t_.std.begin(), t_.std.end())).view({1, 3, 1, 1}).to(device_);
   next_ = batches_;  // no epoch started
@@ -113,7 +112,6 @@ std::shared_ptr<data::Batch> DeviceInput::make(int64_t b, int epoch) {
   batch->channels = 3;
   const auto [lo, hi] = data::shard_of(b, size(), o_, &batch->global_n);
   std::vector<int64_t> positions;
-  const int K = d_.num_classes();
   for (int64_t p = lo; p < hi; ++p) {
     const int64_t pos = order_[static_cast<size_t>(p)];
     const int64_t sample = indices_[static_cast<size_t>(pos)];
@@ -125,15 +123,7 @@ std::shared_ptr<data::Batch> DeviceInput::make(int64_t b, int epoch) {
       continue;
     }
     positions.push_back(pos);
-    batch->samples.push_back(sample);
-    const data::Sample& s = d_.samples[static_cast<size_t>(sample)];
-    if (d_.multilabel) {
-      const size_t at = batch->targets.size();
-      batch->targets.resize(at + K, 0.0f);
-      for (auto l : s.labels) batch->targets[at + l] = 1.0f;
-    } else {
-      batch->labels.push_back(s.label);
-    }
+    data::append_sample(d_, sample, *batch);
   }
   batch->n = static_cast<int64_t>(positions.size());
   auto holder = std::make_shared<DeviceImages>();

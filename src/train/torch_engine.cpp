@@ -53,11 +53,7 @@ class TorchEngine final : public Engine {
     step_.autocast = plan_.autocast;
     step_.autocast_dtype = plan_.bf16 ? at::kBFloat16 : at::kHalf;
     scales_loss_ = plan_.loss_scaling;
-    if (plan_.tf32) {
-      at::globalContext().setAllowTF32CuBLAS(true);
-      at::globalContext().setAllowTF32CuDNN(true);
-    }
-    if (plan_.cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
+    model::enable_cuda_fast_math(plan_.tf32, plan_.cudnn_benchmark);
     if (c.env.gradient_exchange != "overlap" && c.env.gradient_exchange != "bucketed" && c.env.gradient_exchange != "flat")
       throw Error::input("gradient exchange '" + c.env.gradient_exchange + "': expected overlap, bucketed or flat");
     if (c.env.input_pipeline != "host" && c.env.input_pipeline != "device")

@@ -81,6 +81,8 @@ std::optional<std::string> no_usable_samples(const EpochTally& epoch, const std:
 std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int epoch);
 int64_t batches_in_epoch(int64_t n, const LoaderOptions& o);
 std::pair<int64_t, int64_t> shard_of(int64_t batch, int64_t n, const LoaderOptions& o, int64_t* global_n);
+// Appends sample `sample` of `d` to the batch's samples and its label (single-label) or 0/1 targets (multi-label).
+void append_sample(const Dataset& d, int64_t sample, Batch& batch);
 
 // What a trainer reads batches from: the host loader below, or the device pipeline of train/device_input.
 class BatchSource {

@@ -102,6 +102,8 @@ class Transform {
   Image pixels_from(const Image& decoded, int64_t index, int epoch) const;
   // Normalises an S×S uint8 image into out (C×S×S), with torchvision's float32 arithmetic.
   void normalise(const Image& img, float* out) const;
+  // normalise()'s lookup table, per channel and byte value (the device pipeline looks up the same values).
+  const std::array<std::array<float, 256>, 3>& normalisation_table() const { return lut_; }
 
  private:
   TransformSettings s_;
