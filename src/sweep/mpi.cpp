@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdlib>
 
+#include "mpi_kv_store.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/store/store.hpp"
 
@@ -54,6 +55,7 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
 MpiRuntime::~MpiRuntime() {
   int finalized = 0;
   MPI_Finalized(&finalized);
+  if (!finalized) close_key_value_stores();  // their servers use MPI
   if (owner_ && !finalized) {
     // HDF5 (parallel build) shuts itself down from an MPI_COMM_SELF attribute inside MPI_Finalize; shut it down
     // first, while every store object is already closed, so that nothing of it runs inside MPI_Finalize.
@@ -73,14 +75,19 @@ std::string MpiRuntime::library_version() {
   return s;
 }
 
-MpiGroup::MpiGroup(void* comm, bool owned) : comm_(comm), owned_(owned) {
+MpiGroup::MpiGroup(void* comm, bool owned, std::vector<int> members)
+    : comm_(comm), owned_(owned), members_(std::move(members)) {
   MPI_Comm_rank(as_comm(comm_), &rank_);
   MPI_Comm_size(as_comm(comm_), &size_);
 }
 
 std::unique_ptr<MpiGroup> MpiGroup::world() {
   auto* c = new MPI_Comm(MPI_COMM_WORLD);
-  return std::unique_ptr<MpiGroup>(new MpiGroup(c, false));
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::vector<int> all(static_cast<size_t>(size));
+  for (int i = 0; i < size; ++i) all[static_cast<size_t>(i)] = i;
+  return std::unique_ptr<MpiGroup>(new MpiGroup(c, false, std::move(all)));
 }
 
 std::unique_ptr<MpiGroup> MpiGroup::of(const std::vector<int>& world_ranks, int tag) {
@@ -91,7 +98,7 @@ std::unique_ptr<MpiGroup> MpiGroup::of(const std::vector<int>& world_ranks, int 
   check(MPI_Comm_create_group(MPI_COMM_WORLD, group, tag, c), "create the trial's group");
   MPI_Group_free(&group);
   MPI_Group_free(&world_group);
-  return std::unique_ptr<MpiGroup>(new MpiGroup(c, true));
+  return std::unique_ptr<MpiGroup>(new MpiGroup(c, true, world_ranks));
 }
 
 MpiGroup::~MpiGroup() {
@@ -191,5 +198,7 @@ bool MpiGroup::any(bool flag) {
 }
 
 void MpiGroup::barrier() { check(MPI_Barrier(as_comm(comm_)), "barrier"); }
+
+std::shared_ptr<KeyValueStore> MpiGroup::key_value_store() { return group_key_value_store(comm_, members_); }
 
 }  // namespace xfer::sweep

@@ -50,12 +50,15 @@ class MpiGroup final : public train::Group {
   std::vector<int64_t> gather(const std::vector<int64_t>& mine, int root) override;
   bool any(bool flag) override;
   void barrier() override;
+  // Served by group rank 0 over a communicator of its own (sweep/mpi_kv_store.hpp); one per member list.
+  std::shared_ptr<KeyValueStore> key_value_store() override;
 
  private:
-  MpiGroup(void* comm, bool owned);
+  MpiGroup(void* comm, bool owned, std::vector<int> members);
   void* comm_;  // MPI_Comm, kept opaque so this header needs no mpi.h
   bool owned_;
   int rank_ = 0, size_ = 1;
+  std::vector<int> members_;     // world ranks, in group rank order
   std::vector<void*> requests_;  // MPI_Request each, started by start_allreduce_sum
 };
 

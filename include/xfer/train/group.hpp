@@ -4,8 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace xfer {
+class KeyValueStore;  // core/key_value_store.hpp
+}
 
 namespace xfer::train {
 
@@ -33,6 +38,11 @@ class Group {
   // True on every rank if it is true on any rank.
   virtual bool any(bool flag) = 0;
   virtual void barrier() = 0;
+  // A key-value store shared by the group's processes (a PJRT plugin's multi-process client is formed through one).
+  // It lives as long as the process, beyond this group object: a plugin's client outlives the trial. The first call
+  // may be collective, so every member makes it at the same point. nullptr: the group has none (a group of one
+  // needs none).
+  virtual std::shared_ptr<KeyValueStore> key_value_store() { return nullptr; }
 };
 
 // A group of one: a trial on a single rank (tests derive their in-process groups from it).
