@@ -10,6 +10,7 @@
 #include "xfer/sweep/mpi.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/pjrt/runtime.hpp"
 #include "xfer/core/log.hpp"
 #include "xfer/core/stop.hpp"
 
@@ -83,6 +84,11 @@ int main(int argc, char** argv) {
         xfer::install_default_stop_handlers();
         mpi = std::make_unique<xfer::sweep::MpiRuntime>(&argc, &argv);
       }
+      // PJRT clients go before MPI does (declared after it, destroyed before it): a multi-process client may use the
+      // group's key-value store, which MPI serves, until it is destroyed.
+      struct PjrtClients {
+        ~PjrtClients() { xfer::pjrt::Client::close_all(); }
+      } pjrt_clients;
       xfer::log::init(log_level, mpi && mpi->size() > 1 ? std::optional<int>(mpi->rank()) : std::nullopt);
       return c.run(mpi.get());
     }

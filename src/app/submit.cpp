@@ -101,8 +101,8 @@ std::string duration(double s) {
 }
 
 // `xfer submit --tpu-chips N [--tpu-hosts H --tpu-hostfile F]`: the TPU VM or pod-slice script (PJRT engine) for the
-// spec, after the checks that would otherwise fail on the TPU: exported programs for every trial's shape, fp32, no
-// rank groups. TPU VMs have no SLURM: the script is written (or printed) and started on the VM.
+// spec, after the checks that would otherwise fail on the TPU: exported programs for every trial's shape, fp32, rank
+// groups only as whole pod slices. TPU VMs have no SLURM: the script is written (or printed) and started on the VM.
 int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector<grid::Trial>& trials) {
   if (o.tpu_chips < 1 || o.tpu_chips > 64) throw Error::input("--tpu-chips: chips per host, 1 to 64");
   if (o.tpu_hosts < 1) throw Error::input("--tpu-hosts must be ≥ 1");
@@ -111,17 +111,30 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
                        "do not apply (use --tpu-hosts for a pod slice)");
   if (o.tpu_hosts > 1 && o.tpu_hostfile.empty())
     throw Error::input("--tpu-hosts " + std::to_string(o.tpu_hosts) + ": give the workers with --tpu-hostfile");
-  const int devices = o.tpu_hosts > 1 ? o.tpu_chips : 1;  // a pod slice: SPMD over a host's chips
+  // A TPU VM: one rank per chip, a one-chip program each. A pod slice: one process per host, and either every trial
+  // one SPMD program over the whole slice (ranks_per_trial = the hosts: a client across the hosts, formed through the
+  // group's key-value store over MPI) or each host its own slice (ranks_per_trial = 1: a program over its chips).
+  const int span = trials.empty() ? 1 : trials.front().config.ranks_per_trial;
+  const bool slice = o.tpu_hosts > 1 && span == o.tpu_hosts;
+  const int devices = slice ? o.tpu_hosts * o.tpu_chips : o.tpu_hosts > 1 ? o.tpu_chips : 1;
   std::set<std::string> checked;
   for (const auto& t : trials) {
     const auto& c = t.config;
     if (c.precision == Precision::bf16 || c.precision == Precision::fp16)
       throw Error::input("trial " + t.key.str() + ": precision " + name_str(c.precision) + " — the exported PJRT "
                          "programs train in fp32; set precision = \"fp32\" (or \"auto\") for a TPU run");
-    if (c.ranks_per_trial > 1)
-      throw Error::input(fmt::format("trial {}: ranks_per_trial {} — a PJRT trial is one process; its data parallelism "
-                                     "is an SPMD program over a host's chips (--tpu-hosts, tools/export_pjrt.py "
-                                     "--devices)", t.key.str(), c.ranks_per_trial));
+    if (o.tpu_hosts == 1 && c.ranks_per_trial > 1)
+      throw Error::input(fmt::format("trial {}: ranks_per_trial {} on one TPU VM — a PJRT trial there is one process "
+                                     "per chip; data parallelism over a VM's chips is a pod-slice run (--tpu-hosts)",
+                                     t.key.str(), c.ranks_per_trial));
+    if (o.tpu_hosts > 1 && c.ranks_per_trial != span)
+      throw Error::input(fmt::format("trial {}: ranks_per_trial {}, another trial {} — on a pod slice every trial "
+                                     "spans either the whole slice (ranks_per_trial = {} hosts) or one host (1): a "
+                                     "process keeps one TPU client", t.key.str(), c.ranks_per_trial, span, o.tpu_hosts));
+    if (o.tpu_hosts > 1 && c.ranks_per_trial != 1 && c.ranks_per_trial != o.tpu_hosts)
+      throw Error::input(fmt::format("trial {}: ranks_per_trial {} on a slice of {} hosts — a trial spans the whole "
+                                     "slice (ranks_per_trial = {}) or one host (1)", t.key.str(), c.ranks_per_trial,
+                                     o.tpu_hosts, o.tpu_hosts));
     const std::string backbone = train::environment_for(spec, t).backbone;
     const std::string what = fmt::format("{} {} {} {}", backbone, c.input_size, c.batch_size, name(c.optimizer));
     if (!checked.insert(what).second) continue;
@@ -138,8 +151,9 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
     << ".sh; everything after these variables is that script's.\n";
   s << "SPEC=" << shell_quote(spec_path) << "\nXFER=" << shell_quote(xfer_path) << "\nCHIPS=" << o.tpu_chips << "\n";
   if (o.tpu_hosts > 1)
-    s << "HOSTS=" << o.tpu_hosts << "\nHOSTFILE=" << shell_quote(fs::absolute(o.tpu_hostfile).string()) << "\n";
-  s << "export SPEC XFER CHIPS" << (o.tpu_hosts > 1 ? " HOSTS HOSTFILE" : "") << "\n";
+    s << "HOSTS=" << o.tpu_hosts << "\nHOSTFILE=" << shell_quote(fs::absolute(o.tpu_hostfile).string())
+      << "\nSPAN=" << (slice ? "slice" : "host") << "\n";
+  s << "export SPEC XFER CHIPS" << (o.tpu_hosts > 1 ? " HOSTS HOSTFILE SPAN" : "") << "\n";
   if (!o.pjrt_plugin.empty()) s << "export XFER_PJRT_PLUGIN=" << shell_quote(o.pjrt_plugin) << "\n";
   s << jobscript_body(tpl);
   const std::string script = s.str();

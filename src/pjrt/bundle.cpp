@@ -88,6 +88,7 @@ Bundle Bundle::read(const std::string& manifest_path) {
     b.momentum = o.at("momentum").get<double>();
     b.nesterov = o.at("nesterov").get<bool>();
     b.label_smoothing = j.at("label_smoothing").get<double>();
+    b.random = j.value("random", false);
     for (const auto& s : j.at("state")) {
       TensorSpec t;
       t.name = s.at("name").get<std::string>();

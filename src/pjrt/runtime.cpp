@@ -2,13 +2,17 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 
 #include "pjrt_c_api.h"
 #include "xfer/core/error.hpp"
+#include "xfer/core/key_value_store.hpp"
+#include "xfer/core/logline.hpp"
 
 namespace xfer::pjrt {
 
@@ -100,6 +104,69 @@ void put_message_field(std::string& out, int field, const std::string& message) 
   out += message;
 }
 
+// ---- the key-value store callbacks of a multi-process client (PJRT_Client_Create_Args::kv_*) -----------------
+// Thread-safe because the store is; a value handed to the plugin is a new[] copy it frees with delete_value.
+PJRT_Error* callback_error(PJRT_CallbackError* make, PJRT_Error_Code code, const std::string& message) {
+  return (*make)(code, message.data(), message.size());
+}
+void delete_value(char* v) { delete[] v; }
+char* copy_value(const std::string& v) {
+  char* p = new char[std::max<size_t>(1, v.size())];
+  std::memcpy(p, v.data(), v.size());
+  return p;
+}
+
+PJRT_Error* kv_get(PJRT_KeyValueGetCallback_Args* a) {
+  const std::string key(a->key, a->key_size);
+  try {
+    auto v = static_cast<KeyValueStore*>(a->user_arg)->get(key, std::chrono::milliseconds(a->timeout_in_ms));
+    if (!v)
+      return callback_error(a->callback_error, PJRT_Error_Code_DEADLINE_EXCEEDED,
+                            "xfer key-value store: no process set " + key + " within " +
+                                std::to_string(a->timeout_in_ms) + " ms");
+    a->value = copy_value(*v);
+    a->value_size = v->size();
+    a->value_deleter_callback = delete_value;
+    return nullptr;
+  } catch (const std::exception& e) {
+    return callback_error(a->callback_error, PJRT_Error_Code_INTERNAL, e.what());
+  }
+}
+
+PJRT_Error* kv_try_get(PJRT_KeyValueTryGetCallback_Args* a) {
+  const std::string key(a->key, a->key_size);
+  try {
+    auto v = static_cast<KeyValueStore*>(a->user_arg)->try_get(key);
+    if (!v) return callback_error(a->callback_error, PJRT_Error_Code_NOT_FOUND, "xfer key-value store: " + key + " is not set");
+    a->value = copy_value(*v);
+    a->value_size = v->size();
+    a->value_deleter_callback = delete_value;
+    return nullptr;
+  } catch (const std::exception& e) {
+    return callback_error(a->callback_error, PJRT_Error_Code_INTERNAL, e.what());
+  }
+}
+
+PJRT_Error* kv_put(PJRT_KeyValuePutCallback_Args* a) {
+  try {
+    static_cast<KeyValueStore*>(a->user_arg)->put(std::string(a->key, a->key_size), std::string(a->value, a->value_size));
+    return nullptr;
+  } catch (const std::exception& e) {
+    return callback_error(a->callback_error, PJRT_Error_Code_INTERNAL, e.what());
+  }
+}
+
+PJRT_NamedValue int_option(const char* name, int64_t value) {
+  PJRT_NamedValue o{};
+  o.struct_size = PJRT_NamedValue_STRUCT_SIZE;
+  o.name = name;
+  o.name_size = std::strlen(name);
+  o.type = PJRT_NamedValue_kInt64;
+  o.int64_value = value;
+  o.value_size = 1;
+  return o;
+}
+
 }  // namespace
 
 std::string compile_options(int partitions) {
@@ -165,11 +232,35 @@ void Buffer::to_host(void* dst, size_t bytes) const {
 
 // ---- Client -----------------------------------------------------------------------------------------------------
 
-std::shared_ptr<Client> Client::open(const std::string& plugin_path) {
-  static std::mutex mu;
+namespace {
+std::mutex clients_mu;
+std::map<std::string, std::shared_ptr<Client>>& open_clients() {
   static std::map<std::string, std::shared_ptr<Client>> clients;
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto it = clients.find(plugin_path); it != clients.end()) return it->second;
+  return clients;
+}
+}  // namespace
+
+void Client::close_all() {
+  std::lock_guard<std::mutex> lock(clients_mu);
+  open_clients().clear();
+}
+
+std::shared_ptr<Client> Client::open(const std::string& plugin_path, const ClientSetup& setup) {
+  std::lock_guard<std::mutex> lock(clients_mu);
+  auto& clients = open_clients();
+  const std::string where = "PJRT plugin " + plugin_path;
+  if (auto it = clients.find(plugin_path); it != clients.end()) {
+    const ClientSetup& had = it->second->setup_;
+    if (had.processes != setup.processes || had.process != setup.process || had.store != setup.store)
+      throw Error::input(where + ": this process's client was made as process " + std::to_string(had.process) +
+                         " of " + std::to_string(had.processes) + ", and a trial now asks for process " +
+                         std::to_string(setup.process) + " of " + std::to_string(setup.processes) +
+                         " (a process keeps one client per plugin: TPU runtimes allow one). Give every trial of the "
+                         "sweep the same ranks_per_trial with the PJRT engine");
+    return it->second;
+  }
+  if (setup.processes > 1 && !setup.store)
+    throw std::invalid_argument(where + ": a multi-process client needs the group's key-value store");
 
   std::string problem;
   const PJRT_Api* api = load_api(plugin_path, &problem);
@@ -177,28 +268,49 @@ std::shared_ptr<Client> Client::open(const std::string& plugin_path) {
   std::shared_ptr<Client> c(new Client());
   c->path_ = plugin_path;
   c->api_ = api;
-  const std::string where = "PJRT plugin " + plugin_path;
+  c->setup_ = setup;
   PJRT_Plugin_Initialize_Args init{};
   init.struct_size = PJRT_Plugin_Initialize_Args_STRUCT_SIZE;
   c->check(api->PJRT_Plugin_Initialize(&init), where + ": initialisation");
 
   std::vector<PJRT_NamedValue> options;
-  if (const char* v = std::getenv("XFER_PJRT_CPU_DEVICES"); v && *v) {
-    PJRT_NamedValue o{};
-    o.struct_size = PJRT_NamedValue_STRUCT_SIZE;
-    o.name = "cpu_device_count";
-    o.name_size = 16;
-    o.type = PJRT_NamedValue_kInt64;
-    o.int64_value = std::atoll(v);
-    o.value_size = 1;
-    options.push_back(o);
+  if (const char* v = std::getenv("XFER_PJRT_CPU_DEVICES"); v && *v) options.push_back(int_option("cpu_device_count", std::atoll(v)));
+  const size_t plain = options.size();
+  if (setup.processes > 1) {
+    options.push_back(int_option("node_id", setup.process));
+    options.push_back(int_option("num_nodes", setup.processes));
   }
-  PJRT_Client_Create_Args cc{};
-  cc.struct_size = PJRT_Client_Create_Args_STRUCT_SIZE;
-  cc.create_options = options.data();
-  cc.num_options = options.size();
-  c->check(api->PJRT_Client_Create(&cc), where + ": creating the client");
-  c->client_ = cc.client;
+  auto create = [&](size_t n_options) -> PJRT_Error* {
+    PJRT_Client_Create_Args cc{};
+    cc.struct_size = PJRT_Client_Create_Args_STRUCT_SIZE;
+    cc.create_options = options.data();
+    cc.num_options = n_options;
+    if (setup.store) {
+      cc.kv_get_callback = kv_get;
+      cc.kv_get_user_arg = setup.store.get();
+      cc.kv_try_get_callback = kv_try_get;
+      cc.kv_try_get_user_arg = setup.store.get();
+      cc.kv_put_callback = kv_put;
+      cc.kv_put_user_arg = setup.store.get();
+    }
+    PJRT_Error* e = api->PJRT_Client_Create(&cc);
+    if (!e) c->client_ = cc.client;
+    return e;
+  };
+  PJRT_Error* e = create(options.size());
+  if (e && options.size() > plain) {
+    // Plugins check their option names (the CPU plugin: "Unexpected option name passed to PJRT_Client_Create").
+    // node_id and num_nodes are the CUDA plugin's; libtpu forms a pod slice from the TPU VM's environment and the
+    // store. A plugin that refuses them by name gets the store alone.
+    const std::string text = error_text(api, e);
+    if (text.find("node_id") == std::string::npos && text.find("num_nodes") == std::string::npos &&
+        text.find("nexpected option") == std::string::npos)
+      throw Error(where + ": creating the client (process " + std::to_string(setup.process) + " of " +
+                  std::to_string(setup.processes) + "): " + text);
+    log::info(where + " takes no node_id/num_nodes (" + text + "): creating its client with the key-value store alone");
+    e = create(plain);
+  }
+  c->check(e, where + ": creating the client");
 
   PJRT_Client_AddressableDevices_Args ad{};
   ad.struct_size = PJRT_Client_AddressableDevices_Args_STRUCT_SIZE;
@@ -206,8 +318,27 @@ std::shared_ptr<Client> Client::open(const std::string& plugin_path) {
   c->check(api->PJRT_Client_AddressableDevices(&ad), where + ": listing devices");
   c->devices_.assign(ad.addressable_devices, ad.addressable_devices + ad.num_addressable_devices);
   if (c->devices_.empty()) throw Error::environment(where + ": the client has no addressable device");
+  PJRT_Client_Devices_Args gd{};
+  gd.struct_size = PJRT_Client_Devices_Args_STRUCT_SIZE;
+  gd.client = c->client_;
+  c->check(api->PJRT_Client_Devices(&gd), where + ": listing devices");
+  c->global_devices_ = static_cast<int>(gd.num_devices);
   clients[plugin_path] = c;
   return c;
+}
+
+int Client::process_index() const {
+  PJRT_Client_ProcessIndex_Args a{};
+  a.struct_size = PJRT_Client_ProcessIndex_Args_STRUCT_SIZE;
+  a.client = client_;
+  check(api_->PJRT_Client_ProcessIndex(&a), "PJRT process index");
+  return a.process_index;
+}
+
+int Client::local_index(PJRT_Device* d) const {
+  for (size_t i = 0; i < devices_.size(); ++i)
+    if (devices_[i] == d) return static_cast<int>(i);
+  return -1;
 }
 
 Client::~Client() {
@@ -237,10 +368,12 @@ std::string Client::api_version() const {
 
 std::unique_ptr<Executable> Client::compile(const std::string& code, const std::string& file, int devices,
                                             int first_device) {
-  if (devices < 1 || first_device < 0 || first_device + devices > device_count())
+  const bool bad = devices < 1 || first_device < 0 ||
+                   (devices == 1 ? first_device >= device_count() : first_device != 0 || devices > global_devices_);
+  if (bad)
     throw Error::input(file + ": the program needs " + std::to_string(devices) + " device(s) from device " +
                        std::to_string(first_device) + "; plugin " + path_ + " has " + std::to_string(device_count()) +
-                       " (a CPU plugin: set XFER_PJRT_CPU_DEVICES)");
+                       " here, " + std::to_string(global_devices_) + " in all (a CPU plugin: set XFER_PJRT_CPU_DEVICES)");
   if (code.empty()) throw Error::input(file + ": empty program");
   const std::string options = compile_options(devices);
   std::string text = code;  // PJRT_Program::code is not const
@@ -294,7 +427,24 @@ Buffer Client::upload(const void* data, DType type, const std::vector<int64_t>& 
 Executable::Executable(std::shared_ptr<Client> client, PJRT_LoadedExecutable* e, size_t outputs, int devices,
                        int first_device, std::string file)
     : client_(std::move(client)), e_(e), outputs_(outputs), devices_(devices), first_device_(first_device),
-      file_(std::move(file)) {}
+      file_(std::move(file)) {
+  if (devices_ == 1) {
+    order_ = {0};  // portable: run on the device given at execution
+    return;
+  }
+  // Argument lists go in the executable's order of addressable devices; the caller's are in the client's order.
+  PJRT_LoadedExecutable_AddressableDevices_Args a{};
+  a.struct_size = PJRT_LoadedExecutable_AddressableDevices_Args_STRUCT_SIZE;
+  a.executable = e_;
+  client_->check(client_->api()->PJRT_LoadedExecutable_AddressableDevices(&a), file_ + ": its devices");
+  for (size_t k = 0; k < a.num_addressable_devices; ++k) {
+    const int local = client_->local_index(a.addressable_devices[k]);
+    if (local < 0) throw Error(file_ + ": the executable lists a device this process cannot address");
+    order_.push_back(local - first_device_);
+  }
+  if (order_.empty()) throw Error::input(file_ + ": none of the program's " + std::to_string(devices_) +
+                                         " devices belongs to this process");
+}
 
 Executable::~Executable() {
   PJRT_LoadedExecutable_Destroy_Args d{};
@@ -306,16 +456,17 @@ Executable::~Executable() {
 std::vector<std::vector<Buffer>> Executable::execute(std::vector<std::vector<Buffer*>> args,
                                                      const std::vector<bool>& donated) {
   const PJRT_Api* api = client_->api();
-  if (args.size() != static_cast<size_t>(devices_))
+  if (args.size() != order_.size())
     throw std::invalid_argument(file_ + ": execute with " + std::to_string(args.size()) + " argument lists for " +
-                                std::to_string(devices_) + " devices");
+                                std::to_string(order_.size()) + " local devices");
   const size_t n_args = args.front().size();
   std::vector<std::vector<PJRT_Buffer*>> raw(args.size());
   std::vector<PJRT_Buffer* const*> arg_lists;
-  for (size_t d = 0; d < args.size(); ++d) {
-    if (args[d].size() != n_args) throw std::invalid_argument(file_ + ": argument lists differ in length");
-    for (Buffer* b : args[d]) raw[d].push_back(b->get());
-    arg_lists.push_back(raw[d].data());
+  for (size_t k = 0; k < order_.size(); ++k) {
+    const auto& list = args.at(static_cast<size_t>(order_[k]));
+    if (list.size() != n_args) throw std::invalid_argument(file_ + ": argument lists differ in length");
+    for (Buffer* b : list) raw[k].push_back(b->get());
+    arg_lists.push_back(raw[k].data());
   }
   std::vector<std::vector<PJRT_Buffer*>> out(args.size(), std::vector<PJRT_Buffer*>(outputs_, nullptr));
   std::vector<PJRT_Buffer**> out_lists;
@@ -341,8 +492,8 @@ std::vector<std::vector<Buffer>> Executable::execute(std::vector<std::vector<Buf
     for (size_t i = 0; i < list.size(); ++i)
       if (i < donated.size() && donated[i]) *list[i] = Buffer();
   std::vector<std::vector<Buffer>> result(args.size());
-  for (size_t d = 0; d < args.size(); ++d)
-    for (PJRT_Buffer* b : out[d]) result[d].emplace_back(api, b);
+  for (size_t k = 0; k < order_.size(); ++k)
+    for (PJRT_Buffer* b : out[k]) result[static_cast<size_t>(order_[k])].emplace_back(api, b);
   for (PJRT_Event* ev : done) await_and_destroy(api, ev, file_ + ": PJRT execution");
   return result;
 }

@@ -35,6 +35,7 @@ int requested_devices() {
 }
 
 constexpr char kStateMagic[] = "xfer-pjrt-state-1\n";
+constexpr char kStepsRecord[] = "engine/steps_taken";
 
 bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)); }
 
@@ -45,19 +46,49 @@ class PjrtEngine final : public Engine {
     plugin_ = pjrt_plugin_path(c.env.device);
     if (plugin_.empty())
       throw Error::input("--device " + c.env.device + ": no PJRT plugin (give pjrt:<plugin.so> or set XFER_PJRT_PLUGIN)");
-    if (c.group.size() > 1)
-      throw Error::input("trial " + c.key + ": a PJRT trial runs in one process; its data parallelism is an SPMD "
-                         "program over the process's devices (XFER_PJRT_DEVICES), not ranks_per_trial > 1");
     if (c.data.multilabel)
       throw Error::input("trial " + c.key + ": the PJRT engine trains single-label datasets only (" + c.data.name +
                          " is multi-label)");
-    devices_ = requested_devices();
-    client_ = pjrt::Client::open(plugin_);
+    processes_ = c.group.size();
+    if (processes_ == 1) {
+      devices_ = local_ = requested_devices();
+      client_ = pjrt::Client::open(plugin_);
+      first_device_ = devices_ == 1 ? c.env.local_rank % client_->device_count() : 0;
+    } else {
+      open_multi_process_client();
+    }
     platform_ = client_->platform();
-    first_device_ = devices_ == 1 ? c.env.local_rank % client_->device_count() : 0;
     if (c.trial.precision == Precision::fp16 || c.trial.precision == Precision::bf16)
       log::info("trial " + c.key + ": precision " + name_str(c.trial.precision) + " is not exported; the PJRT " +
                 "programs train in fp32");
+  }
+
+  // A trial over several processes (ranks_per_trial > 1: a TPU pod slice's hosts, one process each) is one SPMD
+  // program over every process's devices: one client spanning the processes, formed through the group's key-value
+  // store; each process feeds its own devices its rank's share of every batch (JAX's multi-controller model).
+  void open_multi_process_client() {
+    const auto& c = context_;
+    auto store = c.group.key_value_store();  // collective the first time: every member is here
+    if (!store) throw Error("trial " + c.key + ": the rank group has no key-value store for a multi-process PJRT client");
+    client_ = pjrt::Client::open(plugin_, {store, c.group.rank(), processes_});
+    const int here = client_->device_count(), all = client_->global_device_count();
+    if (all == here)
+      throw Error::input(fmt::format(
+          "trial {}: ranks_per_trial {} with PJRT plugin {}: its client has {} device(s), all in this process, so the "
+          "plugin formed no client across the group's processes (CPU plugins cannot: they have no cross-process "
+          "collectives; on a TPU pod slice libtpu forms one from the TPU VM's environment, one process per host without "
+          "TPU_PROCESS_BOUNDS=1,1,1). Use ranks_per_trial = 1 with this plugin (data parallelism over a process's "
+          "devices: XFER_PJRT_DEVICES)", c.key, processes_, plugin_, here));
+    if (all != here * processes_)
+      throw Error::input(fmt::format("trial {}: PJRT plugin {} lists {} devices in all and {} in this process, for a "
+                                     "group of {} processes: give every process of the group the same number of chips",
+                                     c.key, plugin_, all, here, processes_));
+    devices_ = std::getenv("XFER_PJRT_DEVICES") ? requested_devices() : all;
+    if (devices_ != all)
+      throw Error::input(fmt::format("trial {}: XFER_PJRT_DEVICES={} but the group's processes have {} devices in all; "
+                                     "a multi-process program spans every one", c.key, devices_, all));
+    local_ = here;
+    first_device_ = 0;
   }
 
   void prepare() override {
@@ -116,6 +147,7 @@ class PjrtEngine final : public Engine {
   }
 
   std::string device() const override {
+    if (processes_ > 1) return fmt::format("pjrt:{}:{}x{}", platform_, processes_, local_);  // processes × devices
     return fmt::format("pjrt:{}:{}{}", platform_, first_device_, devices_ > 1 ? fmt::format("+{}", devices_ - 1) : "");
   }
   int threads() const override { return threads_; }
@@ -132,39 +164,52 @@ class PjrtEngine final : public Engine {
     StepAttempt a;
     try {
       if (!have_lr_) throw Error("PJRT engine: the step's learning rate was not given (begin_step)");
-      const int n = static_cast<int>(batch.n);
+      // The program's batch is the group's: this process holds its rank's share (data::shard_of), split over its
+      // devices. Shares must be equal, and each a multiple of the devices.
+      const int n = static_cast<int>(batch.n) * processes_;
+      std::string problem;
+      if (processes_ > 1 && batch.n * processes_ != batch.global_n)
+        problem = fmt::format("trial {}: this process has {} of a batch of {} over {} processes; a multi-process PJRT "
+                              "trial needs equal shares (batch_size and the epoch's last batch divisible by the "
+                              "processes, every sample decodable)", context_.key, batch.n, batch.global_n, processes_);
+      else if (batch.n % local_ != 0)
+        problem = fmt::format("trial {}: a batch of {} does not split over {} devices; choose batch_size (and the "
+                              "epoch's last batch) divisible by them", context_.key, batch.n, local_);
+      else if (!bundle_.train_program(n))
+        problem = fmt::format("{}: no train program for a batch of {} (an epoch's last batch); export it with --tail {}",
+                              bundle_.manifest, n, n);
+      // The program is collective across the processes: every one runs it, or none.
+      agree(problem);
       auto it = train_.find(n);
-      if (it == train_.end()) {
-        const pjrt::Program* p = bundle_.train_program(n);
-        if (!p)
-          throw Error::input(fmt::format("{}: no train program for a batch of {} (an epoch's last batch); export it "
-                                         "with --tail {}", bundle_.manifest, n, n));
-        it = train_.emplace(n, compile(*p)).first;
-      }
+      if (it == train_.end()) it = train_.emplace(n, compile(*bundle_.train_program(n))).first;
       const float lr = static_cast<float>(lr_), wd = static_cast<float>(context_.trial.optimizer_weight_decay());
+      // Dropout's masks: a seed per step from the trial's seed and the steps taken (in the checkpointed state, so a
+      // resumed trial draws the masks an uninterrupted one would), the same on every process.
+      const int32_t seed = step_seed();
       const size_t ns = bundle_.state.size();
       const int pi = bundle_.train_program(n)->platform_index ? 1 : 0;
-      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(devices_));
-      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(devices_));
-      for (int d = 0; d < devices_; ++d) {
+      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(local_));
+      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(local_));
+      for (int d = 0; d < local_; ++d) {
         auto& e = extra[static_cast<size_t>(d)];
         const int dev = first_device_ + d;
-        const int64_t per = n / devices_, lo = per * d;
+        const int64_t per = batch.n / local_, lo = per * d;
         const int64_t pixels = 3LL * batch.size * batch.size;
         if (pi) e.push_back(client_->upload(&platform_index_, pjrt::DType::s32, {}, dev));
         e.push_back(client_->upload(batch.data + lo * pixels, pjrt::DType::f32, {per, 3, batch.size, batch.size}, dev));
         e.push_back(client_->upload(batch.labels.data() + lo, pjrt::DType::s32, {per}, dev));
         e.push_back(client_->upload(&lr, pjrt::DType::f32, {}, dev));
         e.push_back(client_->upload(&wd, pjrt::DType::f32, {}, dev));
+        if (bundle_.random) e.push_back(client_->upload(&seed, pjrt::DType::s32, {}, dev));
         auto& list = args[static_cast<size_t>(d)];
         if (pi) list.push_back(&e[0]);
         for (auto& s : state_[static_cast<size_t>(d)]) list.push_back(&s);
         for (size_t k = static_cast<size_t>(pi); k < e.size(); ++k) list.push_back(&e[k]);
       }
-      std::vector<bool> donated(static_cast<size_t>(pi) + ns + 4, false);
+      std::vector<bool> donated(static_cast<size_t>(pi) + ns + 4 + (bundle_.random ? 1 : 0), false);
       for (size_t k = 0; k < ns; ++k) donated[static_cast<size_t>(pi) + k] = true;
       auto out = it->second->execute(std::move(args), donated);
-      for (int d = 0; d < devices_; ++d) {
+      for (int d = 0; d < local_; ++d) {
         auto& o = out[static_cast<size_t>(d)];
         if (o.size() != ns + 1) throw Error(fmt::format("{}: {} outputs, expected {}", bundle_.manifest, o.size(), ns + 1));
         auto& s = state_[static_cast<size_t>(d)];
@@ -172,9 +217,11 @@ class PjrtEngine final : public Engine {
       }
       float loss = 0;
       out[0][ns].to_host(&loss, sizeof loss);
-      a.loss = loss;
+      // The program's loss is the group's mean, the same on every process; the loop sums the ranks' shares.
+      a.loss = context_.group.rank() == 0 ? loss : 0.0;
       have_lr_ = false;
       stepped_lr_ = lr_;
+      ++steps_taken_;
     } catch (const std::exception& e) {
       a.failure = e.what();
     }
@@ -188,7 +235,7 @@ class PjrtEngine final : public Engine {
     if (learning_rate != stepped_lr_)
       throw Error(fmt::format("PJRT engine: the step ran at lr {} but the loop applies {}", stepped_lr_, learning_rate));
   }
-  void sync_buffers() override {}  // one process: nothing to agree on
+  void sync_buffers() override {}  // BatchNorm statistics come out of the program the same on every device
 
   SplitOutputs forward_split(data::BatchSource& loader) override {
     SplitOutputs out;
@@ -197,17 +244,22 @@ class PjrtEngine final : public Engine {
     std::vector<float> x(static_cast<size_t>(B * pixels));
     std::vector<float> logits(static_cast<size_t>(B) * C);
     const double ls = bundle_.label_smoothing;
+    // Each process evaluates its rank's share of every batch in rows [0, B / processes) of the program's batch; in a
+    // multi-process client every process runs every batch, its share empty or not.
+    const int rows = B / processes_;
     while (auto b = loader.next()) {
-      if (b->n == 0) continue;
-      if (b->n > B) throw Error(fmt::format("{}: an evaluation batch of {} > the exported {}", bundle_.manifest, b->n, B));
+      if (b->n == 0 && processes_ == 1) continue;
+      agree(b->n > rows ? fmt::format("{}: an evaluation batch share of {} > the exported {} / {} process(es)",
+                                      bundle_.manifest, b->n, B, processes_)
+                        : std::string());
       std::fill(x.begin(), x.end(), 0.0f);  // padding rows: eval mode treats every sample alone
-      std::memcpy(x.data(), b->data, static_cast<size_t>(b->n * pixels) * sizeof(float));
+      if (b->n > 0) std::memcpy(x.data(), b->data, static_cast<size_t>(b->n * pixels) * sizeof(float));
       const int pi = bundle_.eval.platform_index ? 1 : 0;
-      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(devices_));
-      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(devices_));
+      std::vector<std::vector<pjrt::Buffer>> extra(static_cast<size_t>(local_));
+      std::vector<std::vector<pjrt::Buffer*>> args(static_cast<size_t>(local_));
       const size_t nm = bundle_.model_state();
-      const int64_t per = B / devices_;
-      for (int d = 0; d < devices_; ++d) {
+      const int64_t per = rows / local_;
+      for (int d = 0; d < local_; ++d) {
         auto& e = extra[static_cast<size_t>(d)];
         const int dev = first_device_ + d;
         if (pi) e.push_back(client_->upload(&platform_index_, pjrt::DType::s32, {}, dev));
@@ -219,7 +271,7 @@ class PjrtEngine final : public Engine {
         list.push_back(&e.back());
       }
       auto res = eval_->execute(std::move(args), std::vector<bool>(static_cast<size_t>(pi) + nm + 1, false));
-      for (int d = 0; d < devices_; ++d)
+      for (int d = 0; d < local_; ++d)
         res[static_cast<size_t>(d)].at(0).to_host(logits.data() + per * d * C, static_cast<size_t>(per * C) * sizeof(float));
       for (int64_t i = 0; i < b->n; ++i) {
         const float* z = logits.data() + i * C;
@@ -252,6 +304,9 @@ class PjrtEngine final : public Engine {
       out.append(reinterpret_cast<const char*>(&bytes), sizeof bytes);
       out.append(reinterpret_cast<const char*>(host_[k].data()), bytes);
     }
+    out += kStepsRecord;
+    out.push_back('\0');
+    out.append(reinterpret_cast<const char*>(&steps_taken_), sizeof steps_taken_);
     return out;
   }
 
@@ -273,6 +328,10 @@ class PjrtEngine final : public Engine {
       std::memcpy(host_[k].data(), bytes.data() + pos, n);
       pos += n;
     }
+    steps_taken_ = 0;  // a state written before the count was kept: its bundles drew no random numbers
+    const std::string record = std::string(kStepsRecord) + '\0';
+    if (bytes.compare(pos, record.size(), record) == 0 && pos + record.size() + sizeof steps_taken_ <= bytes.size())
+      std::memcpy(&steps_taken_, bytes.data() + pos + record.size(), sizeof steps_taken_);
     upload_state();
   }
 
@@ -297,14 +356,29 @@ class PjrtEngine final : public Engine {
   int64_t peak_memory_bytes() override { return peak_rss_bytes(); }
 
  private:
+  int32_t step_seed() const {
+    uint64_t z = static_cast<uint64_t>(context_.trial.seed) * 0x9E3779B97F4A7C15ULL + steps_taken_ + 1;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finaliser
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return static_cast<int32_t>((z ^ (z >> 31)) & 0x7fffffff);
+  }
+
+  // Throws `problem` if it is not empty, on every process of a multi-process trial when any one has a problem: a
+  // program spanning processes waits for all of them.
+  void agree(const std::string& problem) {
+    if (processes_ > 1 ? context_.group.any(!problem.empty()) : !problem.empty())
+      throw Error::input(problem.empty() ? "trial " + context_.key + ": a peer process of the trial cannot run the step"
+                                         : problem);
+  }
+
   std::unique_ptr<pjrt::Executable> compile(const pjrt::Program& p) {
     return client_->compile(bundle_.code(p), p.file, devices_, first_device_);
   }
 
   void upload_state() {
     state_.clear();
-    state_.resize(static_cast<size_t>(devices_));
-    for (int d = 0; d < devices_; ++d)
+    state_.resize(static_cast<size_t>(local_));
+    for (int d = 0; d < local_; ++d)
       for (size_t k = 0; k < bundle_.state.size(); ++k)
         state_[static_cast<size_t>(d)].push_back(
             client_->upload(host_[k].data(), pjrt::DType::f32, bundle_.state[k].shape, first_device_ + d));
@@ -318,7 +392,8 @@ class PjrtEngine final : public Engine {
   const EngineContext context_;
   int threads_ = 1;
   std::string plugin_, platform_;
-  int devices_ = 1, first_device_ = 0;
+  int devices_ = 1, first_device_ = 0;  // the program's devices (every process's); the first local one
+  int processes_ = 1, local_ = 1;         // the group's processes; this process's devices fed
   int32_t platform_index_ = 0;
   std::shared_ptr<pjrt::Client> client_;
   pjrt::Bundle bundle_;
@@ -329,6 +404,7 @@ class PjrtEngine final : public Engine {
   std::unique_ptr<pjrt::Executable> eval_;
   int64_t parameters_ = 0;
   double lr_ = 0, stepped_lr_ = 0;
+  int64_t steps_taken_ = 0;  // train programs run (checkpointed): dropout's seeds
   bool have_lr_ = false;
 };
 

@@ -35,6 +35,9 @@ struct Bundle {
   double beta1 = 0, beta2 = 0, eps = 0, momentum = 0;
   bool nesterov = false;
   double label_smoothing = 0;
+  // The train step draws random numbers (dropout, stochastic depth): its last input is an int32 seed, a new one each
+  // step, after the weight decay. Bundles without the field take none.
+  bool random = false;
   std::vector<TensorSpec> state;   // params, buffers, optimizer state: the train step's first inputs and outputs
   std::vector<Program> train;      // one per batch size
   Program eval;
