@@ -298,6 +298,23 @@ TEST_F(Pjrt, ATrialOverTwoProcessesNeedsAPluginThatFormsOneClientAcrossThem) {
     const size_t at = r.err.find(std::string(rank) + " [info] PJRT plugin " + kPlugin + " takes no node_id/num_nodes");
     EXPECT_NE(at, std::string::npos) << rank << ": the retry with the store alone\n" << r.err;
   }
+  // The same through `xfer run`: each trial's group makes (the first) or reuses (the second) the store, both trials
+  // are recorded failed with the reason, and the job ends — the store's server stops before MPI does.
+  std::string text = read_file((dir / "spec.toml").string());
+  text.replace(text.find("batch_size = 16\n"), 16, "batch_size = 16\nranks_per_trial = 2\n");
+  text.replace(text.find("lrs = [0.001]"), 13, "lrs = [0.001, 0.01]");
+  dir.write("spec.toml", text);
+  const std::string results = (dir / "two.h5").string();
+  const Result sweep = run("env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 XFER_PJRT_ARTIFACTS=" +
+                           quote(kArtifacts) + " timeout 300 mpirun --allow-run-as-root --oversubscribe --bind-to none "
+                           "-n 2 " + quote(xfer()) + " run " + quote((dir / "spec.toml").string()) + " --threads 1 "
+                           "--device " + quote(pjrt()) + " --results " + quote(results));
+  EXPECT_EQ(sweep.status, 4) << "trials failed (not a hang: 124)\n" << sweep.err;
+  const Result q = run(std::string(XFER_PYTHON) + " -c " +
+                       quote("import h5py,sys; t=h5py.File(sys.argv[1])['trials'][:]; "
+                             "print(sorted(s.decode() + ' ' + str('formed no client across' in m.decode()) "
+                             "for s, m in zip(t['status'], t['message'])))") + " " + quote(results));
+  EXPECT_EQ(q.out, "['failed True', 'failed True']\n") << q.err;
 }
 
 TEST_F(Pjrt, ACorruptProgramOrManifestIsNamed) {
