@@ -136,9 +136,14 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
                                      "slice (ranks_per_trial = {}) or one host (1)", t.key.str(), c.ranks_per_trial,
                                      o.tpu_hosts, o.tpu_hosts));
     const std::string backbone = train::environment_for(spec, t).backbone;
-    const std::string what = fmt::format("{} {} {} {}", backbone, c.input_size, c.batch_size, name(c.optimizer));
+    const std::string what = fmt::format("{} {} {} {} {} {} {} {} {} {}", backbone, c.input_size, c.batch_size,
+                                         name(c.optimizer), c.beta1, c.beta2, c.eps, c.momentum, c.nesterov,
+                                         c.label_smoothing);
     if (!checked.insert(what).second) continue;
-    pjrt::find_bundle({backbone, c.input_size, 0, c.batch_size, devices, std::string(name(c.optimizer))});
+    pjrt::BundleRequest request{backbone, c.input_size, 0, c.batch_size, devices, std::string(name(c.optimizer))};
+    request.beta1 = c.beta1, request.beta2 = c.beta2, request.eps = c.eps, request.momentum = c.momentum;
+    request.nesterov = c.nesterov, request.label_smoothing = c.label_smoothing;
+    pjrt::find_bundle(request);
   }
   const std::string spec_path = fs::absolute(o.spec).lexically_normal().string();
   const std::string xfer_path = o.xfer.empty() ? self_path() : fs::absolute(o.xfer).string();

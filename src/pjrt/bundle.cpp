@@ -1,5 +1,7 @@
 #include "xfer/pjrt/bundle.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -118,6 +120,31 @@ std::string Bundle::code(const Program& p) const {
   return bytes;
 }
 
+namespace {
+bool same(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)); }
+}  // namespace
+
+std::string hyperparameter_mismatch(const Bundle& b, const BundleRequest& r) {
+  auto differs = [&](const char* what, const char* flag, double have, const std::optional<double>& want) {
+    if (!want || same(have, *want)) return std::string();
+    return fmt::format("{}: exported with {} = {}, the trial has {}; export it again with the trial's value ({} {})",
+                       b.manifest, what, have, *want, flag, *want);
+  };
+  std::string m;
+  if (b.optimizer == "adamw") {
+    if (m.empty()) m = differs("beta1", "--beta1", b.beta1, r.beta1);
+    if (m.empty()) m = differs("beta2", "--beta2", b.beta2, r.beta2);
+    if (m.empty()) m = differs("eps", "--eps", b.eps, r.eps);
+  } else {
+    if (m.empty()) m = differs("momentum", "--momentum", b.momentum, r.momentum);
+    if (m.empty() && r.nesterov && b.nesterov != *r.nesterov)
+      m = fmt::format("{}: exported with nesterov = {}, the trial has {}; export it again {} --nesterov", b.manifest,
+                      b.nesterov, *r.nesterov, *r.nesterov ? "with" : "without");
+  }
+  if (m.empty()) m = differs("label_smoothing", "--label-smoothing", b.label_smoothing, r.label_smoothing);
+  return m;
+}
+
 Bundle find_bundle(const BundleRequest& r) {
   const fs::path backbone(r.backbone);
   const std::string stem = backbone.stem().string();
@@ -128,6 +155,7 @@ Bundle find_bundle(const BundleRequest& r) {
       if (!d.empty()) roots.push_back(fs::path(d) / (stem + ".pjrt"));
   }
   std::vector<std::string> seen;
+  std::string mismatch;  // of the first variant of the right shape
   for (const auto& root : roots) {
     std::error_code ec;
     if (!fs::is_directory(root, ec)) continue;
@@ -139,11 +167,15 @@ Bundle find_bundle(const BundleRequest& r) {
       if (!fs::exists(m)) continue;
       Bundle b = Bundle::read(m.string());
       if (b.input_size == r.input_size && (r.classes == 0 || b.classes == r.classes) && b.batch == r.batch && b.devices == r.devices &&
-          b.optimizer == r.optimizer)
-        return b;
+          b.optimizer == r.optimizer) {
+        std::string m = hyperparameter_mismatch(b, r);
+        if (m.empty()) return b;
+        if (mismatch.empty()) mismatch = std::move(m);
+      }
       seen.push_back(v.filename().string());
     }
   }
+  if (!mismatch.empty()) throw Error::input(mismatch);
   std::string where;
   for (const auto& root : roots) where += (where.empty() ? "" : ", ") + root.string();
   std::string have;

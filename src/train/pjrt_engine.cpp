@@ -37,8 +37,6 @@ int requested_devices() {
 constexpr char kStateMagic[] = "xfer-pjrt-state-1\n";
 constexpr char kStepsRecord[] = "engine/steps_taken";
 
-bool close(double a, double b) { return std::abs(a - b) <= 1e-12 * std::max(1.0, std::abs(b)); }
-
 class PjrtEngine final : public Engine {
  public:
   explicit PjrtEngine(const EngineContext& c) : context_(c) {
@@ -94,22 +92,12 @@ class PjrtEngine final : public Engine {
   void prepare() override {
     const auto& c = context_;
     const auto& t = c.trial;
-    bundle_ = pjrt::find_bundle({c.env.backbone, t.input_size, c.data.num_classes(), t.batch_size, devices_,
-                                 std::string(name(t.optimizer))});
+    pjrt::BundleRequest request{c.env.backbone, t.input_size, c.data.num_classes(), t.batch_size, devices_,
+                                std::string(name(t.optimizer))};
+    request.beta1 = t.beta1, request.beta2 = t.beta2, request.eps = t.eps, request.momentum = t.momentum;
+    request.nesterov = t.nesterov, request.label_smoothing = t.label_smoothing;
+    bundle_ = pjrt::find_bundle(request);
     const auto& b = bundle_;
-    auto mismatch = [&](const std::string& what, double have, double want) {
-      throw Error::input(fmt::format("{}: exported with {} = {}, trial {} has {}; export it again with the trial's "
-                                     "value", b.manifest, what, have, c.key, want));
-    };
-    if (b.optimizer == "adamw") {
-      if (!close(b.beta1, t.beta1)) mismatch("beta1", b.beta1, t.beta1);
-      if (!close(b.beta2, t.beta2)) mismatch("beta2", b.beta2, t.beta2);
-      if (!close(b.eps, t.eps)) mismatch("eps", b.eps, t.eps);
-    } else {
-      if (!close(b.momentum, t.momentum)) mismatch("momentum", b.momentum, t.momentum);
-      if (b.nesterov != t.nesterov) mismatch("nesterov", b.nesterov, t.nesterov);
-    }
-    if (!close(b.label_smoothing, t.label_smoothing)) mismatch("label_smoothing", b.label_smoothing, t.label_smoothing);
     platform_index_ = -1;
     for (size_t i = 0; i < b.platforms.size(); ++i)
       if (b.platforms[i] == platform_) platform_index_ = static_cast<int32_t>(i);

@@ -272,6 +272,23 @@ TEST_F(Pjrt, SubmitRendersTheTpuScriptsAfterItsChecks) {
   EXPECT_EQ(three.status, 2);
   EXPECT_NE(three.err.find("on a slice of 3 hosts"), std::string::npos) << three.err;
   text.replace(text.find("ranks_per_trial = 2\n"), 20, "");
+  // A program bakes its optimizer's hyperparameters in: a trial with others finds no variant, and is told which
+  // value differs and how to export it (the engine chooses its program with the same function).
+  const std::string plain = text;
+  text.replace(text.find("lrs = [0.001]"), 13, "lrs = [0.001]\nbeta2 = 0.99");
+  dir.write("spec.toml", text);
+  const Result beta2 = submit("--tpu-chips 4 --dry-run");
+  EXPECT_EQ(beta2.status, 2);
+  EXPECT_NE(beta2.err.find("exported with beta2 = 0.999, the trial has 0.99; export it again with the trial's value "
+                           "(--beta2 0.99)"), std::string::npos) << beta2.err;
+  text = plain;
+  text.replace(text.find("family = \"adamw\""), 16, "family = \"sgd\"\nnesterov = false");
+  dir.write("spec.toml", text);
+  const Result nesterov = submit("--tpu-chips 4 --dry-run");
+  EXPECT_EQ(nesterov.status, 2);
+  EXPECT_NE(nesterov.err.find("exported with nesterov = true, the trial has false; export it again without --nesterov"),
+            std::string::npos) << nesterov.err;
+  text = plain;
   text.replace(text.find("batch_size = 16\n"), 16, "batch_size = 16\nprecision = \"bf16\"\n");
   dir.write("spec.toml", text);
   const Result bf16 = submit("--tpu-chips 4 --dry-run");

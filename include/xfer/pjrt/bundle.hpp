@@ -3,6 +3,7 @@
 // (<backbone without .pt>.pjrt/) or under a folder of XFER_PJRT_ARTIFACTS (<dir>/<backbone stem>.pjrt/).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,10 +59,17 @@ struct BundleRequest {
   std::string backbone;        // the TorchScript file
   int input_size = 0, classes = 0, batch = 0, devices = 1;  // classes 0: any (xfer submit checks before the data)
   std::string optimizer;
+  // The hyperparameters a program bakes in (the optimizer's, label smoothing): compared when given.
+  std::optional<double> beta1, beta2, eps, momentum, label_smoothing;
+  std::optional<bool> nesterov;
 };
 
-// The variant matching the request, searched beside the backbone and under XFER_PJRT_ARTIFACTS. Throws xfer::Error
-// (input) listing where it looked and what variants exist, with the exporter command that makes the missing one.
+// Empty when `b` was exported with the request's hyperparameters, else the first that differs, as a sentence.
+std::string hyperparameter_mismatch(const Bundle& b, const BundleRequest& r);
+
+// The variant matching the request — shape, optimizer and hyperparameters — searched beside the backbone and under
+// XFER_PJRT_ARTIFACTS. Throws xfer::Error (input) listing where it looked and what variants exist, with the exporter
+// command that makes the missing one; or, when variants of the right shape differ only in a hyperparameter, naming it.
 Bundle find_bundle(const BundleRequest& r);
 
 }  // namespace xfer::pjrt
