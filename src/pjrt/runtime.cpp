@@ -116,14 +116,12 @@ char* copy_value(const std::string& v) {
   return p;
 }
 
-PJRT_Error* kv_get(PJRT_KeyValueGetCallback_Args* a) {
-  const std::string key(a->key, a->key_size);
+// A get or try_get callback's answer: the value `lookup` finds, or the error `code` with `missing` when it finds none.
+template <class Args, class Lookup>
+PJRT_Error* answer(Args* a, Lookup lookup, PJRT_Error_Code code, const std::string& missing) {
   try {
-    auto v = static_cast<KeyValueStore*>(a->user_arg)->get(key, std::chrono::milliseconds(a->timeout_in_ms));
-    if (!v)
-      return callback_error(a->callback_error, PJRT_Error_Code_DEADLINE_EXCEEDED,
-                            "xfer key-value store: no process set " + key + " within " +
-                                std::to_string(a->timeout_in_ms) + " ms");
+    auto v = lookup(static_cast<KeyValueStore*>(a->user_arg), std::string(a->key, a->key_size));
+    if (!v) return callback_error(a->callback_error, code, missing);
     a->value = copy_value(*v);
     a->value_size = v->size();
     a->value_deleter_callback = delete_value;
@@ -133,18 +131,17 @@ PJRT_Error* kv_get(PJRT_KeyValueGetCallback_Args* a) {
   }
 }
 
+PJRT_Error* kv_get(PJRT_KeyValueGetCallback_Args* a) {
+  const auto timeout = std::chrono::milliseconds(a->timeout_in_ms);
+  return answer(a, [&](KeyValueStore* s, const std::string& key) { return s->get(key, timeout); },
+                PJRT_Error_Code_DEADLINE_EXCEEDED,
+                "xfer key-value store: no process set " + std::string(a->key, a->key_size) + " within " +
+                    std::to_string(a->timeout_in_ms) + " ms");
+}
+
 PJRT_Error* kv_try_get(PJRT_KeyValueTryGetCallback_Args* a) {
-  const std::string key(a->key, a->key_size);
-  try {
-    auto v = static_cast<KeyValueStore*>(a->user_arg)->try_get(key);
-    if (!v) return callback_error(a->callback_error, PJRT_Error_Code_NOT_FOUND, "xfer key-value store: " + key + " is not set");
-    a->value = copy_value(*v);
-    a->value_size = v->size();
-    a->value_deleter_callback = delete_value;
-    return nullptr;
-  } catch (const std::exception& e) {
-    return callback_error(a->callback_error, PJRT_Error_Code_INTERNAL, e.what());
-  }
+  return answer(a, [](KeyValueStore* s, const std::string& key) { return s->try_get(key); }, PJRT_Error_Code_NOT_FOUND,
+                "xfer key-value store: " + std::string(a->key, a->key_size) + " is not set");
 }
 
 PJRT_Error* kv_put(PJRT_KeyValuePutCallback_Args* a) {

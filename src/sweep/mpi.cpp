@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdlib>
 
+#include "mpi_check.hpp"
 #include "mpi_kv_store.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/store/store.hpp"
@@ -17,14 +18,7 @@ namespace xfer::sweep {
 
 namespace {
 MPI_Comm as_comm(void* p) { return *static_cast<MPI_Comm*>(p); }
-void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    throw Error(std::string("MPI ") + what + ": " + std::string(msg, static_cast<size_t>(len)));
-  }
-}
+void check(int rc, const char* what) { check_mpi(rc, what); }
 // MPI counts are ints: move large buffers in pieces.
 template <class F>
 void in_chunks(size_t n, F f) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "mpi_check.hpp"
 #include "xfer/core/error.hpp"
 
 namespace xfer::sweep {
@@ -21,14 +22,7 @@ namespace {
 constexpr int kRequestTag = 1;
 enum Op : char { kPut = 'p', kGet = 'g', kTryGet = 't' };
 
-void check(int rc, const char* what) {
-  if (rc != MPI_SUCCESS) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    throw Error(std::string("MPI key-value store, ") + what + ": " + std::string(msg, static_cast<size_t>(len)));
-  }
-}
+void check(int rc, const char* what) { check_mpi(rc, std::string("key-value store, ") + what); }
 
 template <class T>
 void append(std::string& out, T v) {
