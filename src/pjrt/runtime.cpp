@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -330,6 +331,21 @@ int Client::process_index() const {
   a.client = client_;
   check(api_->PJRT_Client_ProcessIndex(&a), "PJRT process index");
   return a.process_index;
+}
+
+std::optional<int64_t> Client::peak_device_bytes(int device_index) const {
+  // Plugins older than the call have a shorter PJRT_Api: read the pointer only inside the plugin's struct.
+  if (api_->struct_size < offsetof(PJRT_Api, PJRT_Device_MemoryStats) + sizeof(void*) || !api_->PJRT_Device_MemoryStats)
+    return std::nullopt;
+  PJRT_Device_MemoryStats_Args a{};
+  a.struct_size = PJRT_Device_MemoryStats_Args_STRUCT_SIZE;
+  a.device = device(device_index);
+  if (PJRT_Error* e = api_->PJRT_Device_MemoryStats(&a)) {
+    error_text(api_, e);  // unimplemented (the CPU plugin): no figure
+    return std::nullopt;
+  }
+  if (!a.peak_bytes_in_use_is_set) return std::nullopt;
+  return a.peak_bytes_in_use;
 }
 
 int Client::local_index(PJRT_Device* d) const {

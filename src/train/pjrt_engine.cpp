@@ -21,8 +21,8 @@ namespace xfer::train {
 
 namespace {
 
-// The process's peak resident memory (Linux reports ru_maxrss in KiB). A TPU's HBM would come from
-// PJRT_Device_MemoryStats (not read yet).
+// The process's peak resident memory (Linux reports ru_maxrss in KiB): the figure for plugins that report no device
+// memory (the CPU plugin).
 int64_t peak_rss_bytes() {
   struct rusage u {};
   getrusage(RUSAGE_SELF, &u);
@@ -341,7 +341,13 @@ class PjrtEngine final : public Engine {
     a.save_to(path);
   }
 
-  int64_t peak_memory_bytes() override { return peak_rss_bytes(); }
+  // The devices' peak (HBM on a TPU) where the plugin reports it, else the process's peak resident memory.
+  int64_t peak_memory_bytes() override {
+    std::optional<int64_t> peak;
+    for (int d = 0; d < local_; ++d)
+      if (auto p = client_->peak_device_bytes(first_device_ + d)) peak = std::max(peak.value_or(0), *p);
+    return peak.value_or(peak_rss_bytes());
+  }
 
  private:
   int32_t step_seed() const {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,8 @@ class Client : public std::enable_shared_from_this<Client> {
   int process_index() const;                                            // 0 in a single-process client
   PJRT_Device* device(int i) const { return devices_.at(static_cast<size_t>(i)); }
   int local_index(PJRT_Device* d) const;  // its index among the addressable devices; -1 if it is another process's
+  // The device's peak memory in use (HBM on a TPU), when the plugin reports it (the CPU plugin does not).
+  std::optional<int64_t> peak_device_bytes(int device) const;
 
   // Compiles a StableHLO module (bytecode or text) for `devices` partitions: one device, the addressable device
   // `first_device` (a portable program); SPMD over global devices [0, devices) when > 1 (first_device 0), which
