@@ -45,7 +45,7 @@ Command run_command(CLI::App& cli) {
   const double min_timeout = 3 * o->run.heartbeat;
   sub->add_option("--input-pipeline", o->run.input_pipeline,
                   "host (decode and augment on CPU threads; default) | device (decoded once into a cache, crops on the device)")
-      ->check(CLI::IsMember({"host", "device"}));
+      ->check(CLI::IsMember(words<InputPipeline>()));
   sub->add_option("--heartbeat-timeout", o->run.heartbeat_timeout,
                   fmt::format("seconds of silence before a group is declared hung (at least {:g}: three heartbeats; "
                               "default {:g})", min_timeout, o->run.heartbeat_timeout))

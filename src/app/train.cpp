@@ -79,8 +79,8 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   env.head_init = o.head_init;
   env.step_log = o.step_log;
   env.micro_batches = o.micro_batches;
-  env.gradient_exchange = o.gradient_exchange;
-  env.input_pipeline = o.input_pipeline;
+  env.gradient_exchange = parse<ExchangeMode>(o.gradient_exchange, "--gradient-exchange");
+  env.input_pipeline = parse<InputPipeline>(o.input_pipeline, "--input-pipeline");
   if (o.keep_checkpoints) env.remove_checkpoints = false;
   env.group = group.get();
   if (mpi) env.local_rank = mpi->local_rank();
@@ -144,10 +144,10 @@ Command train_command(CLI::App& cli) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--gradient-exchange", o->gradient_exchange,
                   "data-parallel gradient sums: overlap (buckets during backward; default) | bucketed | flat")
-      ->check(CLI::IsMember({"overlap", "bucketed", "flat"}));
+      ->check(CLI::IsMember(words<ExchangeMode>()));
   sub->add_option("--input-pipeline", o->input_pipeline,
                   "host (decode and augment on CPU threads; default) | device (decoded once into a cache, crops on the device)")
-      ->check(CLI::IsMember({"host", "device"}));
+      ->check(CLI::IsMember(words<InputPipeline>()));
   sub->add_flag("--keep-checkpoints", o->keep_checkpoints,
                       "leave the checkpoints in place when the trial ends (a rerun then reports from them)");
   return {sub, [] { return true; }, [o](sweep::MpiRuntime* mpi) {

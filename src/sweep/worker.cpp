@@ -138,7 +138,7 @@ void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin
   env.local_rank = mpi_.local_rank();
   env.device = o_.device;
   env.threads = o_.threads;
-  env.input_pipeline = o_.input_pipeline;
+  env.input_pipeline = parse<InputPipeline>(o_.input_pipeline, "--input-pipeline");
   env.stop = &stop_requested();
   env.remove_checkpoints = false;  // the coordinator removes them once the result is recorded
   if (order.deadline_unix > 0)

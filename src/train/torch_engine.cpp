@@ -54,10 +54,6 @@ class TorchEngine final : public Engine {
     step_.autocast_dtype = plan_.bf16 ? at::kBFloat16 : at::kHalf;
     scales_loss_ = plan_.loss_scaling;
     model::enable_cuda_fast_math(plan_.tf32, plan_.cudnn_benchmark);
-    if (c.env.gradient_exchange != "overlap" && c.env.gradient_exchange != "bucketed" && c.env.gradient_exchange != "flat")
-      throw Error::input("gradient exchange '" + c.env.gradient_exchange + "': expected overlap, bucketed or flat");
-    if (c.env.input_pipeline != "host" && c.env.input_pipeline != "device")
-      throw Error::input("input pipeline '" + c.env.input_pipeline + "': expected host or device");
     if (!device_.is_cuda() && c.env.keep_host_memory) {
       const char* v = std::getenv("XFER_KEEP_HOST_MEMORY");
       if (!(v && std::string(v) == "0") && !model::keep_host_memory())
@@ -117,7 +113,7 @@ class TorchEngine final : public Engine {
   std::unique_ptr<data::BatchSource> make_input(const std::vector<int64_t>& indices, const data::TransformSettings& tf,
                                                 const data::LoaderOptions& o) override {
     const auto& env = context_.env;
-    if (env.input_pipeline != "device") return nullptr;
+    if (env.input_pipeline != InputPipeline::device) return nullptr;
     if (tf.train && tf.augmentation != Augmentation::none) {
       log::info("trial " + context_.key + ": augmentation " + name_str(tf.augmentation) +
                 " runs on the host pipeline; the device pipeline crops and flips only");
@@ -301,10 +297,11 @@ class TorchEngine final : public Engine {
   // Bucketed and overlapped with backward by default (NCCL on CUDA when built with it, MPI otherwise); a group of
   // one has nothing to exchange.
   std::unique_ptr<GradientExchange> make_exchange() {
-    const std::string& kind = context_.env.gradient_exchange;
-    if (group_->size() == 1 || kind == "flat") return std::make_unique<GroupGradientExchange>(params_, *group_, device_);
+    const ExchangeMode kind = context_.env.gradient_exchange;
+    if (group_->size() == 1 || kind == ExchangeMode::flat)
+      return std::make_unique<GroupGradientExchange>(params_, *group_, device_);
     BucketOptions o;
-    o.overlap = kind == "overlap";
+    o.overlap = kind == ExchangeMode::overlap;
     auto reducer = device_.is_cuda() && built_with_nccl() ? nccl_reducer(*group_, device_) : group_reducer(*group_, device_);
     return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o);
   }

@@ -1,6 +1,6 @@
 // core/vocabulary: the closed sets of words a study is written in — a trial's status, a dataset's metric, how
 // validation is chosen, the optimizer family and its weight-decay convention, the schedule, the precision, the
-// augmentation, the flips — each an enum class with one name table. Strings appear only at the edges (TOML, HDF5,
+// augmentation, the flips, and the trainer's gradient exchange and input pipeline — each an enum class with one name table. Strings appear only at the edges (TOML, HDF5,
 // JSON, the command line), through `name()` and `parse<E>()`; everything inside compares enums.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "xfer/core/error.hpp"
 
@@ -38,6 +39,11 @@ enum class Schedule { cosine, cosine_step, step };
 enum class Precision { auto_, fp32, bf16, fp16 };
 enum class Augmentation { none, randaugment, augmix, colour_affine };
 enum class Flips { none, h, hv };
+// How a data-parallel group sums gradients (train/gradient_exchange.hpp): buckets summed during backward (overlap),
+// the same buckets after backward (bucketed), one bucket after backward (flat).
+enum class ExchangeMode { overlap, bucketed, flat };
+// Where batches are made: data::Loader on CPU threads (host), or a decoded cache cropped on the device (device).
+enum class InputPipeline { host, device };
 
 namespace vocabulary {
 template <class E>
@@ -66,6 +72,9 @@ XFER_NAMES(Precision, "precision", {Precision::auto_, "auto"}, {Precision::fp32,
 XFER_NAMES(Augmentation, "augmentation", {Augmentation::none, "none"}, {Augmentation::randaugment, "randaugment"},
            {Augmentation::augmix, "augmix"}, {Augmentation::colour_affine, "colour_affine"})
 XFER_NAMES(Flips, "flips", {Flips::none, "none"}, {Flips::h, "h"}, {Flips::hv, "hv"})
+XFER_NAMES(ExchangeMode, "gradient exchange", {ExchangeMode::overlap, "overlap"}, {ExchangeMode::bucketed, "bucketed"},
+           {ExchangeMode::flat, "flat"})
+XFER_NAMES(InputPipeline, "input pipeline", {InputPipeline::host, "host"}, {InputPipeline::device, "device"})
 #undef XFER_NAMES
 }  // namespace vocabulary
 
@@ -87,6 +96,14 @@ constexpr std::optional<E> try_parse(std::string_view word) {
   for (const auto& [v, n] : vocabulary::Names<E>::table)
     if (n == word) return v;
   return std::nullopt;
+}
+
+// The words, in the table's order (command-line choices).
+template <class E>
+std::vector<std::string> words() {
+  std::vector<std::string> out;
+  for (const auto& [v, n] : vocabulary::Names<E>::table) out.emplace_back(n);
+  return out;
 }
 
 // The list of words, "a | b | c", for error messages.

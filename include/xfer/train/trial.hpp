@@ -91,13 +91,12 @@ struct Environment {
   bool keep_host_memory = true;
   bool oom_retry = true;           // CUDA out of memory: halve the micro-batch and accumulate
   int micro_batches = 1;           // start with the batch split in this many micro-batches
-  // How a data-parallel group sums gradients (train/gradient_exchange.hpp): "overlap" (buckets summed during
-  // backward, the default), "bucketed" (the same buckets, summed after backward), "flat" (one bucket after backward).
-  std::string gradient_exchange = "overlap";
-  // Where batches are made: "host" (data::Loader: decode and augment on CPU threads, the default) or "device"
-  // (train/device_input: a split decoded once into a uint8 cache in input_cache_dir — default <checkpoint_dir>/../
-  // input-cache — cropped, flipped and normalised on the trial's device).
-  std::string input_pipeline = "host";
+  // How a data-parallel group sums gradients (train/gradient_exchange.hpp; core/vocabulary.hpp).
+  ExchangeMode gradient_exchange = ExchangeMode::overlap;
+  // Where batches are made: host (data::Loader) or device (train/device_input: a split decoded once into a uint8
+  // cache in input_cache_dir — default <checkpoint_dir>/../input-cache — cropped, flipped and normalised on the
+  // trial's device).
+  InputPipeline input_pipeline = InputPipeline::host;
   std::string input_cache_dir;
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
   std::optional<std::chrono::steady_clock::time_point> deadline;  // do not start an epoch that cannot finish
