@@ -381,5 +381,95 @@ TEST_F(Pjrt, ASharedObjectWithoutGetPjrtApiIsNamed) {
   EXPECT_NE(m.out.find((dir / "nope.so").string() + ": cannot load it"), std::string::npos) << m.out << m.err;
 }
 
+// A catalogue model with dropout: mnasnet0_5 (its classifier's Dropout(0.2) before the replaced classifier.1 stays
+// in the backbone), exported by tools/export_pjrt.py from export_backbones.build() — so its state names are the
+// TorchScript backbone's — with "random": true (tests/pjrt/mnasnet0_5.pjrt): the train step takes a seed per step,
+// which the engine derives from the trial's seed and the checkpointed count of steps taken. Each PJRT trial compiles
+// the programs (~9 s here).
+TEST_F(Pjrt, ADropoutModelTakesASeedPerStepAndResumesExactly) {
+  const std::string mnasnet = (dir / "models/mnasnet0_5.pt").string();
+  const Result e = run(std::string(XFER_PYTHON) + " " +
+                       quote(std::string(XFER_SOURCE_DIR) + "/tools/export_backbones.py") +
+                       " mnasnet0_5 --random-init --out " + quote((dir / "models").string()));
+  ASSERT_EQ(e.status, 0) << e.err;
+  const nlohmann::json manifest =
+      nlohmann::json::parse(read_file(kArtifacts + "/mnasnet0_5.pjrt/s32-c10-b16-adamw-d1/manifest.json"));
+  ASSERT_TRUE(manifest.value("random", false)) << "the committed program takes no seed";
+  // Two trials that differ only in their seed; 160 training images: 10 batches of 16 an epoch (no tail program).
+  spec(mnasnet, 2);
+  std::string text = read_file((dir / "spec.toml").string());
+  text.replace(text.find("input_size = 32\n\n[grid]"), 23, "input_size = 32\nlimit_train = 160\n\n[grid]");
+  text.replace(text.find("batch_size = 16\n"), 16, "batch_size = 16\nseeds = [1, 2]\n");
+  dir.write("spec.toml", text);
+  auto command = [&](const std::string& device, const std::string& index, const std::string& ckpt,
+                     const std::string& args) {
+    std::string cmd = train_cmd(device, (dir / ckpt).string(), args);
+    cmd.replace(cmd.find("--index 0"), 9, "--index " + index);
+    return cmd;
+  };
+  auto trial = [&](const std::string& device, const std::string& index, const std::string& ckpt,
+                   const std::string& args) {
+    const Result r = run(command(device, index, ckpt, args));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
+  };
+  const auto jt = trial("cpu", "0", "ct", "");
+  ASSERT_EQ(jt["status"], "done") << jt.dump();
+  // The same initial weights for every PJRT trial: the backbone file and a head from --head-init (not the seed).
+  const std::string head = (dir / "head.pt").string();
+  const Result h = run(std::string(XFER_PYTHON) + " " +
+                       quote(std::string(XFER_SOURCE_DIR) + "/tests/reference/make_head.py") + " " +
+                       std::to_string(jt["feature_dim"].get<int>()) + " 10 3 " + quote(head));
+  ASSERT_EQ(h.status, 0) << h.err;
+  const std::string common = "--deterministic-input --head-init " + quote(head) + " --step-log ";
+  const std::string s1 = (dir / "seed1.csv").string(), r1 = (dir / "seed1-resumed.csv").string(),
+                    s2 = (dir / "seed2.csv").string();
+
+  // (1) The manifest's state names are the TorchScript backbone's (the engine copies every one by name, or fails):
+  // the trial completes, with the LibTorch trial's parameter count.
+  const auto straight = trial(pjrt(), "0", "a", common + quote(s1));
+  ASSERT_EQ(straight["status"], "done") << straight.dump();
+  EXPECT_EQ(straight["parameters"], jt["parameters"]);
+  EXPECT_EQ(straight["device"], "pjrt:cpu:0");
+
+  // (2) kill -9 once the checkpoint after epoch 1 exists, then resume: the resumed epoch draws the masks the
+  // uninterrupted one drew — the seeds follow the checkpointed step count, not the process — so its ten steps'
+  // losses and the epochs' losses are the same, bit for bit.
+  const std::string ckpt = (dir / "b").string();
+  const int pid = spawn(command(pjrt(), "0", "b", common + quote((dir / "killed.csv").string())), (dir / "kill.out").string(),
+                        (dir / "kill.err").string());
+  const bool saw = eventually(120, [&] {
+    if (!fs::exists(ckpt)) return false;
+    for (const auto& d : fs::recursive_directory_iterator(ckpt, fs::directory_options::skip_permission_denied))
+      if (d.path().filename() == "epoch-1-step-0.ckpt") return true;  // written after the first epoch
+    return false;
+  });
+  ::kill(pid, SIGKILL);
+  EXPECT_EQ(wait_for(pid), 128 + SIGKILL);
+  ASSERT_TRUE(saw);
+  const auto resumed = trial(pjrt(), "0", "b", common + quote(r1));
+  ASSERT_EQ(resumed["status"], "done") << resumed.dump();
+  EXPECT_EQ(resumed["resumed_from_epoch"].get<int>(), 1);
+  ASSERT_EQ(straight["epochs"].size(), 2u);
+  ASSERT_EQ(resumed["epochs"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    for (const char* k : {"train_loss", "val_loss", "val_metric"})
+      EXPECT_EQ(straight["epochs"][i][k], resumed["epochs"][i][k]) << "epoch " << i << " " << k;
+  const auto ls1 = step_losses(s1), lr1 = step_losses(r1);
+  ASSERT_EQ(ls1.size(), 20u);
+  ASSERT_EQ(lr1.size(), 10u) << "the resumed trial trains epoch 2 only";
+  for (size_t k = 0; k < 10; ++k) EXPECT_EQ(lr1[k], ls1[10 + k]) << "epoch 2, step " << k;
+
+  // (3) The dropout is live and follows the seed: the trial with seed 2 — the same initial weights and first batch
+  // (--deterministic-input: no shuffle, no augmentation), so without dropout the same first loss — has a different
+  // loss from the first step (run twice, a trial's losses are the same: (2)).
+  const auto other = trial(pjrt(), "1", "c", common + quote(s2));
+  ASSERT_EQ(other["status"], "done") << other.dump();
+  EXPECT_NE(other["key"], straight["key"]);
+  const auto ls2 = step_losses(s2);
+  ASSERT_EQ(ls2.size(), 20u);
+  EXPECT_NE(ls2[0], ls1[0]) << "the first step's loss does not depend on the seed: the dropout is not live";
+}
+
 }  // namespace
 }  // namespace xfer::test
