@@ -68,36 +68,35 @@ PJRT_Error* client_create(PJRT_Client_Create_Args* a) {
   put.user_arg = a->kv_put_user_arg;
   if (PJRT_Error* e = a->kv_put_callback(&put)) return e;
 
+  // A blocking get (timeout in ms) or, with timeout < 0, a try_get: "value:<v>" or "code <n>".
+  auto lookup = [&](const std::string& key, int timeout) {
+    if (timeout < 0) {
+      PJRT_KeyValueTryGetCallback_Args g{};
+      g.struct_size = PJRT_KeyValueTryGetCallback_Args_STRUCT_SIZE;
+      g.key = key.data();
+      g.key_size = key.size();
+      g.callback_error = &make_error_fn;
+      g.user_arg = a->kv_try_get_user_arg;
+      PJRT_Error* e = a->kv_try_get_callback(&g);  // before reading g's outputs
+      return take(e, g.value, g.value_size, g.value_deleter_callback);
+    }
+    PJRT_KeyValueGetCallback_Args g{};
+    g.struct_size = PJRT_KeyValueGetCallback_Args_STRUCT_SIZE;
+    g.key = key.data();
+    g.key_size = key.size();
+    g.timeout_in_ms = timeout;
+    g.callback_error = &make_error_fn;
+    g.user_arg = a->kv_get_user_arg;
+    PJRT_Error* e = a->kv_get_callback(&g);
+    return take(e, g.value, g.value_size, g.value_deleter_callback);
+  };
   std::string report = "probe node " + std::to_string(node) + " of " + std::to_string(nodes) + " saw";
   for (int64_t other = 0; other < nodes; ++other) {
-    const std::string key = "probe/address/" + std::to_string(other);
-    PJRT_KeyValueGetCallback_Args get{};
-    get.struct_size = PJRT_KeyValueGetCallback_Args_STRUCT_SIZE;
-    get.key = key.data();
-    get.key_size = key.size();
-    get.timeout_in_ms = 60000;
-    get.callback_error = &make_error_fn;
-    get.user_arg = a->kv_get_user_arg;
-    PJRT_Error* e = a->kv_get_callback(&get);
-    const std::string v = take(e, get.value, get.value_size, get.value_deleter_callback);
+    const std::string v = lookup("probe/address/" + std::to_string(other), 60000);
     report += " [" + std::to_string(other) + " " + v.substr(0, 14) + " " + std::to_string(v.size()) + "]";
   }
-  const std::string missing = "probe/missing";
-  PJRT_KeyValueTryGetCallback_Args tg{};
-  tg.struct_size = PJRT_KeyValueTryGetCallback_Args_STRUCT_SIZE;
-  tg.key = missing.data();
-  tg.key_size = missing.size();
-  tg.callback_error = &make_error_fn;
-  tg.user_arg = a->kv_try_get_user_arg;
-  report += "; try_get missing: " + take(a->kv_try_get_callback(&tg), tg.value, tg.value_size, tg.value_deleter_callback);
-  PJRT_KeyValueGetCallback_Args g{};
-  g.struct_size = PJRT_KeyValueGetCallback_Args_STRUCT_SIZE;
-  g.key = missing.data();
-  g.key_size = missing.size();
-  g.timeout_in_ms = 200;
-  g.callback_error = &make_error_fn;
-  g.user_arg = a->kv_get_user_arg;
-  report += "; get missing: " + take(a->kv_get_callback(&g), g.value, g.value_size, g.value_deleter_callback);
+  report += "; try_get missing: " + lookup("probe/missing", -1);
+  report += "; get missing: " + lookup("probe/missing", 200);
   return fail(report);
 }
 

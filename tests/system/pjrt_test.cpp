@@ -66,6 +66,14 @@ class Pjrt : public WithFixtureDatasets {
     return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json();
   }
   std::string pjrt() const { return "pjrt:" + kPlugin; }
+  // A catalogue model's TorchScript backbone at random weights (tools/export_backbones.py seeds them: the same every
+  // run), in dir/models; empty (and a test failure) if the export fails.
+  std::string catalogue_backbone(const std::string& name) {
+    const Result e = run(std::string(XFER_PYTHON) + " " + quote(std::string(XFER_SOURCE_DIR) + "/tools/export_backbones.py") +
+                         " " + name + " --random-init --out " + quote((dir / "models").string()));
+    EXPECT_EQ(e.status, 0) << e.err;
+    return e.status == 0 ? (dir / "models" / (name + ".pt")).string() : "";
+  }
   TempDir dir;
   std::string tiny_;
 };
@@ -103,12 +111,8 @@ TEST_F(Pjrt, TrainsToTheLibTorchTrialsLossesStepForStep) {
 // at lr 1e-3 by 1e-2 from the second AdamW step (Adam's first steps are lr * sign(g)) and by 5e-3 within 11 SGD
 // steps. At lr 1e-5 the trajectories stay together while training still moves the losses by 0.06 to 0.16 per epoch.
 TEST_F(Pjrt, ResNet18TrainsToTheLibTorchTrialsLossesStepForStep) {
-  // The torchvision ResNet-18 backbone at random weights (tools/export_backbones.py seeds them: the same every run).
-  const std::string resnet = (dir / "models/resnet18.pt").string();
-  const Result e = run(std::string(XFER_PYTHON) + " " +
-                       quote(std::string(XFER_SOURCE_DIR) + "/tools/export_backbones.py") +
-                       " resnet18 --random-init --out " + quote((dir / "models").string()));
-  ASSERT_EQ(e.status, 0) << e.err;
+  const std::string resnet = catalogue_backbone("resnet18");
+  ASSERT_FALSE(resnet.empty());
   struct Case { std::string optimizer; int epochs; };
   // SGD with Nesterov momentum (s32-c10-b16-sgd-nesterov-d1): 20 steps within 1e-3 (measured: <= 9e-5). AdamW (the
   // committed s32-c10-b16-adamw-d1): one epoch of 10 steps within 1e-3 (measured: <= 3e-4; over 20 steps 6e-4).
@@ -387,11 +391,8 @@ TEST_F(Pjrt, ASharedObjectWithoutGetPjrtApiIsNamed) {
 // which the engine derives from the trial's seed and the checkpointed count of steps taken. Each PJRT trial compiles
 // the programs (~9 s here).
 TEST_F(Pjrt, ADropoutModelTakesASeedPerStepAndResumesExactly) {
-  const std::string mnasnet = (dir / "models/mnasnet0_5.pt").string();
-  const Result e = run(std::string(XFER_PYTHON) + " " +
-                       quote(std::string(XFER_SOURCE_DIR) + "/tools/export_backbones.py") +
-                       " mnasnet0_5 --random-init --out " + quote((dir / "models").string()));
-  ASSERT_EQ(e.status, 0) << e.err;
+  const std::string mnasnet = catalogue_backbone("mnasnet0_5");
+  ASSERT_FALSE(mnasnet.empty());
   const nlohmann::json manifest =
       nlohmann::json::parse(read_file(kArtifacts + "/mnasnet0_5.pjrt/s32-c10-b16-adamw-d1/manifest.json"));
   ASSERT_TRUE(manifest.value("random", false)) << "the committed program takes no seed";
