@@ -51,6 +51,9 @@ def parse_args():
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--multilabel", action="store_true",
+                   help="multi-label datasets (HPA): y is a float32 [batch, classes] 0/1 target, the loss binary "
+                        "cross-entropy with logits averaged over samples and classes")
     p.add_argument("--devices", type=int, default=1, help="SPMD partitions: the batch is split over this many devices")
     p.add_argument("--platforms", default="cpu,tpu")
     p.add_argument("--out", required=True, help="the bundle folder (<backbone>.pjrt); the variant goes in a subfolder")
@@ -60,6 +63,8 @@ def parse_args():
 
 
 ARGS = parse_args()
+if ARGS.multilabel and ARGS.label_smoothing:
+    sys.exit("--label-smoothing applies to single-label cross-entropy, not --multilabel")
 if ARGS.devices > 1:  # the exporting JAX needs that many (CPU) devices to build the mesh
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={ARGS.devices}").strip()
@@ -206,6 +211,9 @@ class Steps:
         return out, new_buffers
 
     def loss(self, logits, y):
+        if self.a.multilabel:  # torch's binary_cross_entropy_with_logits, the mean over samples and classes
+            z = logits.astype(jnp.float32)
+            return jnp.mean(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z))))
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=1)
         nll = -jnp.take_along_axis(logp, y[:, None].astype(jnp.int32), axis=1)[:, 0]
         ls = self.a.label_smoothing
@@ -277,6 +285,13 @@ def spec(name, role, arr_shape, dtype, sharded=False):
     return {"name": name, "role": role, "shape": list(arr_shape), "dtype": dtype, "sharded": sharded}
 
 
+def target_spec(b):
+    """The train step's y: class indices, or (--multilabel) 0/1 targets per class."""
+    if ARGS.multilabel:
+        return spec("y", "targets", (b, ARGS.classes), "float32", True)
+    return spec("y", "labels", (b,), "int32", True)
+
+
 def main():
     a = ARGS
     torch.manual_seed(0)
@@ -307,7 +322,7 @@ def main():
         return jax.ShapeDtypeStruct(tuple(s["shape"]), jnp.float32 if s["dtype"] == "float32" else jnp.int32)
 
     variant = (f"s{a.size}-c{a.classes}-b{a.batch}-{a.optimizer}" + ("-nesterov" if a.nesterov and a.optimizer == "sgd" else "")
-               + f"-d{a.devices}")
+               + ("-multilabel" if a.multilabel else "") + f"-d{a.devices}")
     out = os.path.join(a.out, variant)
     os.makedirs(out, exist_ok=True)
     programs = {"train": [], "eval": None}
@@ -332,7 +347,7 @@ def main():
                 "inputs": [s["name"] for s in inputs], "outputs": [s["name"] for s in outputs]}
 
     def train_data(b):
-        return [spec("x", "data", (b, 3, a.size, a.size), "float32", True), spec("y", "labels", (b,), "int32", True),
+        return [spec("x", "data", (b, 3, a.size, a.size), "float32", True), target_spec(b),
                 spec("lr", "scalar", (), "float32"), spec("weight_decay", "scalar", (), "float32")]
 
     # Dropout and stochastic depth: trace the step with a seed input and see whether it draws random bits; without
@@ -367,10 +382,11 @@ def main():
         "optimizer": {"family": a.optimizer, "beta1": a.beta1, "beta2": a.beta2, "eps": a.eps,
                       "momentum": a.momentum, "nesterov": a.nesterov},
         "label_smoothing": a.label_smoothing,
+        "multilabel": a.multilabel,
         "random": steps.random,
         "state": state,
         "tensors": [spec("x", "data", (a.batch, 3, a.size, a.size), "float32", True),
-                    spec("y", "labels", (a.batch,), "int32", True), spec("lr", "scalar", (), "float32"),
+                    target_spec(a.batch), spec("lr", "scalar", (), "float32"),
                     spec("weight_decay", "scalar", (), "float32"), spec("loss", "loss", (), "float32"),
                     spec("logits", "logits", (a.batch, a.classes), "float32", True)]
                    + ([seed_spec] if steps.random else []),
@@ -399,7 +415,7 @@ def check_random(steps, model, st0, x, y, a, report):
     import copy
     n = 32
     nm = len(steps.param_names) + len(steps.buffer_names)
-    jx, jy = jnp.asarray(x.numpy()), jnp.asarray(y.numpy(), jnp.int32)
+    jx, jy = jnp.asarray(x.numpy()), jnp.asarray(y.numpy(), jnp.float32 if a.multilabel else jnp.int32)
     train = jax.jit(lambda *args: steps.flat_train(*args))
 
     def loss_of(seed, lr, wd):
@@ -430,7 +446,7 @@ def check_random(steps, model, st0, x, y, a, report):
     ev = jax.jit(lambda *args: steps.flat_eval(*args))
     jax_eval = np.asarray(ev(*[jnp.asarray(csd[k].numpy()) for k in steps.param_names + steps.buffer_names], jx)[0])
 
-    crit = nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
+    crit = nn.BCEWithLogitsLoss() if a.multilabel else nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
     ref = copy.deepcopy(model)
     with torch.no_grad():
         ref.train()
@@ -477,7 +493,7 @@ def check(steps, model, params, buffers, a):
     torch.manual_seed(1)
     b = a.batch
     x = torch.randn(b, 3, a.size, a.size)
-    y = torch.randint(0, a.classes, (b,))
+    y = (torch.rand(b, a.classes) < 0.2).float() if a.multilabel else torch.randint(0, a.classes, (b,))
     lr, wd = 1e-4, 0.05
     st0 = [jnp.asarray(t.detach().numpy()) for t in params + buffers]
     st0 += [jnp.zeros(s["shape"], jnp.float32) for s in [
@@ -491,7 +507,7 @@ def check(steps, model, params, buffers, a):
     opt = (torch.optim.AdamW(ref.parameters(), lr=lr, betas=(a.beta1, a.beta2), eps=a.eps, weight_decay=wd)
            if a.optimizer == "adamw" else
            torch.optim.SGD(ref.parameters(), lr=lr, momentum=a.momentum, nesterov=a.nesterov, weight_decay=wd))
-    crit = nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
+    crit = nn.BCEWithLogitsLoss() if a.multilabel else nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
     ref_losses = []
     for _ in range(3):
         opt.zero_grad()
@@ -504,7 +520,8 @@ def check(steps, model, params, buffers, a):
     losses = []
     for k in range(3):
         seed = (jnp.int32(k),) if steps.random else ()
-        outs = fn(*st, jnp.asarray(x.numpy()), jnp.asarray(y.numpy(), jnp.int32), jnp.float32(lr), jnp.float32(wd), *seed)
+        yj = jnp.asarray(y.numpy(), jnp.float32 if a.multilabel else jnp.int32)
+        outs = fn(*st, jnp.asarray(x.numpy()), yj, jnp.float32(lr), jnp.float32(wd), *seed)
         st, loss = list(outs[:-1]), float(outs[-1])
         losses.append(loss)
     ref_sd = ref.state_dict()

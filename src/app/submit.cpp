@@ -24,6 +24,7 @@
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/data/dataset.hpp"
+#include "xfer/spec/dataset_kind.hpp"
 #include "xfer/grid/cost.hpp"
 #include "xfer/grid/grid.hpp"
 #include "xfer/pjrt/bundle.hpp"
@@ -138,11 +139,13 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
     const std::string backbone = train::environment_for(spec, t).backbone;
     const std::string what = fmt::format("{} {} {} {} {} {} {} {} {} {}", backbone, c.input_size, c.batch_size,
                                          name(c.optimizer), c.beta1, c.beta2, c.eps, c.momentum, c.nesterov,
-                                         c.label_smoothing);
+                                         c.label_smoothing) + c.kind;
     if (!checked.insert(what).second) continue;
     pjrt::BundleRequest request{backbone, c.input_size, 0, c.batch_size, devices, std::string(name(c.optimizer))};
     request.beta1 = c.beta1, request.beta2 = c.beta2, request.eps = c.eps, request.momentum = c.momentum;
     request.nesterov = c.nesterov, request.label_smoothing = c.label_smoothing;
+    const spec::DatasetKind* kind = spec::find_dataset_kind(c.kind);
+    request.multilabel = kind && kind->multilabel;
     pjrt::find_bundle(request);
   }
   const std::string spec_path = fs::absolute(o.spec).lexically_normal().string();

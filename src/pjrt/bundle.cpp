@@ -91,6 +91,7 @@ Bundle Bundle::read(const std::string& manifest_path) {
     b.nesterov = o.at("nesterov").get<bool>();
     b.label_smoothing = j.at("label_smoothing").get<double>();
     b.random = j.value("random", false);
+    b.multilabel = j.value("multilabel", false);
     for (const auto& s : j.at("state")) {
       TensorSpec t;
       t.name = s.at("name").get<std::string>();
@@ -167,7 +168,7 @@ Bundle find_bundle(const BundleRequest& r) {
       if (!fs::exists(m)) continue;
       Bundle b = Bundle::read(m.string());
       if (b.input_size == r.input_size && (r.classes == 0 || b.classes == r.classes) && b.batch == r.batch && b.devices == r.devices &&
-          b.optimizer == r.optimizer) {
+          b.optimizer == r.optimizer && b.multilabel == r.multilabel) {
         std::string m = hyperparameter_mismatch(b, r);
         if (m.empty()) return b;
         if (mismatch.empty()) mismatch = std::move(m);
@@ -181,12 +182,13 @@ Bundle find_bundle(const BundleRequest& r) {
   std::string have;
   for (const auto& s : seen) have += (have.empty() ? "" : ", ") + s;
   throw Error::input(fmt::format(
-      "no PJRT program for backbone {} at {} px, {} classes, batch {}, {}, {} device(s): looked in {} (found: {}). "
-      "Export it: tools/export_pjrt.py <arch> --size {} --classes {} --batch {} --tail <last batch> --optimizer {} "
+      "no PJRT program for backbone {} at {} px, {} classes{}, batch {}, {}, {} device(s): looked in {} (found: {}). "
+      "Export it: tools/export_pjrt.py <arch> --size {} --classes {} --batch {} --tail <last batch> --optimizer {}{} "
       "--devices {} --out {}",
-      r.backbone, r.input_size, r.classes ? std::to_string(r.classes) : "any number of", r.batch, r.optimizer,
-      r.devices, where, have.empty() ? "none" : have, r.input_size, r.classes ? std::to_string(r.classes) : "<classes>",
-      r.batch, r.optimizer, r.devices, roots.front().string()));
+      r.backbone, r.input_size, r.classes ? std::to_string(r.classes) : "any number of", r.multilabel ? " (multi-label)" : "",
+      r.batch, r.optimizer, r.devices, where, have.empty() ? "none" : have, r.input_size,
+      r.classes ? std::to_string(r.classes) : "<classes>", r.batch, r.optimizer, r.multilabel ? " --multilabel" : "",
+      r.devices, roots.front().string()));
 }
 
 }  // namespace xfer::pjrt

@@ -44,9 +44,6 @@ class PjrtEngine final : public Engine {
     plugin_ = pjrt_plugin_path(c.env.device);
     if (plugin_.empty())
       throw Error::input("--device " + c.env.device + ": no PJRT plugin (give pjrt:<plugin.so> or set XFER_PJRT_PLUGIN)");
-    if (c.data.multilabel)
-      throw Error::input("trial " + c.key + ": the PJRT engine trains single-label datasets only (" + c.data.name +
-                         " is multi-label)");
     processes_ = c.group.size();
     if (processes_ == 1) {
       devices_ = local_ = requested_devices();
@@ -96,6 +93,7 @@ class PjrtEngine final : public Engine {
                                 std::string(name(t.optimizer))};
     request.beta1 = t.beta1, request.beta2 = t.beta2, request.eps = t.eps, request.momentum = t.momentum;
     request.nesterov = t.nesterov, request.label_smoothing = t.label_smoothing;
+    request.multilabel = c.data.multilabel;
     bundle_ = pjrt::find_bundle(request);
     const auto& b = bundle_;
     platform_index_ = -1;
@@ -185,7 +183,11 @@ class PjrtEngine final : public Engine {
         const int64_t pixels = 3LL * batch.size * batch.size;
         if (pi) e.push_back(client_->upload(&platform_index_, pjrt::DType::s32, {}, dev));
         e.push_back(client_->upload(batch.data + lo * pixels, pjrt::DType::f32, {per, 3, batch.size, batch.size}, dev));
-        e.push_back(client_->upload(batch.labels.data() + lo, pjrt::DType::s32, {per}, dev));
+        if (bundle_.multilabel)
+          e.push_back(client_->upload(batch.targets.data() + lo * bundle_.classes, pjrt::DType::f32,
+                                      {per, bundle_.classes}, dev));
+        else
+          e.push_back(client_->upload(batch.labels.data() + lo, pjrt::DType::s32, {per}, dev));
         e.push_back(client_->upload(&lr, pjrt::DType::f32, {}, dev));
         e.push_back(client_->upload(&wd, pjrt::DType::f32, {}, dev));
         if (bundle_.random) e.push_back(client_->upload(&seed, pjrt::DType::s32, {}, dev));
@@ -263,6 +265,18 @@ class PjrtEngine final : public Engine {
         res[static_cast<size_t>(d)].at(0).to_host(logits.data() + per * d * C, static_cast<size_t>(per * C) * sizeof(float));
       for (int64_t i = 0; i < b->n; ++i) {
         const float* z = logits.data() + i * C;
+        if (bundle_.multilabel) {
+          // The LibTorch engine's criterion: binary cross-entropy with logits, the mean over classes; sigmoid scores.
+          const float* y = b->targets.data() + i * C;
+          double sum = 0;
+          for (int k = 0; k < C; ++k) {
+            const double v = z[k];
+            sum += std::max(v, 0.0) - v * y[k] + std::log1p(std::exp(-std::abs(v)));
+            out.scores.push_back(static_cast<float>(1.0 / (1.0 + std::exp(-v))));
+          }
+          out.loss_sum += sum / C;
+          continue;
+        }
         double mx = z[0];
         for (int k = 1; k < C; ++k) mx = std::max(mx, static_cast<double>(z[k]));
         double sum = 0;

@@ -472,5 +472,31 @@ TEST_F(Pjrt, ADropoutModelTakesASeedPerStepAndResumesExactly) {
   EXPECT_NE(ls2[0], ls1[0]) << "the first step's loss does not depend on the seed: the dropout is not live";
 }
 
+// A multi-label dataset (the HPA layout: 28 classes, four planes per image): the program exported with --multilabel
+// takes 0/1 targets and the LibTorch engine's loss (binary cross-entropy with logits, the mean over classes), and the
+// eval step's sigmoid scores give the same macro-F1.
+TEST_F(Pjrt, AMultiLabelTrialTrainsToTheLibTorchTrialsLosses) {
+  dir.write("spec.toml", "[study]\nname = \"t\"\nresults = \"r.h5\"\n\n[[model]]\nname = \"tiny_cnn\"\nbackbone = \"" +
+                             tiny_ + "\"\nimagenet_top1 = 50.0\n\n[[dataset]]\nname = \"hpa\"\nkind = \"hpa\"\nroot = \"" +
+                             (*data_ / "hpa").string() + "\"\ninput_size = 32\n\n[grid]\nepochs = 4\nbatch_size = 8\n"
+                             "input_size = 32\nweight_decays = [1e-4]\n\n[[grid.optimizer]]\nfamily = \"adamw\"\n"
+                             "lrs = [0.001]\n");
+  const std::string a = (dir / "torch.csv").string(), b = (dir / "pjrt.csv").string();
+  const auto jt = train("cpu", (dir / "ct").string(), "--deterministic-input --step-log " + quote(a));
+  const auto jp = train(pjrt(), (dir / "cp").string(), "--deterministic-input --step-log " + quote(b));
+  ASSERT_EQ(jt["status"], "done") << jt.dump();
+  ASSERT_EQ(jp["status"], "done") << jp.dump();
+  const auto lt = step_losses(a), lp = step_losses(b);
+  ASSERT_EQ(lt.size(), 12u) << "24 training images in batches of 8, four epochs";
+  ASSERT_EQ(lp.size(), lt.size());
+  for (size_t k = 0; k < lt.size(); ++k)
+    EXPECT_NEAR(lp[k], lt[k], 1e-3) << "step " << k << ": PJRT " << lp[k] << ", LibTorch " << lt[k];
+  EXPECT_GT(lt.front() - lt.back(), 0.01) << "the steps train (so 1e-3 is a test)";
+  for (size_t e = 0; e < 4; ++e) {
+    EXPECT_NEAR(jp["epochs"][e]["val_loss"].get<double>(), jt["epochs"][e]["val_loss"].get<double>(), 1e-4) << e;
+    EXPECT_NEAR(jp["epochs"][e]["val_metric"].get<double>(), jt["epochs"][e]["val_metric"].get<double>(), 1e-9) << e;
+  }
+}
+
 }  // namespace
 }  // namespace xfer::test

@@ -39,6 +39,9 @@ struct Bundle {
   // The train step draws random numbers (dropout, stochastic depth): its last input is an int32 seed, a new one each
   // step, after the weight decay. Bundles without the field take none.
   bool random = false;
+  // Multi-label (HPA): the train step's y is float32 [batch, classes] 0/1 targets and its loss binary cross-entropy
+  // with logits averaged over samples and classes (the LibTorch engine's); else int32 class indices.
+  bool multilabel = false;
   std::vector<TensorSpec> state;   // params, buffers, optimizer state: the train step's first inputs and outputs
   std::vector<Program> train;      // one per batch size
   Program eval;
@@ -59,6 +62,7 @@ struct BundleRequest {
   std::string backbone;        // the TorchScript file
   int input_size = 0, classes = 0, batch = 0, devices = 1;  // classes 0: any (xfer submit checks before the data)
   std::string optimizer;
+  bool multilabel = false;
   // The hyperparameters a program bakes in (the optimizer's, label smoothing): compared when given.
   std::optional<double> beta1, beta2, eps, momentum, label_smoothing;
   std::optional<bool> nesterov;
