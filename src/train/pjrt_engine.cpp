@@ -13,6 +13,7 @@
 
 #include "xfer/core/error.hpp"
 #include "xfer/core/logline.hpp"
+#include "xfer/data/numpy_random.hpp"
 #include "xfer/model/classifier.hpp"
 #include "xfer/pjrt/bundle.hpp"
 #include "xfer/pjrt/runtime.hpp"
@@ -364,11 +365,11 @@ class PjrtEngine final : public Engine {
   }
 
  private:
+  // The stream xfer's own draws use (data::Rng), keyed by the trial's seed and the steps taken.
   int32_t step_seed() const {
-    uint64_t z = static_cast<uint64_t>(context_.trial.seed) * 0x9E3779B97F4A7C15ULL + steps_taken_ + 1;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finaliser
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return static_cast<int32_t>((z ^ (z >> 31)) & 0x7fffffff);
+    auto rng = data::Rng::derive(static_cast<uint64_t>(context_.trial.seed), static_cast<uint64_t>(steps_taken_),
+                                 0xD509ULL);
+    return static_cast<int32_t>(rng.next() & 0x7fffffff);
   }
 
   // Throws `problem` if it is not empty, on every process of a multi-process trial when any one has a problem: a
