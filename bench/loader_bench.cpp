@@ -10,8 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "xfer/data/dataset.hpp"
-#include "xfer/data/loader.hpp"
+#include "jpeg_workload.hpp"
 
 namespace {
 double peak_rss_mib() {
@@ -32,32 +31,19 @@ int main(int argc, char** argv) {
     else if (a == "--epochs") epochs = std::atoi(argv[i + 1]);
     else if (a == "--size") size = std::atoi(argv[i + 1]);
   }
-  const std::string dir = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/xfer_loader_bench";
-  std::filesystem::remove_all(dir);
+  xfer::bench::JpegWorkload w;
+  if (!xfer::bench::make_jpeg_workload("xfer_loader_bench", "", images, w)) return 1;
+  const std::string& dir = w.dir;
   const std::string src = XFER_SOURCE_DIR;
-  if (std::system(("/usr/bin/python3 " + src + "/bench/make_jpegs.py " + dir + " " + std::to_string(images)).c_str()) != 0)
-    return 1;
-  xfer::data::SplitSettings ss;
-  const auto d = xfer::data::open("bench", "imagefolder", dir, ss);
-  std::vector<int64_t> all;
-  for (size_t i = 0; i < d.samples.size(); ++i) all.push_back(static_cast<int64_t>(i));
+  const auto& d = w.dataset;
+  const auto& all = w.all;
 
   std::printf("%d JPEGs 256x256, batch %d, RandomResizedCrop(%d, scale 0.65-1) + h-flip + normalise, %d epochs\n",
               images, batch, size, epochs);
   std::printf("%-8s %14s %14s %8s %22s %22s\n", "workers", "xfer img/s", "torchvision", "ratio", "xfer peak MiB",
               "torchvision peak MiB");
   for (int threads : {1, 2}) {
-    xfer::data::TransformSettings ts;
-    ts.size = size;
-    ts.train = true;
-    ts.flips = xfer::Flips::h;
-    ts.seed = 1;
-    xfer::data::LoaderOptions lo;
-    lo.batch_size = batch;
-    lo.shuffle = true;
-    lo.threads = threads;
-    lo.prefetch = 2 * threads;
-    xfer::data::Loader loader(d, all, ts, lo);
+    xfer::data::Loader loader(d, all, xfer::bench::training_transform(size), xfer::bench::training_loader(batch, threads));
     loader.start_epoch(0);  // warm-up, as the torchvision side
     while (loader.next()) {
     }

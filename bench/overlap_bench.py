@@ -20,10 +20,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spec import write_trial_spec  # noqa: E402
+from bench_spec import export_models, make_image_folders, sh, write_trial_spec  # noqa: E402
 
-here = os.path.dirname(os.path.abspath(__file__))
-src = os.path.dirname(here)
 ap = argparse.ArgumentParser()
 ap.add_argument("build")
 ap.add_argument("--repeats", type=int, default=3)
@@ -34,25 +32,13 @@ build = os.path.abspath(a.build)
 xfer = os.path.join(build, "xfer")
 work = os.path.join(build, "bench-overlap")
 models_dir = os.path.join(build, "bench-trainer", "models")  # shared with trainer_bench.py
-py = "/usr/bin/python3"
 mpirun = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-n", "2"]
-
-
-def sh(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
-    return r.stdout
 
 
 n_train, n_test, batch = 640, 64, 64
 root = os.path.join(work, "data")
-if not os.path.isdir(os.path.join(root, "test")):
-    sh([py, os.path.join(here, "make_jpegs.py"), os.path.join(root, "train"), str(n_train), "7"])
-    sh([py, os.path.join(here, "make_jpegs.py"), os.path.join(root, "test"), str(n_test), "8"])
-names = ["resnet18", "mobilenet_v3_small"]
-if not all(os.path.exists(os.path.join(models_dir, n + ".pt")) for n in names):
-    sh([py, os.path.join(src, "tools", "export_backbones.py"), *names, "--random-init", "--out", models_dir])
+make_image_folders(root, n_train, n_test)
+export_models(models_dir, ["resnet18", "mobilenet_v3_small"])
 
 env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 kinds = ["overlap", "bucketed", "flat"]
@@ -67,7 +53,7 @@ for name, size in ((("resnet18", 64),) if a.quick else (("resnet18", 64), ("resn
             subprocess.run(["rm", "-rf", ckpt])
             out = sh(mpirun + [xfer, "train", spec, "--index", "0", "--threads", "1", "--device", "cpu",
                                "--gradient-exchange", k, "--checkpoint-dir", ckpt, "--json", "--log-level", "warn"],
-                     env=env)
+                     env=env)[0]
             res = json.loads(out[out.index("{"):])
             ips[k].append(statistics.mean(e["images_per_second"] for e in res["epochs"]))
     med = {k: statistics.median(v) for k, v in ips.items()}

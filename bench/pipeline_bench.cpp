@@ -16,8 +16,7 @@
 #include <torch/torch.h>
 
 #include "device_input.hpp"
-#include "xfer/data/dataset.hpp"
-#include "xfer/data/loader.hpp"
+#include "jpeg_workload.hpp"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -49,25 +48,13 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(argv[i + 1]);
   }
   torch::set_num_threads(threads);
-  const std::string dir = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/xfer_pipeline_bench";
-  std::filesystem::remove_all(dir);
-  if (std::system(("/usr/bin/python3 " + std::string(XFER_SOURCE_DIR) + "/bench/make_jpegs.py " + dir + "/data " +
-                   std::to_string(images)).c_str()) != 0)
-    return 1;
-  xfer::data::SplitSettings ss;
-  const auto d = xfer::data::open("bench", "imagefolder", dir + "/data", ss);
-  std::vector<int64_t> all;  // every image, whatever split it is in
-  for (size_t i = 0; i < d.samples.size(); ++i) all.push_back(static_cast<int64_t>(i));
-  xfer::data::TransformSettings ts;
-  ts.size = size;
-  ts.train = true;
-  ts.flips = xfer::Flips::h;
-  ts.seed = 1;
-  xfer::data::LoaderOptions lo;
-  lo.batch_size = batch;
-  lo.shuffle = true;
-  lo.threads = threads;
-  lo.prefetch = 2 * threads;
+  xfer::bench::JpegWorkload w;
+  if (!xfer::bench::make_jpeg_workload("xfer_pipeline_bench", "data", images, w)) return 1;
+  const std::string& dir = w.dir;
+  const auto& d = w.dataset;
+  const auto& all = w.all;
+  const auto ts = xfer::bench::training_transform(size);
+  const auto lo = xfer::bench::training_loader(batch, threads);
 
   xfer::data::Loader host(d, all, ts, lo);
   const double host_first = rate(host, 0, 1), host_rate = rate(host, 1, epochs);

@@ -19,13 +19,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_spec import write_trial_spec  # noqa: E402
+from bench_spec import export_models, make_image_folders, sh, write_trial_spec  # noqa: E402
 
 here = os.path.dirname(os.path.abspath(__file__))
-src = os.path.dirname(here)
 ap = argparse.ArgumentParser()
 ap.add_argument("build")
 ap.add_argument("--threads", type=int, default=2)
@@ -42,25 +40,12 @@ workers = max(1, a.threads // 2)  # xfer's default loader threads for this many 
 py = "/usr/bin/python3"
 
 
-def sh(cmd, **kw):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    dt = time.perf_counter() - t0
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return r.stdout, dt
-
-
 # Data: per input size, a train and a test folder of distinct images.
 sizes = {64: (1024, 256), 224: (192, 64)}  # (train, test) images: a few minutes per side on 2 cores
 for size, (n_train, n_test) in sizes.items():
-    root = os.path.join(work, f"data{size}")
-    if not os.path.isdir(os.path.join(root, "test")):
-        sh([py, os.path.join(here, "make_jpegs.py"), os.path.join(root, "train"), str(n_train), "7"])
-        sh([py, os.path.join(here, "make_jpegs.py"), os.path.join(root, "test"), str(n_test), "8"])
+    make_image_folders(os.path.join(work, f"data{size}"), n_train, n_test)
 names = ["resnet18", "mobilenet_v3_small"]
-if not all(os.path.exists(os.path.join(models_dir, n + ".pt")) for n in names):
-    sh([py, os.path.join(src, "tools", "export_backbones.py"), *names, "--random-init", "--out", models_dir])
+export_models(models_dir, names)
 
 env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
 rows = []
