@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,12 @@
 #include "xfer/data/loader.hpp"
 
 namespace xfer::bench {
+
+// "--name value" pairs into the integers named (an unknown flag is ignored, as the benchmarks always did).
+inline void integer_flags(int argc, char** argv, const std::map<std::string, int*>& flags) {
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (auto it = flags.find(argv[i]); it != flags.end()) *it->second = std::atoi(argv[i + 1]);
+}
 
 struct JpegWorkload {
   std::string dir;                 // $TMPDIR/<name>, removed and made afresh

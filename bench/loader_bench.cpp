@@ -24,13 +24,8 @@ double peak_rss_mib() {
 
 int main(int argc, char** argv) {
   int images = 512, batch = 64, epochs = 3, size = 224;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--images") images = std::atoi(argv[i + 1]);
-    else if (a == "--batch") batch = std::atoi(argv[i + 1]);
-    else if (a == "--epochs") epochs = std::atoi(argv[i + 1]);
-    else if (a == "--size") size = std::atoi(argv[i + 1]);
-  }
+  xfer::bench::integer_flags(argc, argv, {{"--images", &images}, {"--batch", &batch}, {"--epochs", &epochs},
+                                          {"--size", &size}});
   xfer::bench::JpegWorkload w;
   if (!xfer::bench::make_jpeg_workload("xfer_loader_bench", "", images, w)) return 1;
   const std::string& dir = w.dir;
