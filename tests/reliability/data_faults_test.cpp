@@ -302,15 +302,17 @@ TEST_F(DataFaults, W2_1_SymlinkLoopIsSkippedWithAProblem) {
 }
 
 // W-2.2: a class folder nobody may read (chmod 000), as user `nobody` (root reads it regardless): a clear input error
-// naming the folder, exit 2. The binary and the layout are readable by nobody where they are, else this test says so.
+// naming the folder, exit 2. The binary and the layout are copied where nobody can reach them (the build tree may sit
+// in a folder only its owner may enter).
 TEST_F(DataFaults, W2_2_UnreadableClassFolderIsAnInputErrorNamingIt) {
-  const std::string root = folder(2);
-  for (fs::path p = dir.path(); p != p.root_path(); p = p.parent_path())
-    ASSERT_EQ(run("runuser -u nobody -- test -x " + quote(p.string())).status, 0)
-        << p << " is not searchable by nobody: the test needs the build tree readable";
-  fs::permissions(dir / "folder/train/dog", fs::perms::none);
-  const Result r = run("runuser -u nobody -- " + quote(test::xfer()) + " splits --kind imagefolder --root " + quote(root));
-  fs::permissions(dir / "folder/train/dog", fs::perms::owner_all);
+  const SharedDir shared;
+  const std::string root = shared.copy(folder(2), "folder");
+  const std::string binary = shared.copy(test::xfer(), "xfer");
+  for (fs::path p = shared.path(); p != p.root_path(); p = p.parent_path())
+    ASSERT_EQ(run("runuser -u nobody -- test -x " + quote(p.string())).status, 0) << p << " is not searchable by nobody";
+  fs::permissions(shared / "folder/train/dog", fs::perms::none);
+  const Result r = run("runuser -u nobody -- " + quote(binary) + " splits --kind imagefolder --root " + quote(root));
+  fs::permissions(shared / "folder/train/dog", fs::perms::owner_all);
   EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
   EXPECT_TRUE(contains(r.err, root + "/train/dog: cannot list this folder: permission denied")) << r.err;
   EXPECT_FALSE(contains(r.err, "filesystem error")) << r.err;

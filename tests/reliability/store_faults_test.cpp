@@ -35,8 +35,9 @@ class StoreFaults : public WithFixtureDatasets {
                                "\n[grid]\nepochs = 1\nbatch_size = 32\ninput_size = 32\nweight_decays = [1e-4]\n"
                                "\n[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [" + lrs + "]\n");
   }
-  Result xfer_cmd(const std::string& args, const std::string& as = "") {
-    return run((as.empty() ? "" : "runuser -u " + as + " -- ") + quote(xfer()) + " " + args);
+  // As another user (`as`), `binary` is a copy that user can reach (SharedDir).
+  Result xfer_cmd(const std::string& args, const std::string& as = "", const std::string& binary = "") {
+    return run((as.empty() ? "" : "runuser -u " + as + " -- ") + quote(binary.empty() ? xfer() : binary) + " " + args);
   }
   Result run_spec(const std::string& spec_path, const std::string& args = "") {
     return xfer_cmd("run " + quote(spec_path) + " --no-progress --threads 1 " + args);
@@ -249,26 +250,38 @@ TEST_F(StoreFaults, W33_CreatingTheFileOnAFullDiskSaysEnospcAndLeavesNothing) {
 // ---- W-3.2: a read-only results file ----------------------------------------------------------------------------
 
 TEST_F(StoreFaults, W32_AReadOnlyFileIsSaidToBeReadOnly) {
-  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
-  ASSERT_EQ(run_spec(tiny).status, 0);
+  // What nobody's commands read, copied where nobody can reach it (the build tree may sit in a folder only its owner
+  // may enter): the binary, the backbone and its metadata, the dataset and the spec naming them.
+  const SharedDir stage;
+  const std::string binary = stage.copy(xfer(), "xfer");
+  const std::string backbone = stage.copy(kModels + "/squeezenet1_1.pt", "models/squeezenet1_1.pt");
+  stage.copy(kModels + "/squeezenet1_1.json", "models/squeezenet1_1.json");  // its metadata (ImageNet top-1)
+  const std::string eurosat = stage.copy(*data_ / "eurosat", "eurosat");
+  std::string text = read_file(spec("tiny.toml", "tiny", "out/tiny.h5"));
+  const std::string model_path = kModels + "/squeezenet1_1.pt";
+  text.replace(text.find(model_path), model_path.size(), backbone);
+  text.replace(text.find((*data_ / "eurosat").string()), (*data_ / "eurosat").string().size(), eurosat);
+  const std::string more = stage.copy(dir.write("staged.toml", text), "more.toml");
+  // The study run by its owner first, from the same spec.
+  ASSERT_EQ(run_spec(more, "--results " + quote((dir / "out/tiny.h5").string())).status, 0);
   // A folder nobody may write in (as the probe's was), holding a file nobody may not write.
-  const fs::path shared = dir / "shared";
+  const fs::path shared = stage / "shared";
   fs::create_directories(shared);
   fs::permissions(shared, fs::perms::all);
   const std::string file = (shared / "tiny.h5").string();
   fs::copy_file(dir / "out/tiny.h5", file);
   fs::permissions(file, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   const std::string before = sha256_file_hex(file);
-  const std::string more = spec("more.toml", "tiny", "out/tiny.h5", "1e-3, 1e-4");
-  const Result r = xfer_cmd("run " + quote(more) + " --results " + quote(file) + " --no-progress --threads 1", "nobody");
+  const Result r =
+      xfer_cmd("run " + quote(more) + " --results " + quote(file) + " --no-progress --threads 1", "nobody", binary);
   EXPECT_NE(r.status, 0);
   EXPECT_TRUE(has(r.err, "read-only (permission denied)")) << r.err;
   EXPECT_FALSE(has(r.err, "cannot open as HDF5")) << r.err;
-  const Result a = xfer_cmd("analyze " + quote(file) + " --no-figures", "nobody");
+  const Result a = xfer_cmd("analyze " + quote(file) + " --no-figures", "nobody", binary);
   EXPECT_NE(a.status, 0);
   EXPECT_TRUE(has(a.err, "read-only (permission denied)") && has(a.err, "--no-write")) << a.err;
-  EXPECT_EQ(xfer_cmd("analyze " + quote(file) + " --no-figures --no-write", "nobody").status, 0);
-  EXPECT_EQ(xfer_cmd("status " + quote(file), "nobody").status, 0);
+  EXPECT_EQ(xfer_cmd("analyze " + quote(file) + " --no-figures --no-write", "nobody", binary).status, 0);
+  EXPECT_EQ(xfer_cmd("status " + quote(file), "nobody", binary).status, 0);
   EXPECT_EQ(sha256_file_hex(file), before);
 }
 

@@ -4,9 +4,12 @@
 #include <atomic>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 namespace fs = std::filesystem;
 
@@ -29,6 +32,36 @@ TempDir::TempDir(const std::string& name) {
            std::to_string(counter++));
   fs::remove_all(path_);
   fs::create_directories(path_);
+}
+
+SharedDir::SharedDir() {
+  std::string tmpl = (fs::temp_directory_path() / "xfer-shared-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl + " failed");
+  path_ = tmpl;
+  fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+}
+
+SharedDir::~SharedDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string SharedDir::copy(const fs::path& from, const std::string& rel) const {
+  const fs::path to = path_ / rel;
+  fs::create_directories(to.parent_path());
+  fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  const auto readable = fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read;
+  const auto searchable = fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec;
+  auto open_up = [&](const fs::path& p) {
+    const bool dir_or_exec = fs::is_directory(p) || (fs::status(p).permissions() & fs::perms::owner_exec) != fs::perms::none;
+    fs::permissions(p, readable | (dir_or_exec ? searchable : fs::perms::none), fs::perm_options::add);
+  };
+  open_up(to);
+  for (fs::path p = to.parent_path(); p != path_ && p.has_parent_path(); p = p.parent_path()) open_up(p);
+  if (fs::is_directory(to))
+    for (const auto& e : fs::recursive_directory_iterator(to)) open_up(e.path());
+  return to.string();
 }
 
 TempDir::~TempDir() {

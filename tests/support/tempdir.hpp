@@ -25,6 +25,24 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A folder another user (the tests' `nobody`) can reach wherever the build tree is — under the system's temporary
+// folder, mode 0755 — holding world-readable copies of what that user's command needs (a clone in a `mktemp -d`
+// folder, mode 0700, hides the build tree from everyone else). Removed when the test ends.
+class SharedDir {
+ public:
+  SharedDir();
+  ~SharedDir();
+  SharedDir(const SharedDir&) = delete;
+  SharedDir& operator=(const SharedDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& rel) const { return path_ / rel; }
+  // A world-readable copy of a file or folder (executables stay executable) at `rel`; its path.
+  std::string copy(const std::filesystem::path& from, const std::string& rel) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
 std::string read_file(const std::string& path);
 
 // Stands in for a TorchScript backbone where only the spec reader and plan see it: they check that the file is a
