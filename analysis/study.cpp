@@ -246,11 +246,19 @@ Study from_results(const std::string& path, const Options& o) {
     // Trials of this dataset that finished, by model; the main analysis uses augmentation "none" where it exists.
     std::map<std::string, std::vector<const store::TrialRow*>> by_model;
     std::set<std::string> recipes;
+    int64_t no_test = 0;
+    std::string first_no_test;
     for (const auto& t : trials)
       if (t.dataset == d.name && t.stage != "upstream" && (t.status == "done" || t.status == "diverged")) {
         by_model[t.model].push_back(&t);
         recipes.insert(t.augmentation);
+        if (t.status == "done" && !std::isfinite(t.test_metric) && no_test++ == 0) first_no_test = t.key;
       }
+    // A done trial without a test metric (a test split where nothing decoded, before xfer refused that): no point,
+    // and the reader is told why rather than left with "0 model(s)".
+    if (no_test > 0)
+      dr.notes.push_back(fmt::format("{} done trial(s) have no finite test {} (e.g. {}): no test image was usable? "
+                                     "See /problems; they give no point", no_test, d.metric, first_no_test));
     for (const auto& [model, list] : by_model) {
       std::vector<const store::TrialRow*> base;
       for (const auto* t : list)
@@ -310,6 +318,17 @@ Study from_results(const std::string& path, const Options& o) {
       }
     }
     if (dr.sensitivity_models > 0) dr.sensitivity_pp /= dr.sensitivity_models;
+    // One backbone, one point: a pre-trained model fine-tuned again under another name (a file from before names
+    // were kept when an upstream axis grew) is the same upstream trial, and counted once.
+    std::map<std::string, std::string> point_of;  // upstream key → the model whose point stands for it
+    dr.points.erase(std::remove_if(dr.points.begin(), dr.points.end(), [&](const Point& p) {
+      if (p.upstream_key.empty()) return false;
+      const auto [it, first] = point_of.emplace(p.upstream_key, p.model);
+      if (!first)
+        dr.notes.push_back(fmt::format("{}: the same backbone (upstream trial {}) as {}; counted once, as {}", p.model,
+                                       p.upstream_key, it->second, it->second));
+      return !first;
+    }), dr.points.end());
     // Each control against the same architecture pre-trained upstream.
     for (const auto& c : dr.controls) {
       Comparison cmp;

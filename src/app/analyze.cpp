@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "terminal.hpp"
 #include "xfer/analysis/study.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/metrics/metrics.hpp"
@@ -36,8 +37,10 @@ Done run_analysis(const AnalyzeOptions& o, const std::string& default_dir) {
   // /analysis is written at the end: say now, not after the statistics, that the file cannot take it.
   if (!o.results.empty() && o.write_back && fs::exists(o.results) && ::access(o.results.c_str(), W_OK) != 0 &&
       (errno == EACCES || errno == EROFS || errno == EPERM))
-    throw Error::environment(o.results + ": read-only (permission denied) — analyze writes /analysis into it; use "
-                             "--no-write to analyse it without writing");
+    throw Error::environment(o.results + (errno == EROFS ? ": on a read-only file system (EROFS)"
+                                                         : ": read-only (permission denied) — this user cannot write it") +
+                             " — analyze writes /analysis into it; use --no-write to analyse it without writing (and "
+                             "--out DIR when its folder cannot take the tables either)");
   analysis::Options opt;
   opt.selection = o.selection;
   opt.resamples = o.resamples;
@@ -46,7 +49,12 @@ Done run_analysis(const AnalyzeOptions& o, const std::string& default_dir) {
   d.study = o.csv.empty() ? analysis::from_results(o.results, opt) : analysis::from_csv(o.csv, opt);
   analysis::compute(d.study, opt);
   d.dir = default_dir;
-  fs::create_directories(d.dir);
+  std::error_code ec;
+  fs::create_directories(d.dir, ec);
+  if (ec)
+    throw errno_error(d.dir + ": cannot create the folder for the tables" + (o.figures ? " and figures" : "") +
+                          (o.out.empty() ? " (pass --out DIR to write them elsewhere)" : ""),
+                      ec.value());
   analysis::write_tables(d.study, d.dir);
   if (o.figures) {
     analysis::write_figures(d.study, d.dir);
@@ -66,6 +74,7 @@ std::string source_of(const AnalyzeOptions& o) { return o.results.empty() ? o.cs
 }  // namespace
 
 int analyze(const AnalyzeOptions& o) {
+  SafeTerminal terminal;  // values from the file never reach the terminal as control sequences
   metrics::Runtime kokkos;
   const std::string dir = o.out.empty() ? source_of(o) + ".analysis" : o.out;
   const Done d = run_analysis(o, dir);
@@ -81,6 +90,7 @@ int analyze(const AnalyzeOptions& o) {
 }
 
 int report(const AnalyzeOptions& o) {
+  SafeTerminal terminal;  // values from the file never reach the terminal as control sequences
   metrics::Runtime kokkos;
   const std::string html = o.out.empty() ? source_of(o) + ".report.html" : o.out;
   const std::string dir = html + ".files";

@@ -169,6 +169,7 @@ int submit(const SubmitOptions& o);
 struct MergeOptions {
   std::string out;
   std::vector<std::string> shards;
+  bool force = false;  // merge shards a live run holds
 };
 int merge(const MergeOptions& o);
 

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "terminal.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/spec/spec.hpp"
 #include "xfer/store/store.hpp"
@@ -27,6 +28,7 @@ std::string hours(double h) {
 }  // namespace
 
 int status(const StatusOptions& given) {
+  SafeTerminal terminal;  // values from the file never reach the terminal as control sequences
   StatusOptions o = given;
   // A spec names its results file: `xfer status spec.toml` is what users type.
   if (std::filesystem::path(o.results).extension() == ".toml") {

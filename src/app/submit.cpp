@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "validators.hpp"
 #include "jobscripts.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
@@ -101,26 +102,66 @@ std::string duration(double s) {
   return fmt::format("{:.1f} h", s / 3600);
 }
 
+// A pod slice's hostfile (mpirun --hostfile): one worker per line ("host" or "host slots=N"; # comments), as many as
+// --tpu-hosts. Checked here, not when mpirun meets it on the slice. A dry run may render for a file that exists only
+// on the TPU VM: it is checked when it is here, and its absence is a warning.
+void check_hostfile(const std::string& path, int hosts, bool dry_run) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    if (!dry_run) throw Error::input("--tpu-hostfile " + path + ": no such file (the workers of the slice, one per line)");
+    std::cerr << "xfer: warning: --tpu-hostfile " << path << ": not here; the script reads it on worker 0\n";
+    return;
+  }
+  std::ifstream in(path);
+  if (!fs::is_regular_file(path, ec) || !in)
+    throw Error::input("--tpu-hostfile " + path + ": not a readable file (the workers of the slice, one per line)");
+  static const std::regex line_ok(R"([A-Za-z0-9_.:-]{1,253}([ \t]+slots=[0-9]{1,4})?)");
+  int workers = 0, n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (line.empty()) continue;
+    if (!std::regex_match(line, line_ok))
+      throw Error::input(fmt::format("--tpu-hostfile {}:{}: \"{}\" is not a worker (expected a host name, optionally "
+                                     "followed by slots=N)", path, n, line.substr(0, 80)));
+    ++workers;
+  }
+  if (workers != hosts)
+    throw Error::input(fmt::format("--tpu-hostfile {}: {} worker(s), but --tpu-hosts {}: one line per host of the slice",
+                                   path, workers, hosts));
+}
+
 // `xfer submit --tpu-chips N [--tpu-hosts H --tpu-hostfile F]`: the TPU VM or pod-slice script (PJRT engine) for the
 // spec, after the checks that would otherwise fail on the TPU: exported programs for every trial's shape, fp32, rank
 // groups only as whole pod slices. TPU VMs have no SLURM: the script is written (or printed) and started on the VM.
-int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector<grid::Trial>& trials) {
+int submit_tpu(const SubmitOptions& o, const spec::Spec& spec) {
   if (o.tpu_chips < 1 || o.tpu_chips > 64) throw Error::input("--tpu-chips: chips per host, 1 to 64");
   if (o.tpu_hosts < 1) throw Error::input("--tpu-hosts must be ≥ 1");
-  if (o.gpus_per_node > 0 || o.array > 1 || o.preemptible || o.nodes > 1)
-    throw Error::input("--tpu-chips: TPU VMs run without SLURM; --gpus-per-node, --nodes, --array and --preemptible "
-                       "do not apply (use --tpu-hosts for a pod slice)");
+  if (o.gpus_per_node > 0 || o.array > 1 || o.preemptible || o.nodes > 1 || !o.partition.empty() ||
+      !o.account.empty() || !o.time.empty())
+    throw Error::input("--tpu-chips: TPU VMs run without SLURM; --gpus-per-node, --nodes, --array, --preemptible, "
+                       "--partition, --account and --time do not apply (use --tpu-hosts for a pod slice)");
   if (o.tpu_hosts > 1 && o.tpu_hostfile.empty())
     throw Error::input("--tpu-hosts " + std::to_string(o.tpu_hosts) + ": give the workers with --tpu-hostfile");
   // A TPU VM: one rank per chip, a one-chip program each. A pod slice: one process per host, and either every trial
   // one SPMD program over the whole slice (ranks_per_trial = the hosts: a client across the hosts, formed through the
   // group's key-value store over MPI) or each host its own slice (ranks_per_trial = 1: a program over its chips).
-  const int span = trials.empty() ? 1 : trials.front().config.ranks_per_trial;
-  const bool slice = o.tpu_hosts > 1 && span == o.tpu_hosts;
-  const int devices = slice ? o.tpu_hosts * o.tpu_chips : o.tpu_hosts > 1 ? o.tpu_chips : 1;
+  if (o.tpu_hosts > 1) check_hostfile(o.tpu_hostfile, o.tpu_hosts, o.dry_run);
+  const std::string job_name = o.job_name.empty() ? "xfer-" + spec.study.name : o.job_name;
+  check_name("--job-name", job_name);
+  // The trials one at a time (a 10^7 grid is never held): the first sets the span the others must share.
+  int span = 0, devices = 1;
+  bool slice = false;
   std::set<std::string> checked;
-  for (const auto& t : trials) {
+  grid::for_each_trial(spec, [&](const grid::Trial& t) {
     const auto& c = t.config;
+    if (span == 0) {
+      span = c.ranks_per_trial;
+      slice = o.tpu_hosts > 1 && span == o.tpu_hosts;
+      devices = slice ? o.tpu_hosts * o.tpu_chips : o.tpu_hosts > 1 ? o.tpu_chips : 1;
+    }
     if (c.precision == Precision::bf16 || c.precision == Precision::fp16)
       throw Error::input("trial " + t.key.str() + ": precision " + name_str(c.precision) + " — the exported PJRT "
                          "programs train in fp32; set precision = \"fp32\" (or \"auto\") for a TPU run");
@@ -140,14 +181,14 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
     const std::string what = fmt::format("{} {} {} {} {} {} {} {} {} {}", backbone, c.input_size, c.batch_size,
                                          name(c.optimizer), c.beta1, c.beta2, c.eps, c.momentum, c.nesterov,
                                          c.label_smoothing) + c.kind;
-    if (!checked.insert(what).second) continue;
+    if (!checked.insert(what).second) return;
     pjrt::BundleRequest request{backbone, c.input_size, 0, c.batch_size, devices, std::string(name(c.optimizer))};
     request.beta1 = c.beta1, request.beta2 = c.beta2, request.eps = c.eps, request.momentum = c.momentum;
     request.nesterov = c.nesterov, request.label_smoothing = c.label_smoothing;
     const spec::DatasetKind* kind = spec::find_dataset_kind(c.kind);
     request.multilabel = kind && kind->multilabel;
     pjrt::find_bundle(request);
-  }
+  });
   const std::string spec_path = fs::absolute(o.spec).lexically_normal().string();
   const std::string xfer_path = o.xfer.empty() ? self_path() : fs::absolute(o.xfer).string();
   check_path("spec", spec_path, false);
@@ -174,8 +215,6 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
   char stamp[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
-  const std::string job_name = o.job_name.empty() ? "xfer-" + spec.study.name : o.job_name;
-  check_name("--job-name", job_name);
   const fs::path file = jobs / (job_name + "-" + stamp + ".sh");
   std::ofstream(file) << script;
   fs::permissions(file, fs::perms::owner_exec, fs::perm_options::add);
@@ -189,8 +228,8 @@ int submit_tpu(const SubmitOptions& o, const spec::Spec& spec, const std::vector
 
 int submit(const SubmitOptions& o) {
   const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
-  const auto trials = grid::expand(spec);
-  if (o.tpu_chips > 0) return submit_tpu(o, spec, trials);
+  grid::plan_cells(spec);  // the ceiling and duplicate keys, in bounded memory; the trials are then streamed
+  if (o.tpu_chips > 0) return submit_tpu(o, spec);
   // The request.
   if (o.nodes < 1) throw Error::input("--nodes must be ≥ 1");
   if (o.gpus_per_node < 0) throw Error::input("--gpus-per-node must be ≥ 0");
@@ -220,18 +259,18 @@ int submit(const SubmitOptions& o) {
   if (gpu_only && o.gpus_per_node == 0)
     throw Error::input("the spec asks for bf16/fp16 precision, which runs on CUDA GPUs, and --gpus-per-node is 0");
   int widest = 1;
-  for (const auto& t : trials) widest = std::max(widest, t.config.ranks_per_trial);
+  double cheapest = 1e300;  // one epoch of the cheapest trial, seconds
+  const grid::CostModel costs(spec, sweep::dataset_sizes(spec));
+  grid::for_each_trial(spec, [&](const grid::Trial& t) {
+    widest = std::max(widest, t.config.ranks_per_trial);
+    const double epoch = costs.gflop(t) / t.config.epochs;
+    const double rate = (o.gpus_per_node > 0 ? o.gflops_per_gpu : o.gflops_per_core * cpus) * t.config.ranks_per_trial;
+    cheapest = std::min(cheapest, epoch / rate);
+  });
   if (widest > o.nodes * ranks)
     throw Error::input(fmt::format("trials need groups of {} ranks (ranks_per_trial) but the job has {} ({} node(s) × {} "
                                    "rank(s))", widest, o.nodes * ranks, o.nodes, ranks));
   // Time: start-up, the stop margin, and one epoch of the cheapest trial must fit.
-  const grid::CostModel costs(spec, sweep::dataset_sizes(spec));
-  double cheapest = 1e300;
-  for (const auto& t : trials) {
-    const double epoch = costs.gflop(t) / t.config.epochs;
-    const double rate = (o.gpus_per_node > 0 ? o.gflops_per_gpu : o.gflops_per_core * cpus) * t.config.ranks_per_trial;
-    cheapest = std::min(cheapest, epoch / rate);
-  }
   const double margin = o.preemptible ? o.signal_seconds : 60.0, startup = 60.0;
   if (seconds > 0 && seconds < startup + margin + cheapest)
     throw Error::input(fmt::format("--time {} ({}) is shorter than start-up (~{}), the stop margin ({}) and one epoch of "
@@ -317,7 +356,8 @@ Command submit_command(CLI::App& cli) {
   sub->add_option("--nodes", o->nodes, "nodes (default 1)");
   sub->add_option("--gpus-per-node", o->gpus_per_node, "GPUs per node (0: a CPU job)");
   sub->add_option("--ranks-per-node", o->ranks_per_node, "ranks per node (default: one per GPU, else 1)");
-  sub->add_option("--cpus-per-task", o->cpus_per_task, "cores per rank (default 8 with GPUs, 4 without)");
+  sub->add_option("--cpus-per-task", o->cpus_per_task, "cores per rank (default 8 with GPUs, 4 without)")
+      ->check(at_least(1));
   sub->add_option("--time", o->time, "time limit: minutes, HH:MM:SS or D-HH:MM:SS (SLURM jobs)");
   sub->add_option("--partition", o->partition, "SLURM partition");
   sub->add_option("--account", o->account, "SLURM account");
@@ -325,13 +365,16 @@ Command submit_command(CLI::App& cli) {
   sub->add_flag("--preemptible", o->preemptible, "checkpoint on USR2 before the end and requeue while work remains");
   sub->add_option("--signal-seconds", o->signal_seconds, "preemptible: warning before the end (default 300)");
   sub->add_option("--array", o->array, "a job array of K shards, and a merge job after it");
-  sub->add_option("--gflops-per-gpu", o->gflops_per_gpu, "assumed speed for the time check (default 20000)");
-  sub->add_option("--gflops-per-core", o->gflops_per_core, "assumed speed per core without GPUs (default 40)");
+  sub->add_option("--gflops-per-gpu", o->gflops_per_gpu, "assumed speed for the time check (default 20000)")
+      ->check(at_least(0, true));
+  sub->add_option("--gflops-per-core", o->gflops_per_core, "assumed speed per core without GPUs (default 40)")
+      ->check(at_least(0, true));
   sub->add_option("--xfer", o->xfer, "the xfer binary the job runs (default: this one)");
   sub->add_option("--log-dir", o->log_dir, "job logs (default: <results folder>/logs)");
   sub->add_flag("--dry-run", o->dry_run, "print the script; submit nothing");
-  sub->add_option("--tpu-chips", o->tpu_chips, "TPU through PJRT: chips per TPU VM host (the tpu_vm/tpu_pod script)");
-  sub->add_option("--tpu-hosts", o->tpu_hosts, "TPU pod slice: hosts (one process per host)");
+  sub->add_option("--tpu-chips", o->tpu_chips, "TPU through PJRT: chips per TPU VM host (the tpu_vm/tpu_pod script)")
+      ->check(at_least(1));
+  sub->add_option("--tpu-hosts", o->tpu_hosts, "TPU pod slice: hosts (one process per host)")->check(at_least(1));
   sub->add_option("--tpu-hostfile", o->tpu_hostfile, "TPU pod slice: the workers, one per line");
   sub->add_option("--pjrt-plugin", o->pjrt_plugin, "TPU: the PJRT plugin (default: libtpu.so of the libtpu wheel)");
   return {sub, nullptr, [o](sweep::MpiRuntime*) { return submit(*o); }};

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <opencv2/core.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -171,6 +172,7 @@ struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  bool data_ended = false;  // the scan's data ran out (or hit a marker) before the frame's last row
 };
 
 bool decode_jpeg(const std::string& path, const std::vector<uint8_t>& buf, bool bgr, Image* out) {
@@ -183,6 +185,12 @@ bool decode_jpeg(const std::string& path, const std::vector<uint8_t>& buf, bool 
     std::longjmp(e->jump, 1);
   };
   err.mgr.output_message = [](j_common_ptr) {};  // warnings (recoverable corruption) are not fatal, as in Pillow
+  // ... except data that ends before the frame does: a frame header claiming 8000×8000 over 16×16 worth of data would
+  // decode to 190 MB of grey filler (Pillow: "image file is truncated").
+  err.mgr.emit_message = [](j_common_ptr ci, int level) {
+    if (level < 0 && (ci->err->msg_code == JWRN_JPEG_EOF || ci->err->msg_code == JWRN_HIT_MARKER))
+      reinterpret_cast<JpegError*>(ci->err)->data_ended = true;
+  };
   jpeg_create_decompress(&c);
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&c);
@@ -204,10 +212,21 @@ bool decode_jpeg(const std::string& path, const std::vector<uint8_t>& buf, bool 
   out->rows = static_cast<int>(c.output_height);
   out->cols = static_cast<int>(c.output_width);
   out->channels = c.output_components;
-  out->px.resize(static_cast<size_t>(out->rows) * out->cols * out->channels);
+  // Rows are added as they decode (the memory is reserved, not touched): a file whose data ends early is refused
+  // having used only the memory of the rows it holds.
+  const size_t row_bytes = static_cast<size_t>(out->cols) * out->channels;
+  out->px.clear();
+  out->px.reserve(row_bytes * out->rows);
   while (c.output_scanline < c.output_height) {
+    out->px.resize(out->px.size() + row_bytes);
     JSAMPROW row = out->row(static_cast<int>(c.output_scanline));
     jpeg_read_scanlines(&c, &row, 1);
+    if (err.data_ended) {
+      const auto rows = c.output_scanline;
+      jpeg_destroy_decompress(&c);
+      throw DecodeError(fmt::format("{}: truncated JPEG: its frame header says {}×{}, but its data ends near row {}",
+                                    path, out->cols, out->rows, rows));
+    }
   }
   jpeg_finish_decompress(&c);
   jpeg_destroy_decompress(&c);

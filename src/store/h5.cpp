@@ -1,7 +1,5 @@
 #include "h5.hpp"
 
-#include <fmt/format.h>
-
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -11,6 +9,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <mutex>
+
+#include <fmt/format.h>
 
 namespace xfer::store::h5 {
 
@@ -87,8 +87,10 @@ Handle open_file(const std::string& path, bool write) {
   if (f < 0) {
     const Failure why = last_failure();
     if (write && ::access(path.c_str(), W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
-      throw Error::environment(path + ": read-only (permission denied) — this user cannot write it" +
-                               (errno == EROFS ? std::string(" (EROFS: read-only file system)") : std::string()));
+      throw Error::environment(path + (errno == EROFS ? std::string(": on a read-only file system (EROFS) — nothing "
+                                                                    "can write it there")
+                                                      : std::string(": read-only (permission denied) — this user "
+                                                                    "cannot write it")));
     if (::access(path.c_str(), R_OK) != 0 && errno == EACCES)
       throw Error::environment(path + ": cannot read it (permission denied)");
     throw Error::input(path + ": cannot open as HDF5 (" + why.message + ")");
@@ -256,7 +258,15 @@ void append(hid_t dset, hid_t type, const void* data, hsize_t n) {
 void read_rows(hid_t dset, hid_t type, void* data, hsize_t first, hsize_t n) {
   if (n == 0) return;
   const RowSelection sel = select_rows(dset, first, n);
-  check_status(H5Dread(dset, type, sel.mem, sel.file, H5P_DEFAULT, data), "read rows");
+  if (H5Dread(dset, type, sel.mem, sel.file, H5P_DEFAULT, data) >= 0) return;
+  // Bytes that no longer decompress, or a variable-length reference into nowhere: say which table, and that the
+  // file is damaged there (an input fault: the file must change, not the machine).
+  const Error e = failure_error("read rows");
+  if (e.kind() == Error::Kind::environment) throw e;
+  char name[256] = "";
+  H5Iget_name(dset, name, sizeof name);
+  throw Error::input(fmt::format("{} (table {}, rows {} to {}): the results file is damaged there", e.what(),
+                                 name[0] ? name : "?", first, first + n - 1));
 }
 
 namespace {

@@ -145,6 +145,7 @@ MergeReport merge(const std::string& out, const std::vector<std::string>& shards
     }
   for (auto& [i, t] : damaged) {
     MergeConflict c;
+    c.damaged = true;
     c.key = t.key;
     c.other = shards[i];
     c.other_status = t.status.substr(0, 24);

@@ -83,9 +83,16 @@ void write_once(hid_t loc, const std::string& name, const std::string& shown, co
   if (h5::exists(loc, name)) {
     Handle d = h5::open_dataset(loc, name);
     if (h5::get_attr(d, kContentDigest) == digest) {
-      // The same content as recorded: written once, so check that the stored rows still are what was written.
-      if (t.digest(t.read_all(d)) == digest) return;
-      spdlog::warn("{}: {} is damaged (its rows no longer match their content_sha256); writing it again", file, shown);
+      // The same content as recorded: written once, so check that the stored rows still are what was written —
+      // or can be read at all (a chunk that no longer decompresses).
+      std::string damage = "its rows no longer match their content_sha256";
+      try {
+        if (t.digest(t.read_all(d)) == digest) return;
+      } catch (const Error& e) {
+        if (e.kind() == Error::Kind::environment) throw;
+        damage = std::string("its rows cannot be read: ") + e.what();
+      }
+      spdlog::warn("{}: {} is damaged ({}); writing it again", file, shown, damage);
     } else {
       spdlog::warn("{}: {} differs from the one the file holds; replacing it (the old table's space is not reclaimed)",
                    file, shown);
@@ -176,9 +183,15 @@ WriterLock::WriterLock(const std::string& results_path) : path_(results_path + "
                     {"started_utc", iso_utc(now_unix())}};
   for (int attempt = 0; attempt < 2; ++attempt) {
     const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0 && errno != EEXIST)
-      throw Error::input(path_ + ": cannot create the writer lock (" + std::string(std::strerror(errno)) +
-                         "); is the results folder writable?");
+    if (fd < 0 && errno != EEXIST) {
+      const int e = errno;
+      const std::string what = path_ + ": cannot create the writer lock";
+      // A read-only file system or folder is the machine's state, not a bad input: exit 74, as the README says.
+      if (environment_errno(e))
+        throw errno_error(what + (e == EROFS ? " (the results folder is on a read-only file system)"
+                                             : " (is the results folder writable by this user?)"), e);
+      throw Error::input(what + " (" + std::string(std::strerror(e)) + "); is the results folder writable?");
+    }
     if (fd >= 0) {
       const std::string text = me.dump() + "\n";
       (void)!::write(fd, text.data(), text.size());

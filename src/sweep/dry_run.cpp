@@ -15,10 +15,11 @@ namespace fs = std::filesystem;
 namespace xfer::sweep {
 
 int dry_run(const RunOptions& o, bool json) {
-  const Study study = read_study(o.spec);
-  const auto& trials = study.trials;
+  Study study = read_study(o.spec);
   const std::string path =
       results_path(o, o.results.empty() ? resolved_or_throw(study.spec.study.results, "results") : o.results);
+  keep_recorded_upstream_names(study, upstream_ledger(study, path));
+  const auto& trials = study.trials;
   std::vector<bool> in_shard(trials.size(), o.shards <= 1);
   if (o.shards > 1)
     for (size_t i : shard_of(trial_costs(study), o.shard, o.shards)) in_shard[i] = true;

@@ -5,6 +5,8 @@
 
 #include "slurm.hpp"
 #include "upstream_backbone.hpp"
+#include <spdlog/spdlog.h>
+
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
@@ -92,10 +94,48 @@ store::TrialRow fresh_row(const spec::Spec& spec, const grid::Trial& t, double c
   return r;
 }
 
-Prepared prepare(const Study& study, const RunOptions& o) {
+namespace {
+
+// A folder the spec leaves to its default (<results>.ckpt, <results>.upstream) is the results file's own: it follows
+// the file this run writes (--results, a shard's file), so two runs into two files never share a path.
+bool follow(spec::SpecPath& folder, const spec::SpecPath& spec_results, const std::string& results, const char* suffix) {
+  if (folder.raw != spec_results.raw + suffix || results == spec_results.path) return false;
+  folder.raw = folder.path = results + suffix;
+  folder.unset_var.clear();
+  return true;
+}
+
+void follow_results_file(spec::Spec& spec, const std::string& results) {
+  auto& s = spec.study;
+  follow(s.checkpoint_dir, s.results, results, ".ckpt");
+  if (follow(s.upstream_dir, s.results, results, ".upstream"))
+    for (auto& m : spec.models)
+      if (!m.upstream_key.empty()) {
+        m.backbone.raw = m.backbone.path = s.upstream_dir.path + "/" + m.upstream_key + ".pt";
+        m.backbone.unset_var.clear();
+      }
+}
+
+// The SHA-256 each finished pre-training trial of the file exported, by key: what its downstream trials must load
+// (the ledger's word, not the metadata's beside the file).
+std::map<std::string, std::string> exported_backbones(const std::vector<store::TrialRow>& rows) {
+  std::map<std::string, std::string> out;
+  for (const auto& r : rows)
+    if (r.damage.empty() && r.stage == "upstream" && r.status == "done" && !r.exported_sha256.empty())
+      out[r.key] = r.exported_sha256;
+  return out;
+}
+
+}  // namespace
+
+Prepared prepare(Study& study, const RunOptions& o) {
   Prepared p;
   const auto& spec = study.spec;
   p.results_path = results_path(o, o.results.empty() ? resolved_or_throw(spec.study.results, "results") : o.results);
+  follow_results_file(study.spec, p.results_path);
+  const auto recorded = upstream_ledger(study, p.results_path);
+  keep_recorded_upstream_names(study, recorded);
+  p.exported_sha256 = exported_backbones(recorded);
   std::vector<grid::DataSize> sizes;
   if (o.simulate > 0) {
     sizes = dataset_sizes(spec);
@@ -111,6 +151,32 @@ Prepared prepare(const Study& study, const RunOptions& o) {
   for (const auto& d : spec.datasets) p.resolved.push_back({d, data::split_settings(spec, d)});
   p.cost = grid::CostModel(spec, std::move(sizes)).gflop(study.trials);
   return p;
+}
+
+std::vector<store::TrialRow> upstream_ledger(const Study& study, const std::string& results) {
+  std::error_code ec;
+  if (study.spec.upstreams.empty() || !fs::exists(results, ec)) return {};
+  try {
+    return store::Results::open_existing(results).trials();
+  } catch (const std::exception&) {
+    return {};  // the run refuses the file with the reason, before any trial
+  }
+}
+
+void keep_recorded_upstream_names(Study& study, const std::vector<store::TrialRow>& rows) {
+  std::map<std::string, std::string> recorded;  // upstream key → the name its first downstream row was recorded under
+  for (const auto& r : rows)
+    if (r.damage.empty() && r.stage != "upstream" && !r.upstream.empty()) recorded.emplace(r.upstream, r.model);
+  bool renamed = false;
+  for (auto& m : study.spec.models) {
+    const auto it = m.upstream_key.empty() ? recorded.end() : recorded.find(m.upstream_key);
+    if (it == recorded.end() || it->second == m.name || study.spec.find_model(it->second)) continue;
+    spdlog::info("pre-trained model {} keeps the name {} its trials were recorded under (upstream trial {})", m.name,
+                 it->second, m.upstream_key);
+    m.name = it->second;
+    renamed = true;
+  }
+  if (renamed) study.trials = grid::expand(study.spec);
 }
 
 std::map<std::string, std::string> split_hashes(const Prepared& p) {
@@ -138,11 +204,17 @@ ResolvedTrial resolve_trial(const Study& study, const Prepared& p, size_t index,
     r.keep_best_model = env.keep_best_model;
     r.export_backbone = env.export_backbone;
     // A downstream trial of a pre-trained model runs after its upstream trial is done: the backbone's SHA-256 is
-    // in its metadata (a missing file is the worker's to report as the trial's failure).
+    // the one the ledger recorded when that trial finished in an earlier run; only a backbone exported by this run
+    // (not in the ledger when it started) is taken from its metadata (a missing file is the worker's to report as
+    // the trial's failure).
     if (!t.config.upstream.empty()) {
-      try {
-        r.backbone_sha256 = read_upstream_metadata(r.backbone).sha256;
-      } catch (const Error&) {
+      if (auto it = p.exported_sha256.find(t.config.upstream); it != p.exported_sha256.end()) {
+        r.backbone_sha256 = it->second;
+      } else {
+        try {
+          r.backbone_sha256 = read_upstream_metadata(r.backbone).sha256;
+        } catch (const Error&) {
+        }
       }
     }
   }

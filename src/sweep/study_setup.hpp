@@ -27,13 +27,26 @@ struct Prepared {
   std::vector<double> cost;              // by trial index: the one cost model's
   std::vector<data::Dataset> datasets;   // opened (none in --simulate)
   std::vector<ResolvedDataset> resolved; // by dataset index: what a worker opens
+  // Upstream key → the SHA-256 its pre-training trial exported, as the results file's /trials recorded it before
+  // this run (its downstream trials load only that file).
+  std::map<std::string, std::string> exported_sha256;
 };
 
 std::string resolved_or_throw(const spec::SpecPath& p, const std::string& what);
-// The results file, every path checked (unless --simulate), the datasets opened, the trials costed.
-Prepared prepare(const Study& study, const RunOptions& o);
+// The results file, every path checked (unless --simulate), the datasets opened, the trials costed. The folders the
+// spec derives from its `results` (checkpoints, pre-trained backbones; unless it names them) are moved to follow the
+// results file this run writes (--results, a shard's file): `study` is updated.
+Prepared prepare(Study& study, const RunOptions& o);
 // The costs of a run's trials without opening anything the run would not (what --dry-run shards by).
 std::vector<double> trial_costs(const Study& study);
+
+// The rows of the results file when the study has [[upstream]] stages and the file exists (none otherwise, or when it
+// cannot be read: the run then refuses it with the reason).
+std::vector<store::TrialRow> upstream_ledger(const Study& study, const std::string& results);
+// A pre-trained model's name depends on which upstream axes vary, so a value added to an axis would rename it, and
+// its downstream trials (keyed by the name) would run again under the new one. A pre-trained model whose downstream
+// trials the file already holds keeps the name they were recorded under; the trials are expanded again.
+void keep_recorded_upstream_names(Study& study, const std::vector<store::TrialRow>& rows);
 
 // The split SHA-256 of each opened dataset, by name (none in --simulate): what a results file's earlier trials of
 // the dataset must share (store::Results::check_run).

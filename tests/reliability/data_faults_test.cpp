@@ -17,10 +17,12 @@
 #include <nlohmann/json.hpp>
 
 #include "support/process.hpp"
+#include "support/small_disk.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/data/loader.hpp"
+#include "xfer/data/pixel_cache.hpp"
 #include "xfer/data/transform.hpp"
 
 namespace fs = std::filesystem;
@@ -118,7 +120,7 @@ class DataFaults : public ::testing::Test {
     return dir.write(name + ".toml",
                      "[study]\nname = \"" + name + "\"\nresults = \"out/" + name + ".h5\"\nselection = \"" + selection +
                          "\"\n\n[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels +
-                         "/squeezenet1_1.pt\"\n\n[[dataset]]\nname = \"" + name + "\"\nkind = \"" + kind +
+                         "/squeezenet1_1.pt\"\nimagenet_top1 = 58.2\n\n[[dataset]]\nname = \"" + name + "\"\nkind = \"" + kind +
                          "\"\nroot = \"" + root + "\"\ninput_size = 32\n" + dataset_extra +
                          "\n[grid]\nepochs = 1\nbatch_size = 8\ninput_size = 32\nweight_decays = [0]\n"
                          "[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [0.001]\n");
@@ -269,6 +271,18 @@ TEST_F(DataFaults, W2_3_JpegWhoseFrameHeaderClaimsAHugeImageIsRefused) {
                                                      "(XFER_MAX_IMAGE_PIXELS); not decoded");
   }
   EXPECT_EQ(data::decode_file(small.string(), false).cols, 40);
+  // Under the limit (8000×8000 = 64 M pixels), the same trick decoded 190 MB of grey filler and was accepted as a
+  // sample (probe 3). The data ends long before the frame does: refused as truncated.
+  const fs::path big = dir / "sof8k.jpg";
+  image("sofbomb", big, 8000, 8000);
+  make_images();
+  try {
+    data::decode_file(big.string(), false);
+    ADD_FAILURE() << "a 16×16 JPEG claiming 8000×8000 decoded";
+  } catch (const data::DecodeError& e) {
+    EXPECT_TRUE(contains(e.what(), big.string() + ": truncated JPEG: its frame header says 8000×8000, but its data "
+                                                  "ends near row")) << e.what();
+  }
   ::setenv("XFER_MAX_IMAGE_PIXELS", "1000", 1);
   try {
     data::decode_file(small.string(), false);
@@ -377,6 +391,156 @@ TEST_F(DataFaults, W2_5_IdWithDotDotComponentsIsRefusedAsAProblem) {
   ASSERT_EQ(d.problems.size(), 1u);
   EXPECT_EQ(d.problems[0].id, "../outside.png");
   EXPECT_TRUE(contains(d.problems[0].reason, "climbs out of the dataset root")) << d.problems[0].reason;
+}
+
+// ---- The device pipeline's input cache (../shared/reliability-probe-3.md BAD-5, BAD-1, BAD-2, W-7.1) ---------------
+
+// The test split's cache of an imagefolder layout at 16 px, and the first image's pixels.
+struct CacheOf {
+  std::unique_ptr<data::PixelCache> cache;
+  std::vector<uint8_t> first;
+};
+CacheOf test_cache(const std::string& root, const std::string& folder, int threads = 1) {
+  const data::Dataset d = data::open("cached", "imagefolder", root, data::SplitSettings{});
+  data::TransformSettings ts;
+  ts.size = 16;
+  CacheOf c;
+  c.cache = data::PixelCache::open_or_build(folder, d, d.indices(data::Split::test), ts, threads);
+  c.first.assign(c.cache->image(0), c.cache->image(0) + c.cache->image_bytes());
+  return c;
+}
+
+// BAD-5: the test images of two classes swapped, names kept (`mv`, as a dataset re-processed in place is): the cache
+// was found by its name and served the old pixels (test 1.0 where the host pipeline gives 0.0). Now the files' size,
+// modification time and inode are part of its name: the swap gets a cache of its own, with the new pixels.
+TEST_F(DataFaults, BAD5_SwappedImagesWithTheSameNamesRebuildTheInputCache) {
+  const std::string root = folder(3), cache = (dir / "ck/input-cache").string();
+  const CacheOf before = test_cache(root, cache);
+  EXPECT_TRUE(before.cache->built_now());
+  fs::rename(dir / "folder/test/cat", dir / "folder/test/x");
+  fs::rename(dir / "folder/test/dog", dir / "folder/test/cat");
+  fs::rename(dir / "folder/test/x", dir / "folder/test/dog");
+  const CacheOf after = test_cache(root, cache);
+  EXPECT_TRUE(after.cache->built_now()) << "the old cache was opened for new contents: " << after.cache->path();
+  EXPECT_NE(after.cache->path(), before.cache->path());
+  EXPECT_NE(after.first, before.first) << "the first test image (test/cat/0.png) still has the old pixels";
+  // Unchanged files: the same cache, opened, not built.
+  EXPECT_FALSE(test_cache(root, cache).cache->built_now());
+}
+
+// W-7.1 and BAD-1 (the cache's part): a cache truncated to half, zeroed at its size, or with its pixels overwritten
+// (header kept) failed every trial that used it (3 attempts each) or trained silently on garbage. Now its header's
+// checksum finds the damage, and the cache is built again with a warning: the trials run.
+TEST_F(DataFaults, BAD1_W7_1_ATruncatedZeroedOrOverwrittenInputCacheIsBuiltAgain) {
+  const std::string root = folder(3), cache = (dir / "ck/input-cache").string();
+  const CacheOf good = test_cache(root, cache);
+  const std::string path = good.cache->path();
+  const auto size = fs::file_size(path);
+  const std::vector<std::pair<std::string, std::function<void()>>> damages = {
+      {"truncated to half", [&] { fs::resize_file(path, size / 2); }},
+      {"zeroed at its size", [&] {
+         fs::remove(path);
+         std::ofstream(path, std::ios::binary) << std::string(size, '\0');
+       }},
+      {"pixels overwritten", [&] {
+         std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+         f.seekp(static_cast<std::streamoff>(size - 3 * 16 * 16));
+         f << std::string(3 * 16 * 16, '\x5a');
+       }}};
+  for (const auto& [what, damage] : damages) {
+    SCOPED_TRACE(what);
+    damage();
+    CacheOf again;
+    ASSERT_NO_THROW(again = test_cache(root, cache));
+    EXPECT_TRUE(again.cache->built_now()) << "a damaged cache was used";
+    EXPECT_EQ(again.cache->path(), path);
+    EXPECT_EQ(again.first, good.first);
+    EXPECT_EQ(fs::file_size(path), size);
+    const uint8_t* last = again.cache->image(again.cache->size() - 1);
+    EXPECT_NE(std::vector<uint8_t>(last, last + again.cache->image_bytes()),
+              std::vector<uint8_t>(again.cache->image_bytes(), 0x5a));
+  }
+}
+
+// The same through `xfer run --input-pipeline device`, as the probe ran it: the cache of every split truncated to
+// half, then a new trial (--extend with a second lr) runs, done at the first attempt, exit 0.
+TEST_F(DataFaults, BAD1_ATruncatedInputCacheCostsTheTrialsNoAttempt) {
+  const std::string root = folder(3);
+  const std::string s1 = spec("ipf", "imagefolder", root, "", "paper");
+  Result r = xfer("run " + quote(s1) + " --no-progress --threads 1 --input-pipeline device");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  std::vector<fs::path> caches;
+  for (const auto& e : fs::directory_iterator(dir / "out/ipf.h5.ckpt/input-cache"))
+    if (e.path().extension() == ".u8") caches.push_back(e.path());
+  ASSERT_FALSE(caches.empty());
+  for (const auto& c : caches) fs::resize_file(c, fs::file_size(c) / 2);
+  std::string text;
+  {
+    std::ifstream in(s1);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const auto at = text.find("lrs = [0.001]");
+  ASSERT_NE(at, std::string::npos);
+  const std::string s2 = dir.write("ipf2.toml", text.replace(at, 13, "lrs = [0.001, 0.0001]"));
+  r = xfer("run " + quote(s2) + " --extend --no-progress --threads 1 --input-pipeline device");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "the input cache is damaged (")) << r.err;
+  EXPECT_TRUE(contains(r.err, "building it again")) << r.err;
+  const Result status = xfer("status " + quote((dir / "out/ipf.h5").string()) + " --json");
+  ASSERT_EQ(status.status, 0) << status.err;
+  EXPECT_EQ(json_of(status)["done"], 2) << status.out;
+  EXPECT_EQ(json_of(status)["failed"], 0) << status.out;
+}
+
+// BAD-2, the data side: the disk fills while the cache is written. The cache's error is an environment error naming
+// the file and ENOSPC (so the sweep can stop, exit 74, attempts kept), no temporary file is left behind, and the
+// cache is built once space is back. (This held before too: the trial still spent its attempts because the torch
+// engine rethrew the cache's error as a plain one — the hook in ../notes/i26d-train-hooks.patch, src/train.)
+TEST_F(DataFaults, BAD2_ADiskThatFillsWhileTheInputCacheIsWrittenIsAnEnvironmentError) {
+  const std::string root = folder(3);
+  SmallDisk disk((dir / "small").string(), 1 << 20);
+  const std::string cache = disk.path() + "/input-cache";
+  fs::create_directories(cache);
+  disk.fill(0);
+  try {
+    test_cache(root, cache);
+    FAIL() << "the cache was written on a full disk";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::environment) << e.what();
+    EXPECT_TRUE(contains(e.what(), "cannot write the input cache")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "(ENOSPC: disk full)")) << e.what();
+    EXPECT_TRUE(contains(e.what(), cache + "/")) << e.what();
+  }
+  for (const auto& e : fs::directory_iterator(cache))
+    EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "left behind: " << e.path();
+  // Space back: the cache is built.
+  disk.free();
+  EXPECT_TRUE(test_cache(root, cache).cache->built_now());
+}
+
+// W-10.1: escape sequences from a results file reached the terminal raw through `status --trials` (a message of
+// ESC]0;PWNED BEL set the terminal's title). Here the message is a failed trial's, naming an image under a folder
+// whose name holds the sequences; status and analyze print them as visible escapes.
+TEST_F(DataFaults, W10_1_EscapeSequencesFromAResultsFileReachTheTerminalAsText) {
+  const std::string root = folder(2);
+  const std::string hostile = "f\x1b]0;PWNED\x07\x1b[31mRED\xc2\x9b" "2J";
+  fs::rename(root, dir / hostile);
+  for (const char* c : {"cat", "dog"})
+    for (int i = 0; i < 2; ++i) std::ofstream(dir / hostile / "train" / c / (std::to_string(i) + ".png"), std::ios::trunc);
+  // The spec names the folder with TOML's escapes (a raw control character is not allowed in a TOML string).
+  const std::string in_toml = (dir / "f\\u001b]0;PWNED\\u0007\\u001b[31mRED\\u009b2J").string();
+  const std::string s = spec("esc", "imagefolder", in_toml, "", "paper");
+  const Result r = xfer("run " + quote(s) + " --no-progress --threads 1");
+  ASSERT_EQ(r.status, exit_status::trials_failed) << r.out << r.err;
+  const std::string file = (dir / "out/esc.h5").string();
+  const Result status = xfer("status " + quote(file) + " --trials");
+  EXPECT_NE(status.out.find("undecodable"), std::string::npos) << status.out;
+  for (const Result& shown : {status, xfer("analyze " + quote(file) + " --no-write --no-figures")}) {
+    EXPECT_EQ(shown.out.find('\x1b'), std::string::npos) << shown.out;
+    EXPECT_EQ(shown.out.find('\x07'), std::string::npos) << shown.out;
+    EXPECT_EQ(shown.out.find("\xc2\x9b"), std::string::npos) << shown.out;
+  }
+  EXPECT_NE(status.out.find("f\\x1b]0;PWNED\\x07\\x1b[31mRED\\u009b2J"), std::string::npos) << status.out;
 }
 
 }  // namespace

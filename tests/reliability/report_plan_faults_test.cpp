@@ -5,6 +5,8 @@
 //   B11    `xfer plan` on 10^7 trials completes in bounded memory (max RSS from GNU time < 1 GB).
 //   W-1.3  a grid above grid::kMaxTrials is refused with its count and the ceiling, exit 2 — plan and run — not
 //          `internal error: std::bad_alloc`.
+//   W-4.1  `xfer submit --dry-run` streams the trials (bounded memory on a 10^6 grid).
+//   W-9    `xfer submit` refuses options out of range and a pod slice's bad hostfile.
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -297,6 +299,52 @@ TEST_F(PlanFaults, W1_3_AGridAboveTheCeilingIsRefusedWithItsCount) {
   EXPECT_NE(run_r.err.find("100000000 trials"), npos) << run_r.err;
   EXPECT_EQ(run_r.err.find("bad_alloc"), npos) << run_r.err;
   EXPECT_FALSE(fs::exists(dir / "out/huge.h5"));
+}
+
+// W-4.1: `submit --dry-run` held every trial of the grid (about 1 KB each: 0.96 GB at 10^6, bad_alloc under a 3 GB
+// address-space limit at 10^7). It streams them now: 10^6 trials render the script in bounded memory.
+TEST_F(PlanFaults, W4_1_SubmitDryRunStreamsTheTrials) {
+  const std::string big = spec("big.toml", 100, 100, 100);
+  const std::string time_file = (dir / "time").string();
+  const Result r = run("ulimit -v 3000000; /usr/bin/time -f '%M' -o " + quote(time_file) + " " + quote(xfer()) +
+                       " submit " + quote(big) + " --time 1-00:00:00 --dry-run");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("#SBATCH --time=1-00:00:00"), npos) << r.out;
+  const long rss_kb = std::stol(read_file(time_file));
+  EXPECT_LT(rss_kb, 400L * 1024L) << "max RSS " << rss_kb << " KB";
+}
+
+// W-9.1–9.4: `submit` options out of range were accepted (a 300-digit time estimate from --gflops-per-gpu 0,
+// --cpus-per-task 0 rendered as 8, --tpu-chips 0 falling through to SLURM's --time question), and a pod slice's
+// hostfile was never read. Each is refused naming the option.
+TEST_F(PlanFaults, W9_SubmitRefusesOptionsOutOfRangeAndABadHostfile) {
+  const std::string s = quote(spec("small.toml", 2, 1, 1));
+  auto submit = [&](const std::string& args) { return run(quote(xfer()) + " submit " + s + " " + args); };
+  for (const std::string& bad : {"--gflops-per-gpu 0", "--gflops-per-gpu nan", "--gflops-per-gpu -5",
+                                 "--gflops-per-core 0", "--cpus-per-task 0", "--tpu-chips 0", "--tpu-chips -1",
+                                 "--tpu-hosts 0"}) {
+    SCOPED_TRACE(bad);
+    const Result r = submit("--time 1:00:00 --dry-run " + bad);
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find(bad.substr(0, bad.find(' '))), npos) << r.err;
+    EXPECT_EQ(r.err.find("--time is required"), npos) << r.err;
+  }
+  // A pod slice's hostfile: missing (outside --dry-run), short of --tpu-hosts, or with a line that is no host name.
+  const Result missing = submit("--tpu-chips 1 --tpu-hosts 3 --tpu-hostfile /nonexistent/hosts");
+  EXPECT_EQ(missing.status, 2) << missing.err;
+  EXPECT_NE(missing.err.find("/nonexistent/hosts: no such file"), npos) << missing.err;
+  const std::string two = dir.write("two", "w0\nw1 slots=1\n# a comment\n");
+  const Result short_file = submit("--tpu-chips 1 --tpu-hosts 3 --tpu-hostfile " + quote(two) + " --dry-run");
+  EXPECT_EQ(short_file.status, 2) << short_file.err;
+  EXPECT_NE(short_file.err.find("2 worker(s), but --tpu-hosts 3"), npos) << short_file.err;
+  const std::string hostile = dir.write("hostile", "w0\nw1;touch pwned\nw2\n");
+  const Result injected = submit("--tpu-chips 1 --tpu-hosts 3 --tpu-hostfile " + quote(hostile) + " --dry-run");
+  EXPECT_EQ(injected.status, 2) << injected.err;
+  EXPECT_NE(injected.err.find(hostile + ":2: \"w1;touch pwned\" is not a worker"), npos) << injected.err;
+  // --job-name is checked for TPU scripts too (it names the script's file).
+  const Result name = submit("--tpu-chips 1 --job-name 'a;b' --dry-run");
+  EXPECT_EQ(name.status, 2) << name.err;
+  EXPECT_NE(name.err.find("--job-name \"a;b\""), npos) << name.err;
 }
 
 }  // namespace

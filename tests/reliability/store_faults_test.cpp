@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 #include "support/small_disk.hpp"
 #include "support/tempdir.hpp"
 #include "xfer/core/digest.hpp"
+#include "xfer/core/error.hpp"
 
 namespace fs = std::filesystem;
 
@@ -162,7 +165,12 @@ TEST_F(StoreFaults, B5_ACorruptedRowIsFlaggedByStatusExcludedByAnalyzeRefusedByR
 
   // The recovery the message gives: merge the file alone, rerun into the result: the lost trial runs again.
   const std::string recovered = (dir / "recovered.h5").string();
-  EXPECT_EQ(xfer_cmd("merge " + quote(recovered) + " " + quote(file)).status, 3);
+  const Result alone = xfer_cmd("merge " + quote(recovered) + " " + quote(file));
+  EXPECT_EQ(alone.status, 3);
+  // W-3.4: the sentence said "the merged file keeps the row from ;" (an empty shard name) where no row is kept.
+  EXPECT_FALSE(has(alone.err, "keeps the row from")) << alone.err;
+  EXPECT_TRUE(has(alone.err, "not merged — a rerun of the spec runs that trial again; it is listed in /merge/conflicts"))
+      << alone.err;
   const Result resumed = run_spec(tiny, "--results " + quote(recovered));
   EXPECT_EQ(resumed.status, 0) << resumed.err;
   EXPECT_TRUE(has(resumed.err, "1 new")) << resumed.err;
@@ -197,6 +205,95 @@ TEST_F(StoreFaults, W31_DamagedSamplesAreNamedAndWrittenAgainByTheRun) {
   EXPECT_TRUE(has(r.err, "/samples/eurosat is damaged")) << r.err;
   const Result again = run_spec(tiny);
   EXPECT_FALSE(has(again.err, "damaged")) << "written again: " << again.err;
+}
+
+// W-3.b: 700 bytes over row 0 where its variable-length strings' heap references are: every command said
+// "read rows: can't read data" (exit 1). Now the message names the table and says the file is damaged (exit 2).
+TEST_F(StoreFaults, W3b_UnreadableTrialsRowsNameTheTableAndSayTheFileIsDamaged) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  ASSERT_EQ(python("import h5py, random\nf = h5py.File('" + file + "', 'r')\n"
+                   "off = f['trials'].id.get_chunk_info(0).byte_offset\nf.close()\nrandom.seed(7)\n"
+                   "with open('" + file + "', 'r+b') as g:\n    g.seek(off + 16)\n"
+                   "    g.write(bytes(random.randrange(256) for _ in range(700)))\n").status, 0);
+  for (const std::string& cmd : {"status " + quote(file), "analyze " + quote(file) + " --no-write --no-figures"}) {
+    SCOPED_TRACE(cmd);
+    const Result r = xfer_cmd(cmd);
+    if (r.status == 2 && has(r.out, "corrupted (checksum mismatch")) continue;  // the bytes fell on checked values
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_TRUE(has(r.err, "table /trials")) << r.err;
+    EXPECT_TRUE(has(r.err, "the results file is damaged there")) << r.err;
+  }
+}
+
+// W-3.1: bytes over a compressed chunk of /samples/eurosat (it no longer inflates): `run` failed with "read rows:
+// can't read data". The table is derived from the dataset: the run says it is damaged and writes it again.
+TEST_F(StoreFaults, W31_ASamplesChunkThatNoLongerInflatesIsWrittenAgainByTheRun) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  ASSERT_EQ(python("import h5py\nf = h5py.File('" + file + "', 'r')\ni = f['samples/eurosat'].id.get_chunk_info(0)\n"
+                   "f.close()\nwith open('" + file + "', 'r+b') as g:\n    g.seek(i.byte_offset + i.size // 2)\n"
+                   "    g.write(bytes(range(256)) * 2)\n").status, 0);
+  const Result r = run_spec(tiny);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(has(r.err, "/samples/eurosat is damaged (its rows cannot be read")) << r.err;
+  const Result again = run_spec(tiny);
+  EXPECT_EQ(again.status, 0) << again.err;
+  EXPECT_FALSE(has(again.err, "damaged")) << "written again: " << again.err;
+}
+
+// W-8.1: `xfer merge` of a shard a live run holds said nothing, and the merged file called its running trials
+// orphaned. Now it is refused, naming the run, unless --force.
+TEST_F(StoreFaults, W81_MergingAShardALiveRunHoldsIsRefusedWithoutForce) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  const std::string file = (dir / "out/tiny.h5").string();
+  // The lock of a live process on this host (this test's own pid), as a running `xfer run` leaves it.
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  std::ofstream(file + ".lock") << nlohmann::json{{"host", host}, {"pid", static_cast<int>(::getpid())},
+                                                  {"slurm_job_id", ""}, {"started_utc", "2026-01-01T00:00:00Z"}}
+                                       .dump()
+                                << "\n";
+  const std::string merged = (dir / "m.h5").string();
+  const Result r = xfer_cmd("merge " + quote(merged) + " " + quote(file));
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_TRUE(has(r.err, file + " is being written by a live run")) << r.err;
+  EXPECT_TRUE(has(r.err, "--force")) << r.err;
+  EXPECT_FALSE(fs::exists(merged));
+  const Result forced = xfer_cmd("merge " + quote(merged) + " " + quote(file) + " --force");
+  EXPECT_EQ(forced.status, 0) << forced.err;
+  EXPECT_TRUE(has(forced.err, "warning")) << forced.err;
+  fs::remove(file + ".lock");
+}
+
+// W-3.a: on a read-only file system, `analyze --no-write` failed with "internal error: filesystem error: cannot
+// create directories" and `run` called the lock folder a bad input (exit 2). Now: the folder named with --out as the
+// way out (exit 74), `run` exit 74 naming the read-only file system.
+TEST_F(StoreFaults, W3a_AReadOnlyFileSystemIsNamedAndAnalyzeSaysToUseOut) {
+  const std::string tiny = spec("tiny.toml", "tiny", "out/tiny.h5");
+  ASSERT_EQ(run_spec(tiny).status, 0);
+  SmallDisk disk((dir / "rofs").string(), 4 << 20);
+  const std::string file = disk.path() + "/tiny.h5";
+  fs::copy_file(dir / "out/tiny.h5", file);
+  ASSERT_EQ(run("mount -o remount,ro " + quote(disk.path())).status, 0);
+  const Result a = xfer_cmd("analyze " + quote(file) + " --no-write --no-figures");
+  EXPECT_EQ(a.status, exit_status::environment) << a.err;
+  EXPECT_FALSE(has(a.err, "internal error")) << a.err;
+  EXPECT_TRUE(has(a.err, "tiny.h5.analysis: cannot create the folder for the tables")) << a.err;
+  EXPECT_TRUE(has(a.err, "--out")) << a.err;
+  EXPECT_TRUE(has(a.err, "EROFS")) << a.err;
+  EXPECT_EQ(xfer_cmd("analyze " + quote(file) + " --no-write --no-figures --out " + quote((dir / "tables").string()))
+                .status, 0);
+  const Result w = xfer_cmd("analyze " + quote(file) + " --no-figures");
+  EXPECT_EQ(w.status, exit_status::environment) << w.err;
+  EXPECT_TRUE(has(w.err, "read-only file system")) << w.err;
+  const Result r = run_spec(tiny, "--results " + quote(file));
+  EXPECT_EQ(r.status, exit_status::environment) << r.err;
+  EXPECT_TRUE(has(r.err, "read-only file system")) << r.err;
+  run("mount -o remount,rw " + quote(disk.path()));
 }
 
 // ---- B6 and W-3.3: the disk fills ------------------------------------------------------------------------------
@@ -313,6 +410,145 @@ TEST_F(StoreFaults, W42_StatusCallsADeadWritersLockStaleAndTheTakeoverClosesItsR
   ASSERT_EQ(reasons.size(), 2u);
   EXPECT_EQ(reasons[0], "killed (lock taken over)");
   EXPECT_EQ(reasons[1], "finished");
+}
+
+// ---- The upstream stage's files (../shared/reliability-probe-3.md BAD-6, BAD-7, BAD-8) ----------------------------
+
+const std::string kFashion = "/usr/share/datasets/fashion-mnist";
+
+// Pre-training squeezenet1_1 on Fashion-MNIST 0–4, fine-tuning on 5–9: 100 images each, 1 epoch at 32 px.
+class UpstreamFaults : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kFashion + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  std::string spec(const std::string& file, const std::string& upstream_epochs, const std::string& lrs) {
+    std::string datasets;
+    for (const auto& [name, classes] : {std::pair<const char*, const char*>{"fm04", "0,1,2,3,4"}, {"fm59", "5,6,7,8,9"}})
+      datasets += std::string("[[dataset]]\nname = \"") + name + "\"\nkind = \"idx\"\nroot = \"" + kFashion +
+                  "\"\nclasses = \"" + classes + "\"\ninput_size = 32\nlimit_train = 100\nlimit_test = 50\n\n";
+    return dir.write(file, "[study]\nname = \"up\"\nresults = \"out/up.h5\"\nselection = \"holdout\"\n\n"
+                           "[[model]]\nname = \"squeezenet1_1\"\nbackbone = \"" + kModels + "/squeezenet1_1.pt\"\n\n" +
+                           datasets + "[[upstream]]\nname = \"fm\"\ndataset = \"fm04\"\nmodels = [\"squeezenet1_1\"]\n"
+                           "epochs = [" + upstream_epochs + "]\nlrs = [1e-3]\nbatch_size = 32\n\n"
+                           "[grid]\nepochs = 1\nbatch_size = 32\ninput_size = 32\nweight_decays = [1e-4]\n\n"
+                           "[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [" + lrs + "]\n");
+  }
+  std::string run_command(const std::string& spec_path, const std::string& args = "") {
+    return quote(xfer()) + " run " + quote(spec_path) + " --no-progress --threads 1 " + args;
+  }
+  // The /trials rows, as h5py reads them.
+  nlohmann::json rows(const std::string& h5) {
+    const std::string py = dir.write("rows.py",
+                                     "import sys, json, h5py\n"
+                                     "with h5py.File(sys.argv[1], 'r') as f:\n"
+                                     "    t = f['trials'][()]\n"
+                                     "    cols = ['key', 'model', 'stage', 'upstream', 'status', 'backbone_sha256', "
+                                     "'exported_sha256', 'message']\n"
+                                     "    d = lambda v: v.decode() if isinstance(v, bytes) else str(v)\n"
+                                     "    print(json.dumps([{c: d(r[c]) for c in cols} for r in t]))\n");
+    const Result r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(h5));
+    EXPECT_EQ(r.status, 0) << r.err;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::array();
+  }
+  static nlohmann::json of_stage(const nlohmann::json& all, const std::string& stage) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : all)
+      if (r["stage"] == stage) out.push_back(r);
+    return out;
+  }
+  static bool has(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+  TempDir dir{"upstream_faults"};
+};
+
+// BAD-7 (and the newcomer's run 2.10): a second results file of the same spec (--results) wrote its checkpoints and
+// its exported backbones into the first file's folders (<spec results>.ckpt, .upstream), overwriting the backbone the
+// first file's later trials then trained from. Every folder derived from a results file now follows the file used:
+// two runs at once into two files, each with its own checkpoints, input cache and backbones, each downstream trial
+// trained from its own file's export.
+TEST_F(UpstreamFaults, BAD7_TwoRunsAtOnceIntoTwoResultsFilesNeverShareAFolder) {
+  const std::string s = spec("up.toml", "1", "1e-3");
+  const std::string a = (dir / "out/up.h5").string(), b = (dir / "alt/b.h5").string();
+  const int pa = spawn(run_command(s, "--input-pipeline device"), (dir / "a.out").string(), (dir / "a.err").string());
+  const int pb = spawn(run_command(s, "--input-pipeline device --results " + quote(b)), (dir / "b.out").string(),
+                       (dir / "b.err").string());
+  EXPECT_EQ(wait_for(pa), 0) << run("cat " + quote((dir / "a.err").string())).out;
+  EXPECT_EQ(wait_for(pb), 0) << run("cat " + quote((dir / "b.err").string())).out;
+  for (const std::string& file : {a, b}) {
+    SCOPED_TRACE(file);
+    EXPECT_TRUE(fs::is_directory(file + ".ckpt/input-cache")) << "its checkpoint folder is elsewhere";
+    const auto all = rows(file);
+    const auto up = of_stage(all, "upstream");
+    ASSERT_EQ(up.size(), 1u) << all;
+    ASSERT_EQ(up[0]["status"], "done") << all;
+    const std::string pt = file + ".upstream/" + up[0]["key"].get<std::string>() + ".pt";
+    ASSERT_TRUE(fs::exists(pt)) << "its backbone was exported elsewhere";
+    EXPECT_EQ(sha256_file_hex(pt), up[0]["exported_sha256"]) << "another run's backbone is in its folder";
+    for (const auto& r : of_stage(all, "downstream"))
+      if (r["upstream"] != "") EXPECT_EQ(r["backbone_sha256"], up[0]["exported_sha256"]) << r;
+  }
+}
+
+// BAD-6: the pre-trained backbone swapped (here for the random-init export) with its .json's SHA-256 edited to match:
+// the new downstream trial trained from it. The ledger's exported_sha256 is what a downstream trial checks now: it
+// fails, naming both hashes, and never trains from the swapped file.
+TEST_F(UpstreamFaults, BAD6_ASwappedBackboneWithAnEditedJsonIsRefusedByTheLedgersHash) {
+  ASSERT_EQ(run(run_command(spec("up.toml", "1", "1e-3"))).status, 0);
+  const std::string file = (dir / "out/up.h5").string();
+  const auto up = of_stage(rows(file), "upstream");
+  ASSERT_EQ(up.size(), 1u);
+  const std::string key = up[0]["key"].get<std::string>(), exported = up[0]["exported_sha256"].get<std::string>();
+  const std::string pt = file + ".upstream/" + key + ".pt", json = file + ".upstream/" + key + ".json";
+  fs::copy_file(kModels + "/squeezenet1_1.pt", pt, fs::copy_options::overwrite_existing);
+  const std::string swapped = sha256_file_hex(pt);
+  ASSERT_NE(swapped, exported);
+  nlohmann::json meta;
+  std::ifstream(json) >> meta;
+  meta["sha256"] = swapped;
+  std::ofstream(json, std::ios::trunc) << meta.dump(2);
+
+  const Result r = run(run_command(spec("up2.toml", "1", "1e-3, 1e-4"), "--extend"));
+  EXPECT_EQ(r.status, exit_status::trials_failed) << r.err;
+  int refused = 0;
+  for (const auto& t : of_stage(rows(file), "downstream")) {
+    if (t["upstream"] != key) continue;
+    if (t["status"] == "done") EXPECT_NE(t["backbone_sha256"], swapped) << "trained from the swapped backbone: " << t;
+    if (t["status"] == "failed") {
+      ++refused;
+      const std::string m = t["message"].get<std::string>();
+      EXPECT_TRUE(has(m, swapped) && has(m, exported)) << m;
+      EXPECT_TRUE(has(m, "changed or replaced")) << m;
+    }
+  }
+  EXPECT_EQ(refused, 1);
+}
+
+// BAD-8: a value added to an upstream axis (epochs [1] → [1, 2]) renamed the pre-trained model (squeezenet1_1+fm →
+// squeezenet1_1+fm-e1); its downstream trials ran again under the new name, and `analyze` counted the backbone twice.
+// Now a pre-trained model keeps the name its trials were recorded under: one downstream trial per backbone, one point.
+TEST_F(UpstreamFaults, BAD8_AValueAddedToAnUpstreamAxisRenamesNothingAndAnalyzeCountsEachBackboneOnce) {
+  ASSERT_EQ(run(run_command(spec("up.toml", "1", "1e-3"))).status, 0);
+  const std::string file = (dir / "out/up.h5").string();
+  const std::string first = of_stage(rows(file), "upstream")[0]["key"].get<std::string>();
+  const std::string s2 = spec("up2.toml", "1, 2", "1e-3");
+  const Result dry = run(quote(xfer()) + " run " + quote(s2) + " --extend --dry-run --json");
+  ASSERT_EQ(dry.status, 0) << dry.err;
+  EXPECT_EQ(nlohmann::json::parse(dry.out)["would_run"].size(), 2u) << "the new upstream trial and its downstream one: "
+                                                                    << dry.out;
+  const Result r = run(run_command(s2, "--extend"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::map<std::string, std::vector<std::string>> names;  // upstream key → its downstream trials' model names
+  for (const auto& t : of_stage(rows(file), "downstream"))
+    if (t["upstream"] != "") names[t["upstream"].get<std::string>()].push_back(t["model"].get<std::string>());
+  ASSERT_EQ(names.size(), 2u);
+  EXPECT_EQ(names[first], std::vector<std::string>{"squeezenet1_1+fm"}) << "renamed and fine-tuned again";
+  const Result analyze = run(quote(xfer()) + " analyze " + quote(file) + " --no-write --json");
+  ASSERT_EQ(analyze.status, 0) << analyze.err;
+  std::set<std::string> seen;
+  const auto j = nlohmann::json::parse(analyze.out);
+  for (const auto& d : j["datasets"])
+    for (const auto& p : d["points"]) EXPECT_TRUE(seen.insert(p["upstream"].get<std::string>()).second) << p;
+  EXPECT_EQ(seen.size(), 2u);
 }
 
 }  // namespace

@@ -3,10 +3,13 @@
 // normalisation run on the trial's device. Each image is the evaluation transform's output at the trial's size
 // (resize the shorter side to S / crop_pct, centre-crop S; Pillow-exact, data/transform.hpp) — for training, with
 // crop_pct 1, the square the device's random crops are drawn from. Samples that do not decode are marked and their
-// problems kept. The file's name is a digest of what it holds (dataset, the split's sample ids and files, size,
-// crop, colour order), so trials sharing a dataset and size share it and anything else gets its own; it is written
-// to a temporary name and renamed, so ranks that build it at once, or a job killed while building it, never leave
-// a partial file under the final name. Plain C++ (OpenCV through data/).
+// problems kept. The file's name is a digest of what it holds (dataset, the split's sample ids, its files with their
+// size, modification time and inode — or the pixels of images held in memory —, size, crop, colour order), so trials
+// sharing a dataset and size share it, and anything else, changed images included, gets its own. It is written to a
+// temporary name unique across hosts (mkstemp) and renamed, so ranks that build it at once, or a job killed while
+// building it, never leave a partial file under the final name. Its header holds a checksum of its pixels, checked
+// once per process: a truncated, zeroed or overwritten cache is built again (with a warning), and one damaged right
+// after it was built is an environment error, as is a full disk while it is written. Plain C++ (OpenCV through data/).
 #pragma once
 
 #include <cstdint>

@@ -270,6 +270,7 @@ class Results {
 // silently. Shards of different specs or different splits are refused.
 struct MergeConflict {
   std::string key, kept_from, other, kept_status, other_status, reason;
+  bool damaged = false;  // `other` is a corrupted row (its reason says what the merged file holds); not a column
   double kept_test_metric = 0, other_test_metric = 0, kept_val_metric = 0, other_val_metric = 0;
 };
 struct MergeReport {
