@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -15,8 +16,10 @@
 #include "support/process.hpp"
 #include "support/small_disk.hpp"
 #include "support/tempdir.hpp"
+#include "xfer/analysis/study.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
+#include "xfer/store/store.hpp"
 
 namespace fs = std::filesystem;
 
@@ -24,6 +27,8 @@ namespace xfer::test {
 namespace {
 
 const std::string kModels = XFER_TEST_MODELS;
+
+bool has_text(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
 class StoreFaults : public WithFixtureDatasets {
  protected:
@@ -549,6 +554,61 @@ TEST_F(UpstreamFaults, BAD8_AValueAddedToAnUpstreamAxisRenamesNothingAndAnalyzeC
   for (const auto& d : j["datasets"])
     for (const auto& p : d["points"]) EXPECT_TRUE(seen.insert(p["upstream"].get<std::string>()).second) << p;
   EXPECT_EQ(seen.size(), 2u);
+}
+
+// BAD-8, the analysis side: a file from before names were kept holds one backbone (upstream trial U) fine-tuned under
+// two names. `analyze` plotted both: 6 points from 4 pre-training runs. Each upstream key is now one point, with a note.
+TEST(UpstreamAnalysis, BAD8_OneBackboneUnderTwoNamesIsOnePoint) {
+  TempDir dir("upstream_analysis");
+  const std::string path = (dir / "doubled.h5").string(), spec = "[study]\nname = \"d\"\n";
+  auto res = store::Results::open_or_create(path, "d", spec);
+  std::vector<store::DatasetRow> datasets;
+  for (const char* name : {"up", "down"}) {
+    store::DatasetRow d;
+    d.name = name, d.kind = "imagefolder", d.metric = "accuracy", d.validation = "holdout";
+    d.n_train = 40, d.n_val = 8, d.n_test = 20, d.classes = 2;
+    datasets.push_back(d);
+  }
+  res.write_study(spec, {{"arch", "w", "", "", 60, 1, 8}, {"arch+up", "upstream:u", "", "", 0, 1, 8},
+                         {"arch+up-lr0.001", "upstream:u", "", "", 0, 1, 8}, {"arch+up2", "upstream:v", "", "", 0, 1, 8}},
+                  datasets);
+  int n = 0;
+  auto done = [&](const std::string& key, const std::string& model, const std::string& dataset,
+                  const std::string& stage, const std::string& upstream, double test) {
+    store::TrialRow t;
+    t.key = key, t.model = model, t.dataset = dataset, t.kind = "imagefolder", t.metric = "accuracy";
+    t.optimizer = "adamw", t.wd_mode = "over_lr", t.augmentation = "none", t.schedule = "cosine";
+    t.precision = "fp32", t.stage = stage, t.upstream = upstream, t.epochs = 1, t.order = n++;
+    t.val_metric = t.test_metric = NAN;
+    t.status = "pending";
+    res.add_trials({t});
+    t.status = "running", t.attempts = 1;
+    res.record_started(t);
+    store::CurveRow c;
+    c.key = key, c.attempt = 1, c.epoch = 0, c.lr = 1e-3, c.train_loss = 1, c.val_metric = 0.5, c.test_metric = test;
+    t.epochs_done = 1;
+    res.record_epoch(t, c);
+    t.status = "done", t.best_epoch = 0, t.val_metric = 0.5, t.test_metric = test;
+    res.record_finished(t, {c}, {}, {});
+  };
+  done("00000000000000a1", "arch", "up", "upstream", "", 0.40);
+  done("00000000000000a2", "arch", "up", "upstream", "", 0.55);
+  done("00000000000000b1", "arch+up", "down", "downstream", "00000000000000a1", 0.30);
+  done("00000000000000b2", "arch+up-lr0.001", "down", "downstream", "00000000000000a1", 0.31);
+  done("00000000000000b3", "arch+up2", "down", "downstream", "00000000000000a2", 0.35);
+  analysis::Options o;
+  o.resamples = 100;
+  o.point_resamples = 0;
+  const auto study = analysis::from_results(path, o);
+  const auto it = std::find_if(study.datasets.begin(), study.datasets.end(),
+                               [](const analysis::DatasetResult& d) { return d.name == "down"; });
+  ASSERT_NE(it, study.datasets.end());
+  std::multiset<std::string> keys;
+  for (const auto& p : it->points) keys.insert(p.upstream_key);
+  EXPECT_EQ(keys, (std::multiset<std::string>{"00000000000000a1", "00000000000000a2"}));
+  std::string notes;
+  for (const auto& note : it->notes) notes += note + "\n";
+  EXPECT_TRUE(has_text(notes, "the same backbone (upstream trial 00000000000000a1)")) << notes;
 }
 
 }  // namespace
