@@ -46,6 +46,12 @@ void write_all(int fd, const void* p, size_t n, off_t at, const std::string& pat
   }
 }
 
+// A file's size, modification time (ns) and inode: what changes when its content is replaced or edited.
+std::string stamp(const struct stat& st) {
+  return fmt::format("{} {}.{:09d} {}", static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
+                     static_cast<long>(st.st_mtim.tv_nsec), static_cast<unsigned long long>(st.st_ino));
+}
+
 }  // namespace
 
 std::string PixelCache::key(const Dataset& d, const std::vector<int64_t>& indices, const TransformSettings& eval) {
@@ -60,11 +66,7 @@ std::string PixelCache::key(const Dataset& d, const std::vector<int64_t>& indice
     auto [it, fresh] = seen.try_emplace(path);
     if (fresh) {
       struct stat st {};
-      it->second = ::stat(path.c_str(), &st) != 0
-                       ? std::string("missing")
-                       : fmt::format("{} {}.{:09d} {}", static_cast<long long>(st.st_size),
-                                     static_cast<long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec),
-                                     static_cast<unsigned long long>(st.st_ino));
+      it->second = ::stat(path.c_str(), &st) != 0 ? std::string("missing") : stamp(st);
     }
     return it->second;
   };
@@ -226,11 +228,6 @@ void build(const std::string& folder, const std::string& path, const Dataset& d,
 // Caches this process has checked already (path → size and modification time): each is checked once.
 std::mutex checked_mu;
 std::unordered_map<std::string, std::string> checked;
-
-std::string stamp(const struct stat& st) {
-  return fmt::format("{} {}.{} {}", static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
-                     static_cast<long>(st.st_mtim.tv_nsec), static_cast<unsigned long long>(st.st_ino));
-}
 
 }  // namespace
 
