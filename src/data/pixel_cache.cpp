@@ -125,10 +125,6 @@ int create_temporary(const std::string& path, std::string& tmp) {
   return fd;
 }
 
-}  // namespace
-
-namespace {
-
 // Where a cache's parts lie: a page of header, a byte per image (usable or not), page-aligned pixels.
 struct Layout {
   int64_t n = 0;

@@ -3,10 +3,10 @@
 #include <filesystem>
 #include <set>
 
-#include "slurm.hpp"
-#include "upstream_backbone.hpp"
 #include <spdlog/spdlog.h>
 
+#include "slurm.hpp"
+#include "upstream_backbone.hpp"
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/digest.hpp"
 #include "xfer/core/error.hpp"
