@@ -20,6 +20,14 @@ torch::Tensor criterion_sum(const Criterion& c, const torch::Tensor& logits, con
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).label_smoothing(c.label_smoothing));
 }
 
+AutocastScope::AutocastScope(bool on, at::ScalarType dtype) : on_(on), dtype_(dtype) {
+  if (on_) model::set_autocast(true, dtype_);
+}
+
+AutocastScope::~AutocastScope() {
+  if (on_) model::set_autocast(false, dtype_);
+}
+
 double forward_backward(model::Classifier& model, const data::Batch& b, const torch::Tensor& x, const StepSettings& s) {
   double loss_value = 0;
   const int64_t n = b.n;
@@ -29,10 +37,12 @@ double forward_backward(model::Classifier& model, const data::Batch& b, const to
     if (hi <= lo) continue;
     // Autocast covers the forward pass and the loss (the criterion runs in float32 either way: it casts the logits,
     // as autocast's fp32 list does); turning it off clears the cast cache, so weights are cast again next step.
-    if (s.autocast) model::set_autocast(true, s.autocast_dtype);
-    auto logits = model.forward(x.slice(0, lo, hi));
-    auto loss = criterion_sum(s.criterion, logits, b, lo, hi) / static_cast<double>(b.global_n);
-    if (s.autocast) model::set_autocast(false, s.autocast_dtype);
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(s.autocast, s.autocast_dtype);
+      auto logits = model.forward(x.slice(0, lo, hi));
+      loss = criterion_sum(s.criterion, logits, b, lo, hi) / static_cast<double>(b.global_n);
+    }
     loss_value += loss.item<double>();
     if (s.before_backward) s.before_backward(k == m - 1);
     (s.loss_scale != 1.0 ? loss * s.loss_scale : loss).backward();

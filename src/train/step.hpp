@@ -32,6 +32,21 @@ struct StepSettings {
   std::function<void(bool completes_step)> before_backward;
 };
 
+// CUDA autocast on for a scope (nothing when `on` is false): the destructor turns it off and clears the cast cache,
+// so an exception in the forward pass (an out-of-memory the OOM policy catches) cannot leave the thread's autocast
+// state on for the retry, the next trial on this worker, or its evaluation (autocast is thread-local state).
+class AutocastScope {
+ public:
+  AutocastScope(bool on, at::ScalarType dtype);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  at::ScalarType dtype_;
+};
+
 // Forward and backward of the batch `x` (this rank's shard of `b`) in micro-batches, gradients accumulated. Each
 // part's loss is its criterion sum divided by the global batch, so summing gradients over the group gives the full
 // batch's mean gradient. Returns the shard's unscaled loss.

@@ -218,9 +218,11 @@ class TorchEngine final : public Engine {
     while (auto b = loader.next()) {
       if (b->n == 0) continue;
       auto x = images(*b);
-      if (step_.autocast) model::set_autocast(true, step_.autocast_dtype);
-      auto logits = model_->forward(x).to(torch::kFloat);
-      if (step_.autocast) model::set_autocast(false, step_.autocast_dtype);
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(step_.autocast, step_.autocast_dtype);
+        logits = model_->forward(x).to(torch::kFloat);
+      }
       out.loss_sum += criterion_sum(step_.criterion, logits, *b, 0, b->n).item<double>();
       out.count += b->n;
       auto probs = (step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).to(torch::kCPU).contiguous();

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -142,6 +143,31 @@ TEST(Step, TheLossScaleMultipliesTheGradients) {
   EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st), plain, 1e-9) << "the reported loss is unscaled";
   const auto g2 = gradients(m);
   for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(torch::allclose(g2[i], g1[i] * 1024, 1e-5, 1e-5));
+}
+
+bool cuda_autocast_on() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
+TEST(Step, AForwardPassThatThrowsLeavesAutocastOff) {
+  // Autocast is thread-local: an exception in the forward pass (a CUDA out-of-memory, which the OOM policy catches
+  // and retries) must not leave it on for the retry, the next trial on this thread or its evaluation.
+  TempDir dir("autocast");
+  model::Classifier m(flatten_backbone(dir), kSize, kClasses, 5);
+  const auto s = shard(false);
+  train::StepSettings st;
+  st.criterion.classes = kClasses;
+  st.autocast = true;
+  ASSERT_FALSE(cuda_autocast_on());
+  const auto wrong = torch::zeros({kN, 3, kSize + 1, kSize + 1});  // the head's input size does not match
+  EXPECT_ANY_THROW(train::forward_backward(m, s.batch, wrong, st));
+  EXPECT_FALSE(cuda_autocast_on()) << "autocast left on after the exception";
+  train::AutocastScope scope(false, at::kBFloat16);
+  EXPECT_FALSE(cuda_autocast_on()) << "a scope that is off changes nothing";
 }
 
 // A group of two whose peer holds the same gradients, and reports what it was given.
