@@ -111,7 +111,7 @@ class EpochLoop {
     key_ = t_.key().str();
     schedule_ = LearningRateSchedule::of(t_);
     const auto t0 = Clock::now();
-    engine_ = factory.make(EngineContext{t_, d_, env_, g_, key_});
+    agreed("set up its engine", [&] { engine_ = factory.make(EngineContext{t_, d_, env_, g_, key_}); });
     r.threads = engine_->threads();
     r.device = engine_->device();
     engine_->prepare();
@@ -153,13 +153,31 @@ class EpochLoop {
       if (!s) s = std::make_unique<data::Loader>(d_, idx, tf, o);
       return s;
     };
-    train_loader_ = source(train_idx, train_tf, true);
-    val_loader_ = source(d_.indices(data::Split::val), eval_tf, false);
     val_is_test_ = d_.validation == Validation::paper;
-    if (!val_is_test_) test_loader_ = source(d_.indices(data::Split::test), eval_tf, false);
+    agreed("open its data", [&] {
+      train_loader_ = source(train_idx, train_tf, true);
+      val_loader_ = source(d_.indices(data::Split::val), eval_tf, false);
+      if (!val_is_test_) test_loader_ = source(d_.indices(data::Split::test), eval_tf, false);
+    });
     micro_ = std::max(1, env_.micro_batches);
     if (!env_.step_log.empty() && g_.rank() == 0) step_log_.open(env_.step_log, std::ios::app);
     spdlog::debug("trial {}: model, optimizer and loaders ready in {:.3g} s", key_, seconds_since(t0));
+  }
+
+  // A per-rank part of the set-up, then the group's agreement on whether it failed anywhere: no rank goes on to a
+  // collective call (the NCCL bootstrap, the next agreement) that a failed peer never makes.
+  template <class F>
+  void agreed(const char* what, F&& part) {
+    std::exception_ptr failed;
+    try {
+      part();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (g_.any(failed != nullptr)) {
+      if (failed) std::rethrow_exception(failed);
+      throw Error(fmt::format("trial {}: a data-parallel peer failed to {} (its log says why)", key_, what));
+    }
   }
 
   // ---- checkpoints -------------------------------------------------------------------------------------------
@@ -278,10 +296,14 @@ class EpochLoop {
         engine_->begin_step(lr);
         while (true) {
           a = engine_->forward_backward(*b, micro_, loss_scale_.value());
-          if (g_.any(!a.failure.empty())) throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
+          if (g_.any(!a.failure.empty())) {
+            engine_->abandon_step();
+            throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
+          }
           if (!g_.any(a.out_of_memory)) break;
           const OomDecision next = after_out_of_memory(micro_, b->n, env_.oom_retry);
           if (g_.any(!next.retry)) {
+            engine_->abandon_step();
             r.status = Status::oom;
             r.message = fmt::format("out of memory at epoch {} step {} with {} micro-batch(es) of the {}-sample batch",
                                     epoch, step, micro_, t_.batch_size);
