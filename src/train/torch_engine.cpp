@@ -22,6 +22,7 @@
 
 #if defined(XFER_TORCH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -179,7 +180,17 @@ class TorchEngine final : public Engine {
   // A batch's images on the device: the device pipeline's own tensor, or the host loader's buffer copied there.
   torch::Tensor images(const data::Batch& b) {
     if (b.device_images) return DeviceInput::images(b);
-    return torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+    auto x = torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+#if defined(XFER_TORCH_CUDA)
+    if (device_.is_cuda()) {
+      // The copy reads the loader's pinned slot when the stream gets there: the loader refills the slot only after
+      // it (its worker waits on this event, not the training thread).
+      auto copied = std::make_shared<at::cuda::CUDAEvent>();
+      copied->record(c10::cuda::getCurrentCUDAStream(device_.index()));
+      b.hold_until([copied] { copied->synchronize(); });  // sync-ok: runs in the loader's worker
+    }
+#endif
+    return x;
   }
 
   StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
@@ -189,7 +200,7 @@ class TorchEngine final : public Engine {
       auto x = images(b);
       step_.micro_batches = micro_batches;
       step_.loss_scale = loss_scale;
-      a.loss = train::forward_backward(*model_, b, x, step_);
+      a.loss = train::forward_backward(*model_, b, x, step_).value();
     } catch (const c10::Error& e) {
       if (is_oom(e)) a.out_of_memory = true;
       else a.failure = e.what_without_backtrace();
@@ -256,6 +267,9 @@ class TorchEngine final : public Engine {
     model_->train(false);
     torch::NoGradGuard ng;
     SplitOutputs out;
+    // Accumulated on the device, copied to the host once per split: no synchronisation per batch.
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    std::vector<torch::Tensor> probs;
     while (auto b = loader.next()) {
       if (b->n == 0) continue;
       auto x = images(*b);
@@ -264,11 +278,15 @@ class TorchEngine final : public Engine {
         AutocastScope autocast(step_.autocast, step_.autocast_dtype);
         logits = model_->forward(x).to(torch::kFloat);
       }
-      out.loss_sum += criterion_sum(step_.criterion, logits, *b, 0, b->n).item<double>();
+      loss_sum += criterion_sum(step_.criterion, logits, batch_targets(step_.criterion, *b)).to(torch::kDouble);
       out.count += b->n;
-      auto probs = (step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).to(torch::kCPU).contiguous();
+      probs.push_back(step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1));
       out.samples.insert(out.samples.end(), b->samples.begin(), b->samples.end());
-      out.scores.insert(out.scores.end(), probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+    }
+    out.loss_sum = loss_sum.item<double>();
+    if (!probs.empty()) {
+      const auto all = torch::cat(probs).to(torch::kCPU).contiguous();
+      out.scores.assign(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
     }
     model_->train(true);
     return out;

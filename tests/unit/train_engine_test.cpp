@@ -4,6 +4,8 @@
 // The backbone is a TorchScript module made here (flatten: no BatchNorm, so micro-batches change nothing).
 #include <array>
 #include <cmath>
+#include <fstream>
+#include <regex>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -90,13 +92,13 @@ TEST(Criterion, CrossEntropyWithSmoothingAndBinaryCrossEntropyPerClass) {
       const double q = (k == s.batch.labels[i] ? 0.9 : 0.0) + 0.1 / kClasses;
       expected -= q * logp[i][k].item<double>();
     }
-  EXPECT_NEAR(train::criterion_sum(c, logits, s.batch, 0, kN).item<double>(), expected, 1e-5);
+  EXPECT_NEAR(train::criterion_sum(c, logits, train::batch_targets(c, s.batch)).item<double>(), expected, 1e-5);
   // Samples [2, 5) alone.
   double part = 0;
   for (int i = 2; i < 5; ++i)
     for (int k = 0; k < kClasses; ++k)
       part -= ((k == s.batch.labels[i] ? 0.9 : 0.0) + 0.1 / kClasses) * logp[i][k].item<double>();
-  EXPECT_NEAR(train::criterion_sum(c, logits.slice(0, 2, 5), s.batch, 2, 5).item<double>(), part, 1e-5);
+  EXPECT_NEAR(train::criterion_sum(c, logits.slice(0, 2, 5), train::batch_targets(c, s.batch).slice(0, 2, 5)).item<double>(), part, 1e-5);
 
   c.multilabel = true;
   double bce = 0;
@@ -106,7 +108,7 @@ TEST(Criterion, CrossEntropyWithSmoothingAndBinaryCrossEntropyPerClass) {
       const double p = 1 / (1 + std::exp(-z));
       bce -= y * std::log(p) + (1 - y) * std::log(1 - p);
     }
-  EXPECT_NEAR(train::criterion_sum(c, logits, s.batch, 0, kN).item<double>(), bce / kClasses, 1e-5);
+  EXPECT_NEAR(train::criterion_sum(c, logits, train::batch_targets(c, s.batch)).item<double>(), bce / kClasses, 1e-5);
 }
 
 TEST(Step, MicroBatchesAccumulateTheSameLossAndGradientsAsOnePass) {
@@ -116,12 +118,12 @@ TEST(Step, MicroBatchesAccumulateTheSameLossAndGradientsAsOnePass) {
   const auto s = shard(false);
   train::StepSettings st;
   st.criterion.classes = kClasses;
-  const double one = train::forward_backward(m, s.batch, s.x, st);
+  const double one = train::forward_backward(m, s.batch, s.x, st).value();
   const auto whole = gradients(m);
   for (int micro : {2, 3, 8}) {
     zero(m);
     st.micro_batches = micro;
-    EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st), one, 1e-6) << micro;
+    EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st).value(), one, 1e-6) << micro;
     const auto parts = gradients(m);
     for (size_t i = 0; i < whole.size(); ++i) EXPECT_TRUE(torch::allclose(parts[i], whole[i], 1e-5, 1e-7)) << micro;
   }
@@ -129,7 +131,7 @@ TEST(Step, MicroBatchesAccumulateTheSameLossAndGradientsAsOnePass) {
   train::Criterion c;
   c.classes = kClasses;
   torch::NoGradGuard ng;
-  const double mean = train::criterion_sum(c, m.forward(s.x), s.batch, 0, kN).item<double>() / kN;
+  const double mean = train::criterion_sum(c, m.forward(s.x), train::batch_targets(c, s.batch)).item<double>() / kN;
   EXPECT_NEAR(one, mean / 2, 1e-6);
 }
 
@@ -139,11 +141,11 @@ TEST(Step, TheLossScaleMultipliesTheGradients) {
   const auto s = shard(false);
   train::StepSettings st;
   st.criterion.classes = kClasses;
-  const double plain = train::forward_backward(m, s.batch, s.x, st);
+  const double plain = train::forward_backward(m, s.batch, s.x, st).value();
   const auto g1 = gradients(m);
   zero(m);
   st.loss_scale = 1024;
-  EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st), plain, 1e-9) << "the reported loss is unscaled";
+  EXPECT_NEAR(train::forward_backward(m, s.batch, s.x, st).value(), plain, 1e-9) << "the reported loss is unscaled";
   const auto g2 = gradients(m);
   for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(torch::allclose(g2[i], g1[i] * 1024, 1e-5, 1e-5));
 }
@@ -171,6 +173,52 @@ TEST(Step, AForwardPassThatThrowsLeavesAutocastOff) {
   EXPECT_FALSE(cuda_autocast_on()) << "autocast left on after the exception";
   train::AutocastScope scope(false, at::kBFloat16);
   EXPECT_FALSE(cuda_autocast_on()) << "a scope that is off changes nothing";
+}
+
+// Host synchronisations in `code`, one message per line: reading a device value (.item, a copy to the CPU), a
+// blocking copy to the device (a .to(device) without non_blocking), an explicit synchronize. A line that says
+// "sync-ok:" (and why) is allowed.
+std::vector<std::string> host_syncs(const std::string& code, const std::string& where) {
+  static const std::regex sync(R"(\.item\s*[<(]|kCPU|\.cpu\(\)|synchronize\(|\.to\(\s*[\w.]*device\w*\s*\))");
+  std::vector<std::string> found;
+  std::istringstream in(code);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n)
+    if (std::regex_search(line, sync) && line.find("sync-ok:") == std::string::npos)
+      found.push_back(where + " line " + std::to_string(n) + ": " + line);
+  return found;
+}
+
+std::string read_source(const std::string& path) {
+  std::ifstream in(std::string(XFER_SOURCE_DIR) + "/" + path);
+  EXPECT_TRUE(in) << path;
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The body of the function whose definition starts with `signature` in `code`.
+std::string function_body(const std::string& code, const std::string& signature) {
+  const auto at = code.find(signature);
+  EXPECT_NE(at, std::string::npos) << signature;
+  if (at == std::string::npos) return "";
+  size_t i = code.find('{', at), depth = 0;
+  const size_t open = i;
+  for (; i < code.size(); ++i) {
+    if (code[i] == '{') ++depth;
+    if (code[i] == '}' && --depth == 0) break;
+  }
+  return code.substr(open, i - open + 1);
+}
+
+TEST(Step, NoHostSynchronisationComesBackIntoTheTrainingStep) {
+  // Each one stalls the GPU while the host launches the rest of the step, and the per-step syncs once hid a race on
+  // the loader's pinned slots (gpu-review S1, W1).
+  EXPECT_EQ(host_syncs("    loss_value += loss.item<double>();\n    .to(torch::kLong).to(c.device);\n", "old step").size(), 2u)
+      << "the guard finds what the step did before";
+  std::vector<std::string> found = host_syncs(read_source("src/train/step.cpp"), "step.cpp");
+  const std::string engine = read_source("src/train/torch_engine.cpp");
+  for (const char* f : {"StepAttempt forward_backward(", "torch::Tensor images(", "void exchange_gradients()"})
+    for (auto& s : host_syncs(function_body(engine, f), std::string("torch_engine.cpp ") + f)) found.push_back(s);
+  for (const auto& s : found) ADD_FAILURE() << "a host synchronisation in the training step: " << s;
 }
 
 // A group of two whose peer holds the same gradients, and reports what it was given.
