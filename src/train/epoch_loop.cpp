@@ -142,7 +142,8 @@ class EpochLoop {
       o.threads = loader_threads;
       o.prefetch = std::max(2, 2 * loader_threads);
       o.cache = !train;
-      engine_->configure_loader(o);
+      // Pinned host memory only for the training stream, whose copies overlap compute; evaluation copies are few.
+      if (train) engine_->configure_loader(o);
       return o;
     };
     const auto train_idx = d_.indices(data::Split::train);

@@ -14,24 +14,41 @@
 
 #include "xfer/core/error.hpp"
 
+#if defined(XFER_TORCH_CUDA)
+#include <c10/cuda/CUDAStream.h>
+#endif
 #if defined(XFER_HAVE_NCCL)
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
 #endif
 
 namespace xfer::train {
 
+namespace {
+
+// MPI has no stream semantics: it reads device memory (CUDA-aware MPI) when called, unordered with the kernels
+// enqueued to write it (torch::cat, AccumulateGrad). The host waits for the current stream first.
+void settle_for_mpi([[maybe_unused]] const torch::Tensor& t) {
+#if defined(XFER_TORCH_CUDA)
+  if (t.is_cuda()) c10::cuda::getCurrentCUDAStream(t.device().index()).synchronize();
+#endif
+}
+
+}  // namespace
+
 // ---- the flat exchange ---------------------------------------------------------------------------------------------
 
 void GroupGradientExchange::zero_gradients() {
-  // As LibTorch 1.x's Optimizer::zero_grad: detached and zeroed in place, the storage kept.
+  // As LibTorch 1.x's Optimizer::zero_grad: detached and zeroed in place, the storage kept — in one launch over
+  // every gradient (_foreach_zero_), not a kernel per parameter.
+  std::vector<torch::Tensor> grads;
   for (auto& p : params_)
     if (p.grad().defined()) {
       p.mutable_grad().detach_();
-      p.mutable_grad().zero_();
+      grads.push_back(p.grad());
     }
+  if (!grads.empty()) at::_foreach_zero_(grads);
 }
 
 void GroupGradientExchange::finish() {
@@ -44,6 +61,7 @@ void GroupGradientExchange::finish() {
   auto flat = torch::cat(grads);
   const bool direct = !device_.is_cuda() || group_.accepts_device_pointers();
   auto buffer = direct ? flat.contiguous() : flat.to(torch::kCPU).contiguous();
+  if (direct) settle_for_mpi(buffer);
   group_.allreduce_sum(buffer.data_ptr<float>(), static_cast<size_t>(buffer.numel()));
   if (!direct) buffer = buffer.to(device_);
   int64_t at = 0;
@@ -73,18 +91,22 @@ class GroupReducer final : public BucketReducer {
 
   void start(torch::Tensor& flat) override {
     if (!stage_) {
+      settle_for_mpi(flat);  // CUDA-aware MPI reads the bucket now: its last gradient must be written
       group_.start_allreduce_sum(flat.data_ptr<float>(), static_cast<size_t>(flat.numel()));
       return;
     }
-    // Copied on the stream backward runs on: the copy waits for the bucket's last gradient.
-    auto host = flat.to(torch::kCPU).contiguous();
-    group_.start_allreduce_sum(host.data_ptr<float>(), static_cast<size_t>(host.numel()));
-    staged_.emplace_back(flat, host);
+    // Staged through host memory: a blocking copy here, inside the autograd hook, would stall backward once per
+    // bucket. The buckets are copied and summed in wait_all, after backward (no overlap, no stall).
+    staged_.emplace_back(flat, torch::Tensor());
   }
 
   void progress() override { group_.progress(); }
 
   void wait_all() override {
+    for (auto& [device, host] : staged_) {
+      host = device.to(torch::kCPU).contiguous();
+      group_.start_allreduce_sum(host.data_ptr<float>(), static_cast<size_t>(host.numel()));
+    }
     group_.wait_all();
     torch::NoGradGuard ng;
     for (auto& [device, host] : staged_) device.copy_(host);

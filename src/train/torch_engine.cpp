@@ -135,7 +135,9 @@ class TorchEngine final : public Engine {
 
   void configure_loader(data::LoaderOptions& o) override {
     if (!device_.is_cuda()) return;
-    // Pinned host buffers for asynchronous copies.
+    // Pinned host buffers for asynchronous copies. The host allocator rounds each up to a power of two and keeps it
+    // page-locked for the process's life: a slot per decode thread and two ready is enough to keep the GPU fed.
+    o.prefetch = std::min(o.prefetch, o.threads + 2);
     o.allocate = [this](size_t n) {
       auto tensor = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
       void* p = tensor.data_ptr();

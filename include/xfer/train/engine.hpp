@@ -49,7 +49,8 @@ class Engine {
   virtual int64_t parameters() const = 0;     // after prepare()
   virtual int feature_dim() const = 0;        // after prepare()
   virtual bool scales_loss() const = 0;       // fp16 in force: the loop keeps a LossScale
-  // Host buffers for the loaders (e.g. pinned memory for asynchronous copies to a GPU); default: the loader's own.
+  // Host buffers for the training loader (e.g. pinned memory for asynchronous copies to a GPU); default: the
+  // loader's own.
   virtual void configure_loader(data::LoaderOptions&) {}
   // The engine's own batch source for a split (the device input pipeline: decoded once into a pixel cache, crops and
   // normalisation on the device), or nullptr for the host loader (data::Loader) with these settings.
