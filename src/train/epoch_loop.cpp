@@ -259,8 +259,28 @@ class EpochLoop {
 
   Evaluation evaluate(data::BatchSource& loader, int epoch) {
     loader.start_epoch(epoch);
-    return evaluate_split(engine_->forward_split(loader), d_, t_.metric, g_);
+    Ticking ticking(loader, env_.progress);
+    return evaluate_split(engine_->forward_split(ticking), d_, t_.metric, g_);
   }
+
+  // A split's batches for evaluation, each counted as progress.
+  class Ticking final : public data::BatchSource {
+   public:
+    Ticking(data::BatchSource& inner, std::atomic<int64_t>* progress) : inner_(inner), progress_(progress) {}
+    int64_t size() const override { return inner_.size(); }
+    int64_t batches_per_epoch() const override { return inner_.batches_per_epoch(); }
+    void start_epoch(int epoch, int64_t first_batch) override { inner_.start_epoch(epoch, first_batch); }
+    std::shared_ptr<const data::Batch> next() override {
+      if (progress_) ++*progress_;
+      return inner_.next();
+    }
+    std::vector<data::Problem> problems() const override { return inner_.problems(); }
+    data::EpochTally epoch_tally() const override { return inner_.epoch_tally(); }
+
+   private:
+    data::BatchSource& inner_;
+    std::atomic<int64_t>* progress_;
+  };
 
   // ---- the loop ---------------------------------------------------------------------------------------------
   void loop(Result& r) {
@@ -337,6 +357,7 @@ class EpochLoop {
           return;
         }
         engine_->apply_step(lr);
+        if (env_.progress) ++*env_.progress;
         loss_sum_ += global_loss;
         ++steps_;
         images_ += b->global_n;
