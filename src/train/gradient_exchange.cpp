@@ -54,21 +54,32 @@ void GroupGradientExchange::zero_gradients() {
 void GroupGradientExchange::finish() {
   if (group_.size() == 1) return;
   std::vector<torch::Tensor> grads;
-  for (auto& p : params_) {
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad().reshape({-1}));
+  // After the gradients, one flag per parameter: 1 where this rank has a gradient. Summed with them, it says which
+  // parameters have one anywhere.
+  std::vector<float> defined(params_.size(), 0.0f);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& p = params_[i];
+    grads.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+    defined[i] = p.grad().defined() ? 1.0f : 0.0f;
   }
+  grads.push_back(torch::from_blob(defined.data(), {static_cast<int64_t>(defined.size())}, torch::kFloat).to(device_));
   auto flat = torch::cat(grads);
   const bool direct = !device_.is_cuda() || group_.accepts_device_pointers();
   auto buffer = direct ? flat.contiguous() : flat.to(torch::kCPU).contiguous();
   if (direct) settle_for_mpi(buffer);
   group_.allreduce_sum(buffer.data_ptr<float>(), static_cast<size_t>(buffer.numel()));
+  const auto anywhere = buffer.slice(0, buffer.numel() - static_cast<int64_t>(params_.size())).to(torch::kCPU).contiguous();
+  const float* has = anywhere.data_ptr<float>();
   if (!direct) buffer = buffer.to(device_);
   int64_t at = 0;
   torch::NoGradGuard ng;
-  for (auto& p : params_) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& p = params_[i];
     const int64_t k = p.numel();
-    p.mutable_grad().copy_(buffer.slice(0, at, at + k).view_as(p));
+    if (has[i] > 0) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::empty_like(p);
+      p.mutable_grad().copy_(buffer.slice(0, at, at + k).view_as(p));
+    }
     at += k;
   }
 }
@@ -369,8 +380,9 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& byte
 }
 
 BucketedGradientExchange::BucketedGradientExchange(std::vector<torch::Tensor> parameters,
-                                                   std::unique_ptr<BucketReducer> reducer, BucketOptions options)
-    : reducer_(std::move(reducer)), options_(options) {
+                                                   std::unique_ptr<BucketReducer> reducer, BucketOptions options,
+                                                   Group* group)
+    : reducer_(std::move(reducer)), options_(options), group_(group) {
   for (auto& p : parameters)
     if (p.requires_grad()) params_.push_back(p);
   std::vector<int64_t> bytes;
@@ -384,6 +396,8 @@ BucketedGradientExchange::BucketedGradientExchange(std::vector<torch::Tensor> pa
   const auto plan = assign_buckets(bytes, options_.first_bytes, options_.cap_bytes);
   bucket_of_.resize(params_.size());
   seen_.assign(params_.size(), false);
+  used_.assign(params_.size(), 0.0f);
+  ever_used_.assign(params_.size(), false);
   for (size_t b = 0; b < plan.size(); ++b) {
     Bucket k;
     k.params = plan[b];
@@ -402,16 +416,16 @@ BucketedGradientExchange::BucketedGradientExchange(std::vector<torch::Tensor> pa
     }
     buckets_.push_back(std::move(k));
   }
-  if (options_.overlap)
-    for (size_t i = 0; i < params_.size(); ++i) {
-      auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
-      hooks_.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-          [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
-            ready(i);
-            return outputs;
-          })));
-      accumulators_.push_back(std::move(acc));
-    }
+  // Hooks with or without overlap: they also record which parameters backward reached.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
+    hooks_.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          ready(i);
+          return outputs;
+        })));
+    accumulators_.push_back(std::move(acc));
+  }
   attach_views();
 }
 
@@ -453,6 +467,7 @@ void BucketedGradientExchange::zero_gradients() {
   }
   attach_views();
   std::fill(seen_.begin(), seen_.end(), false);
+  std::fill(used_.begin(), used_.end(), 0.0f);
   next_bucket_ = 0;
   armed_ = false;
   started_in_backward_ = 0;
@@ -461,6 +476,7 @@ void BucketedGradientExchange::zero_gradients() {
 void BucketedGradientExchange::before_backward(bool completes_step) { armed_ = completes_step && options_.overlap; }
 
 void BucketedGradientExchange::ready(size_t param) {
+  used_[param] = 1.0f;
   if (!armed_ || seen_[param]) return;
   seen_[param] = true;
   auto& b = buckets_[bucket_of_[param]];
@@ -503,6 +519,14 @@ void BucketedGradientExchange::finish() {
   while (next_bucket_ < buckets_.size()) start(buckets_[next_bucket_++]);
   reducer_->wait_all();
   attempt_open_ = false;
+  // Which parameters any rank has used: known on the host once backward has returned (the hooks ran), summed over
+  // the group in host memory. One never used keeps no gradient, as on one rank, where it never gets one.
+  std::vector<float> used = used_;
+  if (group_ && group_->size() > 1) group_->allreduce_sum(used.data(), used.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    ever_used_[i] = ever_used_[i] || used[i] > 0;
+    if (!ever_used_[i]) params_[i].mutable_grad() = torch::Tensor();
+  }
 }
 
 std::vector<torch::Tensor> BucketedGradientExchange::gradient_storage() {

@@ -33,7 +33,9 @@ class GradientExchange {
   // Before each backward of the step; `completes_step` for the one after which the gradients are final (the last
   // micro-batch): only then may hooks start sums.
   virtual void before_backward(bool /*completes_step*/) {}
-  // After the last backward: every gradient is its sum over the group (an undefined gradient counts as zeros).
+  // After the last backward: every gradient is its sum over the group (an undefined gradient counts as zeros). A
+  // parameter no rank has given a gradient yet keeps none, so the optimizer skips it as it does on one rank (no
+  // weight decay, no moments for a branch the backbone never uses).
   virtual void finish() = 0;
   // Every rank calls it at the same point when the group agreed to give up a step it began (an out-of-memory with
   // no retry left, a failure on any rank): the open attempt's sums are completed, matched across the group (the
@@ -140,9 +142,10 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<int64_t>& byte
 
 class BucketedGradientExchange final : public GradientExchange {
  public:
-  // The parameters that require a gradient, all float32 on one device (throws otherwise).
+  // The parameters that require a gradient, all float32 on one device (throws otherwise). `group`: the ranks that
+  // agree which parameters any of them has used (nullptr: this rank alone).
   BucketedGradientExchange(std::vector<torch::Tensor> parameters, std::unique_ptr<BucketReducer> reducer,
-                           BucketOptions options = {});
+                           BucketOptions options = {}, Group* group = nullptr);
   ~BucketedGradientExchange() override;
   BucketedGradientExchange(const BucketedGradientExchange&) = delete;
   BucketedGradientExchange& operator=(const BucketedGradientExchange&) = delete;
@@ -176,6 +179,9 @@ class BucketedGradientExchange final : public GradientExchange {
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;      // parameter → bucket
   std::vector<bool> seen_;             // parameter's hook fired in this step's last backward
+  std::vector<float> used_;            // parameter's hook fired in any backward of this attempt (1) or not (0)
+  std::vector<bool> ever_used_;        // by any rank, in any step so far
+  Group* group_ = nullptr;
   size_t next_bucket_ = 0;
   bool armed_ = false;
   bool attempt_open_ = false;          // zero_gradients() began a step that finish() has not ended

@@ -389,7 +389,7 @@ class TorchEngine final : public Engine {
       }
     }
     if (!reducer) reducer = group_reducer(*group_, device_);
-    return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o);
+    return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o, group_);
   }
 
   // Every member's "host/GPU UUID", in group rank order.

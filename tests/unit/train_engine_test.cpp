@@ -233,7 +233,7 @@ class TwinGroup final : public train::SoloGroup {
   }
 };
 
-TEST(GradientExchange, SumsEveryGradientInOneBucketAndFillsMissingOnesWithZeros) {
+TEST(GradientExchange, SumsEveryGradientInOneBucketAndLeavesOneNoRankHasUndefined) {
   auto a = torch::ones({2, 3}, torch::requires_grad());
   auto b = torch::ones({4}, torch::requires_grad());
   (a * torch::arange(6).reshape({2, 3})).sum().backward();
@@ -241,10 +241,9 @@ TEST(GradientExchange, SumsEveryGradientInOneBucketAndFillsMissingOnesWithZeros)
   TwinGroup g;
   train::GroupGradientExchange exchange(params, g, torch::kCPU);
   exchange.finish();
-  EXPECT_EQ(g.reduced, 10u) << "one all-reduce over all 10 values";
+  EXPECT_EQ(g.reduced, 12u) << "one all-reduce over all 10 values and a flag per parameter";
   EXPECT_TRUE(torch::equal(a.grad(), 2 * torch::arange(6).reshape({2, 3}).to(torch::kFloat)));
-  ASSERT_TRUE(b.grad().defined());
-  EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({4})));
+  EXPECT_FALSE(b.grad().defined()) << "no rank has a gradient for it: none, as on one rank";
 
   train::SoloGroup solo;
   train::GroupGradientExchange alone(params, solo, torch::kCPU);
@@ -421,6 +420,48 @@ TEST(GradientExchange, BucketedAndOverlappedSumsEqualTheFlatExchangeBitForBitAnd
   }
   EXPECT_GT(during[0], 0) << "hooks started sums during the last micro-batch's backward";
   EXPECT_GT(during[1], 0);
+}
+
+TEST(GradientExchange, AParameterNoRankHasUsedKeepsNoGradientSoTheOptimizerLeavesItAsOnOneRank) {
+  // A branch the forward pass never reaches (a backbone's unused head): on one rank its gradient stays undefined and
+  // AdamW skips it; N ranks must not give it a zero gradient that decays it and moves its moments.
+  for (Kind kind : {Kind::flat, Kind::bucketed, Kind::overlap}) {
+    const TwoHalves data;
+    ThreadPair pair;
+    std::array<torch::nn::Sequential, 2> nets{small_net(), small_net()};
+    std::array<torch::nn::Linear, 2> unused{torch::nn::Linear(3, 2), torch::nn::Linear(3, 2)};
+    const auto before = unused[0]->weight.clone();
+    unused[1]->weight.set_data(before.clone());
+    auto rank_main = [&](int rank) {
+      torch::set_num_threads(1);
+      ThreadGroup group(pair, rank);
+      auto params = nets[rank]->parameters();
+      for (auto& p : unused[rank]->parameters()) params.push_back(p);
+      std::unique_ptr<train::GradientExchange> ex;
+      if (kind == Kind::flat) ex = std::make_unique<train::GroupGradientExchange>(params, group, torch::kCPU);
+      else {
+        train::BucketOptions o;
+        o.first_bytes = 64;
+        o.cap_bytes = 512;
+        o.overlap = kind == Kind::overlap;
+        ex = std::make_unique<train::BucketedGradientExchange>(params, train::group_reducer(group, torch::kCPU), o, &group);
+      }
+      torch::optim::AdamW opt(params, torch::optim::AdamWOptions(0.1).weight_decay(0.5));
+      for (int step = 0; step < 2; ++step) {
+        ex->zero_gradients();
+        ex->before_backward(true);
+        data.loss(nets[rank], rank, 0, 1).backward();
+        ex->finish();
+        opt.step();
+      }
+      EXPECT_FALSE(unused[rank]->weight.grad().defined()) << "rank " << rank;
+      EXPECT_TRUE(torch::equal(unused[rank]->weight, before)) << "rank " << rank << ": the optimizer moved it";
+      EXPECT_TRUE(nets[rank]->parameters()[0].grad().defined());
+    };
+    std::thread peer(rank_main, 1);
+    rank_main(0);
+    peer.join();
+  }
 }
 
 TEST(GradientExchange, AnAttemptAbandonedOnOneRankKeepsTheGroupsSumsMatched) {
