@@ -308,6 +308,11 @@ class ThreadGroup final : public train::SoloGroup {
   int size() const override { return 2; }
   void allreduce_sum(float* data, size_t n) override { pair_.sum(rank_, data, n); }
   void start_allreduce_sum(float* data, size_t n) override { started_.emplace_back(data, n); }
+  bool any(bool flag) override {
+    float f = flag ? 1.0f : 0.0f;
+    pair_.sum(rank_, &f, 1);
+    return f > 0;
+  }
   void wait_all() override {
     for (auto& [d, n] : started_) pair_.sum(rank_, d, n);
     sums += started_.size();
@@ -829,6 +834,29 @@ TEST(TorchEngine, ThePrecisionNoteOnTheCpuNamesTheTrial) {
   engine->prepare();
   EXPECT_EQ(engine->parameters(), 3 * kSize * kSize * kClasses + kClasses) << "flatten: only the head learns";
   EXPECT_EQ(engine->feature_dim(), 3 * kSize * kSize);
+}
+
+TEST(TorchEngine, ARankThatCannotBuildItsModelStopsItsPeerBeforeTheExchangeIsBootstrapped) {
+  // NCCL's bootstrap is collective and blocking: a peer that failed before it (a backbone it cannot load, an
+  // out-of-memory moving the model) left the others waiting there for ever. The group agrees first.
+  ThreadPair pair;
+  std::array<std::string, 2> errors;
+  auto rank_main = [&](int rank) {
+    EngineFixture f;
+    if (rank == 1) f.env.backbone = (f.dir / "missing.pt").string();
+    ThreadGroup group(pair, rank);
+    auto engine = train::TorchEngineFactory().make(train::EngineContext{f.trial, f.data, f.env, group, f.key});
+    try {
+      engine->prepare();
+    } catch (const std::exception& e) {
+      errors[rank] = e.what();
+    }
+  };
+  std::thread peer(rank_main, 1);
+  rank_main(0);
+  peer.join();
+  EXPECT_NE(errors[0].find("a data-parallel peer could not build its model"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("missing.pt"), std::string::npos) << errors[1];
 }
 
 TEST(TorchEngine, ReadsOutOfMemoryFromTorchsErrors) {
