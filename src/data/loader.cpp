@@ -82,7 +82,10 @@ struct Loader::Impl {
     cv_work.notify_all();
     cv_ready.notify_all();
     for (auto& w : workers) w.join();
-    for (auto& s : slots) o.release(s.buffer);
+    for (auto& s : slots) {
+      s.batch.await_holds();
+      o.release(s.buffer);
+    }
   }
 
   // This rank's positions in global batch b: [lo, hi) of the epoch order.
@@ -162,6 +165,7 @@ struct Loader::Impl {
       lock.unlock();
       std::exception_ptr err;
       try {
+        slot.batch.await_holds();  // an asynchronous copy of the slot's previous batch is done
         fill(slot, b, ep, gen);
       } catch (...) {
         err = std::current_exception();

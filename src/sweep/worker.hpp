@@ -3,6 +3,8 @@
 // (sweep/resolved_trial.hpp), so a worker rank never reads the spec or stats its paths.
 #pragma once
 
+#include <atomic>
+
 #include <map>
 #include <string>
 
@@ -27,6 +29,7 @@ class Worker {
   void train(const Order& order, MpiGroup* group, bool leader, Report& fin);
 
   const RunOptions& o_;
+  std::atomic<int64_t> progress_{0};  // the running trial's steps and evaluation batches (train::Environment)
   MpiRuntime& mpi_;
   Transport transport_;
   std::map<std::string, data::Dataset> datasets_;  // by dataset name: opened once per rank

@@ -40,6 +40,10 @@ DeviceInput::DeviceInput(const data::Dataset& d, std::vector<int64_t> indices, d
   mean_ = torch::tensor(std::vector<float>(t_.mean.begin(), t_.mean.end())).view({1, 3, 1, 1}).to(device_);
   std_ = torch::tensor(std::vector<float>(t_.std.begin(), t_.std.end())).view({1, 3, 1, 1}).to(device_);
   next_ = batches_;  // no epoch started
+#if defined(XFER_TORCH_CUDA)
+  if (device_.is_cuda())
+    stream_ = std::make_shared<c10::cuda::CUDAStream>(c10::cuda::getStreamFromPool(false, device_.index()));
+#endif
 }
 
 DeviceInput::~DeviceInput() {
@@ -138,7 +142,7 @@ std::shared_ptr<data::Batch> DeviceInput::make(int64_t b, int epoch) {
     if (device_.is_cuda()) {
       // On a copy stream: this batch's copy and transform overlap the previous batch's training.
       c10::cuda::CUDAGuard guard(device_);
-      auto stream = c10::cuda::getStreamFromPool(false, device_.index());
+      const auto& stream = *static_cast<c10::cuda::CUDAStream*>(stream_.get());
       c10::cuda::CUDAStreamGuard on(stream);
       holder->images = transform(host.to(device_, /*non_blocking=*/true), batch->samples, epoch);
       holder->ready = std::make_shared<at::cuda::CUDAEvent>();

@@ -61,6 +61,9 @@ class DeviceInput final : public data::BatchSource {
   int64_t next_ = 0;
   std::vector<int64_t> order_;
   std::future<std::shared_ptr<data::Batch>> ahead_;  // the next batch, being prepared
+  // CUDA: the copy stream, one for the pipeline's life — the caching allocator reuses a freed block only on the
+  // stream it was allocated on, so a pool stream per batch would cache every batch's temporaries apart.
+  std::shared_ptr<void> stream_;
   mutable std::mutex mu_;
   std::set<int64_t> bad_;
   std::vector<data::Problem> problems_;

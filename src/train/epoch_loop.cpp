@@ -111,7 +111,7 @@ class EpochLoop {
     key_ = t_.key().str();
     schedule_ = LearningRateSchedule::of(t_);
     const auto t0 = Clock::now();
-    engine_ = factory.make(EngineContext{t_, d_, env_, g_, key_});
+    agreed("set up its engine", [&] { engine_ = factory.make(EngineContext{t_, d_, env_, g_, key_}); });
     r.threads = engine_->threads();
     r.device = engine_->device();
     engine_->prepare();
@@ -142,7 +142,8 @@ class EpochLoop {
       o.threads = loader_threads;
       o.prefetch = std::max(2, 2 * loader_threads);
       o.cache = !train;
-      engine_->configure_loader(o);
+      // Pinned host memory only for the training stream, whose copies overlap compute; evaluation copies are few.
+      if (train) engine_->configure_loader(o);
       return o;
     };
     const auto train_idx = d_.indices(data::Split::train);
@@ -153,13 +154,31 @@ class EpochLoop {
       if (!s) s = std::make_unique<data::Loader>(d_, idx, tf, o);
       return s;
     };
-    train_loader_ = source(train_idx, train_tf, true);
-    val_loader_ = source(d_.indices(data::Split::val), eval_tf, false);
     val_is_test_ = d_.validation == Validation::paper;
-    if (!val_is_test_) test_loader_ = source(d_.indices(data::Split::test), eval_tf, false);
+    agreed("open its data", [&] {
+      train_loader_ = source(train_idx, train_tf, true);
+      val_loader_ = source(d_.indices(data::Split::val), eval_tf, false);
+      if (!val_is_test_) test_loader_ = source(d_.indices(data::Split::test), eval_tf, false);
+    });
     micro_ = std::max(1, env_.micro_batches);
     if (!env_.step_log.empty() && g_.rank() == 0) step_log_.open(env_.step_log, std::ios::app);
     spdlog::debug("trial {}: model, optimizer and loaders ready in {:.3g} s", key_, seconds_since(t0));
+  }
+
+  // A per-rank part of the set-up, then the group's agreement on whether it failed anywhere: no rank goes on to a
+  // collective call (the NCCL bootstrap, the next agreement) that a failed peer never makes.
+  template <class F>
+  void agreed(const char* what, F&& part) {
+    std::exception_ptr failed;
+    try {
+      part();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (g_.any(failed != nullptr)) {
+      if (failed) std::rethrow_exception(failed);
+      throw Error(fmt::format("trial {}: a data-parallel peer failed to {} (its log says why)", key_, what));
+    }
   }
 
   // ---- checkpoints -------------------------------------------------------------------------------------------
@@ -240,8 +259,28 @@ class EpochLoop {
 
   Evaluation evaluate(data::BatchSource& loader, int epoch) {
     loader.start_epoch(epoch);
-    return evaluate_split(engine_->forward_split(loader), d_, t_.metric, g_);
+    Ticking ticking(loader, env_.progress);
+    return evaluate_split(engine_->forward_split(ticking), d_, t_.metric, g_);
   }
+
+  // A split's batches for evaluation, each counted as progress.
+  class Ticking final : public data::BatchSource {
+   public:
+    Ticking(data::BatchSource& inner, std::atomic<int64_t>* progress) : inner_(inner), progress_(progress) {}
+    int64_t size() const override { return inner_.size(); }
+    int64_t batches_per_epoch() const override { return inner_.batches_per_epoch(); }
+    void start_epoch(int epoch, int64_t first_batch) override { inner_.start_epoch(epoch, first_batch); }
+    std::shared_ptr<const data::Batch> next() override {
+      if (progress_) ++*progress_;
+      return inner_.next();
+    }
+    std::vector<data::Problem> problems() const override { return inner_.problems(); }
+    data::EpochTally epoch_tally() const override { return inner_.epoch_tally(); }
+
+   private:
+    data::BatchSource& inner_;
+    std::atomic<int64_t>* progress_;
+  };
 
   // ---- the loop ---------------------------------------------------------------------------------------------
   void loop(Result& r) {
@@ -278,10 +317,14 @@ class EpochLoop {
         engine_->begin_step(lr);
         while (true) {
           a = engine_->forward_backward(*b, micro_, loss_scale_.value());
-          if (g_.any(!a.failure.empty())) throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
+          if (g_.any(!a.failure.empty())) {
+            engine_->abandon_step();
+            throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
+          }
           if (!g_.any(a.out_of_memory)) break;
           const OomDecision next = after_out_of_memory(micro_, b->n, env_.oom_retry);
           if (g_.any(!next.retry)) {
+            engine_->abandon_step();
             r.status = Status::oom;
             r.message = fmt::format("out of memory at epoch {} step {} with {} micro-batch(es) of the {}-sample batch",
                                     epoch, step, micro_, t_.batch_size);
@@ -314,6 +357,7 @@ class EpochLoop {
           return;
         }
         engine_->apply_step(lr);
+        if (env_.progress) ++*env_.progress;
         loss_sum_ += global_loss;
         ++steps_;
         images_ += b->global_n;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 
 #include <torch/torch.h>
 
@@ -18,8 +19,26 @@ struct Criterion {
   torch::Device device{torch::kCPU};
 };
 
-// The criterion summed over samples [lo, hi) of the batch, whose logits are given.
-torch::Tensor criterion_sum(const Criterion& c, const torch::Tensor& logits, const data::Batch& b, int64_t lo, int64_t hi);
+// The batch's labels (int64, n) or 0/1 targets (float32, n × classes) on the criterion's device. On CUDA they are
+// staged in pinned memory and copied without blocking (a pageable copy would synchronise the host with the GPU).
+torch::Tensor batch_targets(const Criterion& c, const data::Batch& b);
+
+// The criterion summed over the samples whose logits and targets (rows of batch_targets) are given.
+torch::Tensor criterion_sum(const Criterion& c, const torch::Tensor& logits, const torch::Tensor& targets);
+
+// A loss on the device, its copy to host memory enqueued right behind the forward pass that produced it: value()
+// waits for that copy alone (on CUDA, an event after it), not for the backward pass queued behind it, so the GPU
+// stays busy while the host reads it.
+class LossReading {
+ public:
+  LossReading() = default;
+  explicit LossReading(const torch::Tensor& loss);
+  double value() const;
+
+ private:
+  torch::Tensor host_;
+  std::shared_ptr<void> copied_;  // CUDA: the event after the copy
+};
 
 struct StepSettings {
   Criterion criterion;
@@ -32,9 +51,24 @@ struct StepSettings {
   std::function<void(bool completes_step)> before_backward;
 };
 
+// CUDA autocast on for a scope (nothing when `on` is false): the destructor turns it off and clears the cast cache,
+// so an exception in the forward pass (an out-of-memory the OOM policy catches) cannot leave the thread's autocast
+// state on for the retry, the next trial on this worker, or its evaluation (autocast is thread-local state).
+class AutocastScope {
+ public:
+  AutocastScope(bool on, at::ScalarType dtype);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool on_;
+  at::ScalarType dtype_;
+};
+
 // Forward and backward of the batch `x` (this rank's shard of `b`) in micro-batches, gradients accumulated. Each
 // part's loss is its criterion sum divided by the global batch, so summing gradients over the group gives the full
-// batch's mean gradient. Returns the shard's unscaled loss.
-double forward_backward(model::Classifier& model, const data::Batch& b, const torch::Tensor& x, const StepSettings& s);
+// batch's mean gradient. Returns the shard's unscaled loss, read without a host synchronisation in the step.
+LossReading forward_backward(model::Classifier& model, const data::Batch& b, const torch::Tensor& x, const StepSettings& s);
 
 }  // namespace xfer::train

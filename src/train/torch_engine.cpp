@@ -21,7 +21,12 @@
 #include "xfer/train/precision.hpp"
 
 #if defined(XFER_TORCH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <unistd.h>
 #endif
 
 namespace xfer::train {
@@ -31,6 +36,17 @@ namespace {
 bool is_oom(const c10::Error& e) {
   return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
          std::string(e.what()).find("out of memory") != std::string::npos;
+}
+
+std::string generator_state(const at::Generator& g) {
+  const auto state = g.get_state();
+  return std::string(static_cast<const char*>(state.data_ptr()), static_cast<size_t>(state.numel()));
+}
+
+void set_generator_state(at::Generator g, const std::string& bytes) {
+  auto state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kByte);
+  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+  g.set_state(state);
 }
 
 int64_t peak_rss_bytes() {
@@ -47,6 +63,10 @@ class TorchEngine final : public Engine {
     threads_ = c.env.threads > 0 ? c.env.threads : default_threads();
     torch::set_num_threads(threads_);
     device_ = model::choose_device(c.env.device, c.env.local_rank);
+#if defined(XFER_TORCH_CUDA)
+    // Calls that use the current device (rather than a tensor's) land on this rank's GPU, not GPU 0.
+    if (device_.is_cuda()) c10::cuda::set_device(device_.index());
+#endif
     // Mixed precision on CUDA: bf16 autocast ("auto" and "bf16"), fp16 with dynamic loss scaling; fp32 on request.
     plan_ = plan_precision(c.trial.precision, device_.is_cuda(), fused_optimizer_available());
     if (!plan_.note.empty()) log::info("trial " + c.key + ": " + plan_.note);
@@ -66,8 +86,30 @@ class TorchEngine final : public Engine {
   }
 
   void prepare() override {
+    // Every rank's model and optimizer first, then agreement, then the collective NCCL bootstrap: a rank that failed
+    // here (a backbone it cannot load, an out-of-memory in model_->to) must not leave its peers blocked in it.
+    std::exception_ptr failed;
+    try {
+      build_model();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (group_->any(failed != nullptr)) {
+      if (failed) std::rethrow_exception(failed);
+      throw Error("trial " + context_.key + ": a data-parallel peer could not build its model (its log says why)");
+    }
+    exchange_ = make_exchange();
+    step_.before_backward = [this](bool completes_step) { exchange_->before_backward(completes_step); };
+    if (group_->size() > 1) log::debug("trial " + context_.key + ": gradient exchange " + exchange_->describe());
+  }
+
+  void build_model() {
     const auto& c = context_;
     const auto& t = c.trial;
+#if defined(XFER_TORCH_CUDA)
+    // The peak reported is this trial's, not the worker process's so far.
+    if (device_.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device_.index());
+#endif
     model_ = std::make_unique<model::Classifier>(c.env.backbone, t.input_size, c.data.num_classes(),
                                                  static_cast<uint64_t>(t.seed));
     if (!c.env.head_init.empty()) model_->load_head(c.env.head_init);
@@ -83,9 +125,6 @@ class TorchEngine final : public Engine {
       opt_ = std::make_unique<torch::optim::SGD>(
           params_, torch::optim::SGDOptions(t.lr).momentum(t.momentum).nesterov(t.nesterov).weight_decay(wd));
     torch::manual_seed(static_cast<uint64_t>(t.seed) + 1);  // dropout inside backbones
-    exchange_ = make_exchange();
-    step_.before_backward = [this](bool completes_step) { exchange_->before_backward(completes_step); };
-    if (group_->size() > 1) log::debug("trial " + c.key + ": gradient exchange " + exchange_->describe());
   }
 
   std::string device() const override { return device_.str(); }
@@ -96,7 +135,9 @@ class TorchEngine final : public Engine {
 
   void configure_loader(data::LoaderOptions& o) override {
     if (!device_.is_cuda()) return;
-    // Pinned host buffers for asynchronous copies.
+    // Pinned host buffers for asynchronous copies. The host allocator rounds each up to a power of two and keeps it
+    // page-locked for the process's life: a slot per decode thread and two ready is enough to keep the GPU fed.
+    o.prefetch = std::min(o.prefetch, o.threads + 2);
     o.allocate = [this](size_t n) {
       auto tensor = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kByte).pinned_memory(true));
       void* p = tensor.data_ptr();
@@ -141,7 +182,17 @@ class TorchEngine final : public Engine {
   // A batch's images on the device: the device pipeline's own tensor, or the host loader's buffer copied there.
   torch::Tensor images(const data::Batch& b) {
     if (b.device_images) return DeviceInput::images(b);
-    return torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+    auto x = torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).to(device_, device_.is_cuda());
+#if defined(XFER_TORCH_CUDA)
+    if (device_.is_cuda()) {
+      // The copy reads the loader's pinned slot when the stream gets there: the loader refills the slot only after
+      // it (its worker waits on this event, not the training thread).
+      auto copied = std::make_shared<at::cuda::CUDAEvent>();
+      copied->record(c10::cuda::getCurrentCUDAStream(device_.index()));
+      b.hold_until([copied] { copied->synchronize(); });  // sync-ok: runs in the loader's worker
+    }
+#endif
+    return x;
   }
 
   StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
@@ -151,7 +202,7 @@ class TorchEngine final : public Engine {
       auto x = images(b);
       step_.micro_batches = micro_batches;
       step_.loss_scale = loss_scale;
-      a.loss = train::forward_backward(*model_, b, x, step_);
+      a.loss = train::forward_backward(*model_, b, x, step_).value();
     } catch (const c10::Error& e) {
       if (is_oom(e)) a.out_of_memory = true;
       else a.failure = e.what_without_backtrace();
@@ -168,6 +219,9 @@ class TorchEngine final : public Engine {
   }
 
   void exchange_gradients() override { exchange_->finish(); }
+  void abandon_step() override {
+    if (exchange_) exchange_->abandon();
+  }
 
   bool unscale_gradients(double loss_scale) override {
     auto grads = exchange_->gradient_storage();  // the flat buckets: a handful of tensors
@@ -215,17 +269,26 @@ class TorchEngine final : public Engine {
     model_->train(false);
     torch::NoGradGuard ng;
     SplitOutputs out;
+    // Accumulated on the device, copied to the host once per split: no synchronisation per batch.
+    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+    std::vector<torch::Tensor> probs;
     while (auto b = loader.next()) {
       if (b->n == 0) continue;
       auto x = images(*b);
-      if (step_.autocast) model::set_autocast(true, step_.autocast_dtype);
-      auto logits = model_->forward(x).to(torch::kFloat);
-      if (step_.autocast) model::set_autocast(false, step_.autocast_dtype);
-      out.loss_sum += criterion_sum(step_.criterion, logits, *b, 0, b->n).item<double>();
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(step_.autocast, step_.autocast_dtype);
+        logits = model_->forward(x).to(torch::kFloat);
+      }
+      loss_sum += criterion_sum(step_.criterion, logits, batch_targets(step_.criterion, *b)).to(torch::kDouble);
       out.count += b->n;
-      auto probs = (step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1)).to(torch::kCPU).contiguous();
+      probs.push_back(step_.criterion.multilabel ? torch::sigmoid(logits) : torch::softmax(logits, 1));
       out.samples.insert(out.samples.end(), b->samples.begin(), b->samples.end());
-      out.scores.insert(out.scores.end(), probs.data_ptr<float>(), probs.data_ptr<float>() + probs.numel());
+    }
+    out.loss_sum = loss_sum.item<double>();
+    if (!probs.empty()) {
+      const auto all = torch::cat(probs).to(torch::kCPU).contiguous();
+      out.scores.assign(all.data_ptr<float>(), all.data_ptr<float>() + all.numel());
     }
     model_->train(true);
     return out;
@@ -264,16 +327,25 @@ class TorchEngine final : public Engine {
     fused_.steps.clear();  // the fused AdamW's step counts come from the loaded state
   }
 
+  // The CPU generator's state, then on CUDA the trial device's generator's (dropout masks of CUDA trials come from
+  // it), as torch.save of Python's RNG states keeps both. The CPU state has a fixed size, which splits the two.
   std::string random_state() override {
-    const auto state = at::detail::getDefaultCPUGenerator().get_state();
-    return std::string(static_cast<const char*>(state.data_ptr()), static_cast<size_t>(state.numel()));
+    std::string out = generator_state(at::detail::getDefaultCPUGenerator());
+#if defined(XFER_TORCH_CUDA)
+    if (device_.is_cuda()) out += generator_state(at::cuda::detail::getDefaultCUDAGenerator(device_.index()));
+#endif
+    return out;
   }
 
   void restore_random_state(const std::string& bytes) override {
-    auto state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kByte);
-    std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
-    at::Generator gen = at::detail::getDefaultCPUGenerator();
-    gen.set_state(state);
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    const size_t cpu_bytes = generator_state(cpu).size();
+    set_generator_state(cpu, bytes.substr(0, std::min(cpu_bytes, bytes.size())));
+#if defined(XFER_TORCH_CUDA)
+    // A checkpoint written before the CUDA state was kept has the CPU state alone.
+    if (device_.is_cuda() && bytes.size() > cpu_bytes)
+      set_generator_state(at::cuda::detail::getDefaultCUDAGenerator(device_.index()), bytes.substr(cpu_bytes));
+#endif
   }
 
   void save_model(const std::string& path) override {
@@ -302,8 +374,42 @@ class TorchEngine final : public Engine {
       return std::make_unique<GroupGradientExchange>(params_, *group_, device_);
     BucketOptions o;
     o.overlap = kind == ExchangeMode::overlap;
-    auto reducer = device_.is_cuda() && built_with_nccl() ? nccl_reducer(*group_, device_) : group_reducer(*group_, device_);
-    return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o);
+    std::unique_ptr<BucketReducer> reducer;
+    if (device_.is_cuda() && built_with_nccl()) {
+      // Two ranks on one GPU (--device cuda:N, or more ranks per node than GPUs) cannot form a NCCL communicator:
+      // every rank learns it alike and the group sums over MPI instead, which works, at MPI's speed.
+      if (const auto shared = duplicate_device(group_members())) {
+        log::warn("trial " + context_.key + ": " + *shared + "; summing gradients over MPI instead of NCCL (give "
+                  "each rank its own GPU: ranks per node <= GPUs, --device cuda without an index)");
+      } else {
+        HangPolicy hang;
+        const char* t = std::getenv("XFER_NCCL_TIMEOUT");
+        hang.timeout_seconds = t ? std::atof(t) : 600;
+        reducer = nccl_reducer(*group_, device_, hang);
+      }
+    }
+    if (!reducer) reducer = group_reducer(*group_, device_);
+    return std::make_unique<BucketedGradientExchange>(params_, std::move(reducer), o, group_);
+  }
+
+  // Every member's "host/GPU UUID", in group rank order.
+  std::vector<std::string> group_members() {
+    std::string mine = "cpu";
+#if defined(XFER_TORCH_CUDA)
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    const auto* props = at::cuda::getDeviceProperties(device_.index());
+    std::ostringstream uuid;
+    uuid << std::hex;
+    for (unsigned char byte : props->uuid.bytes) uuid << (byte >> 4) << (byte & 15);
+    mine = std::string(host) + "/" + uuid.str();
+#endif
+    std::vector<std::string> members(static_cast<size_t>(group_->size()));
+    for (int r = 0; r < group_->size(); ++r) {
+      members[static_cast<size_t>(r)] = r == group_->rank() ? mine : "";
+      group_->broadcast(members[static_cast<size_t>(r)], r);
+    }
+    return members;
   }
 
 

@@ -2,7 +2,11 @@
 // dataset layouts (real PNG/JPEG files of many sizes, grey planes, undecodable files): the same batches, the
 // evaluation tensors bit for bit, the training crops and flips as the affine sampling they are, the cache built once.
 #include <cmath>
+#include <condition_variable>
+#include <cstring>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -38,6 +42,82 @@ data::LoaderOptions options(int rank, int world, bool shuffle) {
 
 torch::Tensor host_images(const data::Batch& b) {
   return torch::from_blob(b.data, {b.n, 3, b.size, b.size}, torch::kFloat).clone();
+}
+
+// A stand-in for a non-blocking host-to-device copy: it reads the batch's buffer on another thread, later — when the
+// loader says it needs the slot back (the hold it registered), or when the test ends (a stream far behind).
+class DeferredCopier {
+ public:
+  ~DeferredCopier() {
+    release_all();
+    for (auto& t : threads_) t.join();
+  }
+  // The copy of `b`'s images, valid once the copier's threads are joined.
+  std::vector<float>& copy(const data::Batch& b) {
+    auto job = std::make_shared<Job>();
+    jobs_.push_back(job);
+    const float* src = b.data;
+    const size_t n = static_cast<size_t>(b.n) * 3 * b.size * b.size;
+    threads_.emplace_back([job, src, n] {
+      std::unique_lock<std::mutex> lock(job->mu);
+      job->cv.wait(lock, [&] { return job->go; });
+      job->out.assign(src, src + n);
+      job->done = true;
+      job->cv.notify_all();
+    });
+    b.hold_until([job] {
+      std::unique_lock<std::mutex> lock(job->mu);
+      job->go = true;
+      job->cv.notify_all();
+      job->cv.wait(lock, [&] { return job->done; });
+    });
+    return job->out;
+  }
+  void release_all() {
+    for (auto& j : jobs_) {
+      std::lock_guard<std::mutex> lock(j->mu);
+      j->go = true;
+      j->cv.notify_all();
+    }
+  }
+  void join() {
+    release_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  struct Job {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool go = false, done = false;
+    std::vector<float> out;
+  };
+  std::vector<std::shared_ptr<Job>> jobs_;
+  std::vector<std::thread> threads_;
+};
+
+TEST_F(DeviceInputTest, TheLoaderRefillsASlotOnlyAfterAnAsynchronousCopyOfItsLastBatchIsDone) {
+  // On CUDA the host loader's batch goes to the GPU by a non-blocking copy from its pinned slot; the training thread
+  // lets go of the batch long before the stream gets to the copy. Refilling the slot then would train on the next
+  // batch's pixels (gpu-review W1).
+  const auto d = open("eurosat");
+  const auto idx = d.indices(data::Split::train);
+  auto o = options(0, 1, true);
+  o.prefetch = 2;
+  data::Loader loader(d, idx, eval_settings(16), o);
+  ASSERT_GT(loader.batches_per_epoch(), 2 * o.prefetch) << "slots are reused within the epoch";
+  DeferredCopier copier;
+  std::vector<std::vector<float>> expected;
+  std::vector<std::vector<float>*> copies;
+  loader.start_epoch(0);
+  while (auto b = loader.next()) {
+    expected.emplace_back(b->data, b->data + b->n * 3 * b->size * b->size);
+    copies.push_back(&copier.copy(*b));
+  }
+  copier.join();
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_EQ(*copies[i], expected[i]) << "batch " << i << " was refilled before its copy read it";
 }
 
 TEST_F(DeviceInputTest, EvaluationTensorsEqualTheHostLoadersBitForBitWithTheSameBatchesAndProblems) {

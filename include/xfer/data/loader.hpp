@@ -51,6 +51,17 @@ struct Batch {
   // A device pipeline's batch (train/device_input): the images as a tensor on the trial's device, type-erased for
   // the engine that made the pipeline; `data` is then null.
   std::shared_ptr<void> device_images;
+  // Host memory of this batch still being read after the consumer let go of it (a non-blocking copy to a GPU, done
+  // when its stream gets there): the consumer adds a wait here, and the loader's worker runs every one before it
+  // refills the buffer — in the worker thread, so the consumer never blocks on the copy.
+  void hold_until(std::function<void()> done) const { holds_.push_back(std::move(done)); }
+  void await_holds() {
+    for (auto& h : holds_) h();
+    holds_.clear();
+  }
+
+ private:
+  mutable std::vector<std::function<void()>> holds_;
 };
 
 // What this rank's shard of an epoch held, counted over the batches next() has delivered since start_epoch: how

@@ -49,7 +49,8 @@ class Engine {
   virtual int64_t parameters() const = 0;     // after prepare()
   virtual int feature_dim() const = 0;        // after prepare()
   virtual bool scales_loss() const = 0;       // fp16 in force: the loop keeps a LossScale
-  // Host buffers for the loaders (e.g. pinned memory for asynchronous copies to a GPU); default: the loader's own.
+  // Host buffers for the training loader (e.g. pinned memory for asynchronous copies to a GPU); default: the
+  // loader's own.
   virtual void configure_loader(data::LoaderOptions&) {}
   // The engine's own batch source for a split (the device input pipeline: decoded once into a pixel cache, crops and
   // normalisation on the device), or nullptr for the host loader (data::Loader) with these settings.
@@ -68,6 +69,10 @@ class Engine {
   virtual StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) = 0;
   virtual void release_cached_memory() {}      // after an out-of-memory, before the retry
   virtual void exchange_gradients() = 0;       // sum over the group (train/gradient_exchange)
+  // Every rank of the group at the same point, when the loop gives up a step forward_backward began (an agreed
+  // out-of-memory give-up or failure): sums the exchange started are completed, matched across the group, before the
+  // engine is destroyed.
+  virtual void abandon_step() {}
   virtual bool unscale_gradients(double loss_scale) = 0;  // divides; false when a gradient is not finite
   virtual void apply_step(double learning_rate) = 0;      // the optimizer's update at this rate
   virtual void sync_buffers() = 0;             // non-learned state (BatchNorm statistics) from group rank 0

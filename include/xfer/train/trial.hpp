@@ -99,6 +99,9 @@ struct Environment {
   InputPipeline input_pipeline = InputPipeline::host;
   std::string input_cache_dir;
   const std::atomic<bool>* stop = nullptr;  // set from a signal: checkpoint at the next step and return
+  // Counted up after every training step and evaluation batch: the sweep's heartbeat stops when it stands still, so
+  // a group stuck in a collective (NCCL, MPI) is declared hung like a dead one.
+  std::atomic<int64_t>* progress = nullptr;
   std::optional<std::chrono::steady_clock::time_point> deadline;  // do not start an epoch that cannot finish
   std::function<void(const EpochRecord&)> on_epoch;                // after each epoch, on group rank 0
   // Reproducibility checks (parity with a PyTorch script): the eval transform for training and no shuffle, a head
