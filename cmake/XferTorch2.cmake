@@ -4,6 +4,7 @@
 # unit tests that touch it run on the CPU (label torch2: ctest --test-dir build -L torch2). The main build stays on
 # Debian's LibTorch 1.13; this is where the `#if TORCH_VERSION_MAJOR >= 2` code (fused optimizers, the new autocast
 # and TF32 APIs) is compiled and tested. Binaries land in build/torch2/.
+include(GoogleTest)
 include(XferTorchWheel)
 xfer_torch_from_wheel(xfer_torch2 SITE "${XFER_TORCH2_SITE}")
 set(XFER_TORCH2_BIN "${CMAKE_BINARY_DIR}/torch2")
@@ -38,3 +39,10 @@ endfunction()
 xfer_torch2_test(torch2_train_engine_test "${PROJECT_SOURCE_DIR}/tests/unit/train_engine_test.cpp")
 xfer_torch2_test(torch2_fused_optimizer_test "${PROJECT_SOURCE_DIR}/tests/unit/fused_optimizer_test.cpp")
 
+# bench/gpu's own build over the same wheel's CPU libraries — the no-toolkit path the first GPU machine takes when it
+# has no nvcc (gpu-review C3) — and first_contact.sh's stages on the CPU; then gpu_smoke --cpu on its own.
+add_test(NAME torch2.first_contact_dry_run COMMAND "${PROJECT_SOURCE_DIR}/bench/gpu/first_contact.sh" --dry-run)
+set_tests_properties(torch2.first_contact_dry_run PROPERTIES LABELS torch2 TIMEOUT 1200 FIXTURES_SETUP gpu_build
+  ENVIRONMENT "RESULTS=${XFER_TORCH2_BIN}/first-contact;XFER_GPU_BUILD=${XFER_TORCH2_BIN}/gpu;XFER_TORCH_SITE=${XFER_TORCH2_SITE};PYTHON=/usr/bin/python3")
+add_test(NAME torch2.gpu_smoke_cpu COMMAND "${XFER_TORCH2_BIN}/gpu/gpu_smoke" --cpu)
+set_tests_properties(torch2.gpu_smoke_cpu PROPERTIES LABELS torch2 TIMEOUT 120 FIXTURES_REQUIRED gpu_build)
