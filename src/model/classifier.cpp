@@ -177,11 +177,18 @@ void release_host_memory() {
 }
 
 void enable_cuda_fast_math(bool tf32, bool cudnn_benchmark) {
-  if (tf32) {
-    at::globalContext().setAllowTF32CuBLAS(true);
-    at::globalContext().setAllowTF32CuDNN(true);
-  }
-  if (cudnn_benchmark) at::globalContext().setBenchmarkCuDNN(true);
+  // Set both ways: these are process-wide, and a worker runs trials of different precisions one after another.
+  auto& ctx = at::globalContext();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 9)
+  // The allow_tf32 setters are deprecated from 2.9 on in favour of the per-backend, per-operation precision.
+  const auto p = tf32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
+  ctx.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
+  ctx.setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::CONV, p);
+#else
+  ctx.setAllowTF32CuBLAS(tf32);
+  ctx.setAllowTF32CuDNN(tf32);
+#endif
+  ctx.setBenchmarkCuDNN(cudnn_benchmark);
 }
 
 void set_autocast(bool on, at::ScalarType dtype) {

@@ -58,6 +58,11 @@ void fused_sgd_step(torch::optim::Optimizer& opt, const std::vector<torch::Tenso
   bool first_step = false;
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
+    ps.push_back(p);
+    gs.push_back(p.grad());
+    // Without momentum, torch.optim's SGD keeps no buffer, and the kernel refuses one (FusedSGD.cpp, FusedSgdKernel.cu:
+    // momentum 0 requires an empty buffer list).
+    if (momentum == 0) continue;
     void* key = p.unsafeGetTensorImpl();
     auto it = state.find(key);
     if (it == state.end()) {
@@ -66,8 +71,6 @@ void fused_sgd_step(torch::optim::Optimizer& opt, const std::vector<torch::Tenso
       it = state.emplace(key, std::move(s)).first;
       first_step = true;  // the kernel then starts the buffer from the gradient, as torch.optim.SGD
     }
-    ps.push_back(p);
-    gs.push_back(p.grad());
     buffers.push_back(static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer());
   }
   if (ps.empty()) return;

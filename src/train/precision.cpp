@@ -12,7 +12,9 @@ PrecisionPlan plan_precision(Precision p, bool cuda, bool fused_kernels) {
   plan.autocast = p != Precision::fp32;
   plan.bf16 = p != Precision::fp16;
   plan.loss_scaling = p == Precision::fp16;
-  plan.tf32 = true;
+  // TF32 (a 10-bit mantissa) only where the word already trades precision for speed: under autocast. fp32 means
+  // float32 matmuls and convolutions (LibTorch's own default lets cuDNN use TF32; the engine turns that off too).
+  plan.tf32 = plan.autocast;
   plan.cudnn_benchmark = true;
   plan.fused_optimizer = fused_kernels;
   return plan;

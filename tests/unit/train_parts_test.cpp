@@ -163,7 +163,7 @@ TEST(PrecisionPlan, MixedPrecisionOnCudaOnlyAndItsFastPathsWithIt) {
   EXPECT_FALSE(fp16.fused_optimizer) << "no fused kernels in this LibTorch: torch::optim's step";
   const auto fp32 = train::plan_precision(Precision::fp32, true, true);
   EXPECT_FALSE(fp32.autocast || fp32.loss_scaling);
-  EXPECT_TRUE(fp32.tf32) << "fp32 on CUDA still lets matmuls use TF32, as torch.backends.cuda.matmul.allow_tf32";
+  EXPECT_FALSE(fp32.tf32) << "fp32 on CUDA means float32 matmuls and convolutions, not TF32 (gpu-review W6)";
   // On the CPU: float32 whatever was asked, none of the CUDA switches; a note when a GPU precision was asked for.
   for (Precision p : {Precision::auto_, Precision::fp32, Precision::bf16, Precision::fp16}) {
     const auto cpu = train::plan_precision(p, false, true);
