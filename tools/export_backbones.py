@@ -339,7 +339,7 @@ def load_weights_file(name, model, path):
         model.load_state_dict(state, strict=True)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"{name}: --weights {path} does not fit {MODELS[name][0]}'s {MODELS[name][1]}: "
-                          f"{str(e).splitlines()[0]}")
+                          f"{' '.join(str(e).split())[:400]}")
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     return f"file:{os.path.basename(path)}:sha256:{digest[:16]}"
