@@ -324,6 +324,10 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       const auto [ylo, yhi] = metric_range_pp(d.metric);
       g << indent << "set xrange [0<*:*<100]\n" << indent
         << (std::isfinite(yhi) ? fmt::format("set yrange [{}<*:*<{}]\n", ylo, yhi) : fmt::format("set yrange [{}<*:*]\n", ylo));
+      // A narrow x range (three models spanning 2.5 pp) gets whole-point ticks, not overlapping half-point labels.
+      double xlo = 100, xhi = 0;
+      for (const auto& p : d.points) xlo = std::min(xlo, p.top1), xhi = std::max(xhi, p.top1);
+      g << indent << (xhi - xlo < 6 ? "set xtics 1\n" : "set xtics autofreq\n");
       g << indent << "set grid lc rgb '#dddddd'\n" << indent
         << (d.controls.empty() ? "set key top left font ',9'\n" : "set key outside right top font ',8'\n");
       g << indent << "set offsets graph 0.04, graph 0.04, graph 0.06, graph 0.06\n";
