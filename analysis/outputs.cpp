@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -107,6 +108,9 @@ bool run_gnuplot(const fs::path& script, const fs::path& log) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// A dataset result's x-axis: its family's (a study with an upstream stage and ImageNet-pretrained models has two).
+const std::string& x_of(const Study& s, const DatasetResult& d) { return d.x_label.empty() ? s.x_label : d.x_label; }
+
 }  // namespace
 
 std::string to_json(const Study& s) {
@@ -129,12 +133,15 @@ std::string to_json(const Study& s) {
   for (const auto& d : s.datasets) {
     nlohmann::ordered_json dj;
     dj["metric"] = d.metric;
+    dj["family"] = d.family;
+    dj["x_axis"] = x_of(s, d);
     dj["validation"] = d.validation;
     dj["n_models"] = d.points.size();
     dj["unreliable"] = d.unreliable;
     dj["comparisons"] = nlohmann::ordered_json::array();
     for (const auto& c : d.comparisons)
-      dj["comparisons"].push_back({{"architecture", c.architecture}, {"control_weights", c.control_weights},
+      dj["comparisons"].push_back({{"architecture", c.architecture}, {"control_model", c.control_model},
+                                   {"control_weights", c.control_weights},
                                    {"control", num(c.control)}, {"pretrained_best", num(c.pretrained_best)},
                                    {"best_model", c.best_model}, {"pretrained_mean", num(c.pretrained_mean)},
                                    {"pretrained", c.pretrained}, {"pretrained_beats_control", c.better()}});
@@ -170,7 +177,8 @@ std::string to_json(const Study& s) {
                               {"upstream", p.upstream_key}, {"architecture", p.architecture}});
     dj["controls"] = nlohmann::json::array();
     for (const auto& p : d.controls)
-      dj["controls"].push_back({{"model", p.model}, {"value", num(p.value)}, {"weights", p.weights}, {"trial", p.key}});
+      dj["controls"].push_back({{"model", p.model}, {"architecture", p.architecture}, {"imagenet_top1", num(p.top1)},
+                                {"value", num(p.value)}, {"weights", p.weights}, {"trial", p.key}});
     j["datasets"][d.name] = dj;
   }
   j["augmentation"] = nlohmann::json::array();
@@ -200,6 +208,8 @@ std::string summary_text(const Study& s) {
                      f(d.fit.r2, 2), d.unreliable ? fmt::format("  UNRELIABLE: {} < {} models", d.points.size(), kReliableModels) : "");
   }
   if (s.x_label != "ImageNet top-1") o << "x-axis: " << s.x_label << "\n";
+  for (const auto& d : s.datasets)
+    if (x_of(s, d) != s.x_label) o << "x-axis of " << d.name << ": " << x_of(s, d) << "\n";
   for (const auto& d : s.datasets)
     for (const auto& c : d.comparisons)
       o << fmt::format("{:<16} {}: {} {:.2f} vs pre-trained best {:.2f} ({}), mean {:.2f} over {}\n", d.name,
@@ -281,6 +291,7 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
     if (d.points.empty()) continue;
     const std::string base = "fig_" + safe(d.name);
     const fs::path pts = fs::path(dir) / (base + "_points.dat"), band = fs::path(dir) / (base + "_band.dat");
+    fs::path controls_at;  // the ImageNet family's random-init controls, drawn at their architecture's top-1
     {
       std::ofstream o(pts);
       for (const auto& p : d.points)
@@ -288,6 +299,15 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
                          (std::isfinite(p.hi) ? p.hi : p.value) * 100, gp_label(p.model));
       std::ofstream b(band);
       const auto [ylo, yhi] = metric_range_pp(d.metric);
+      bool any = false;
+      for (const auto& c : d.controls) any |= d.family == "imagenet" && std::isfinite(c.top1) && std::isfinite(c.value);
+      if (any) {
+        controls_at = fs::path(dir) / (base + "_controls.dat");
+        std::ofstream c(controls_at);
+        for (const auto& p : d.controls)
+          if (std::isfinite(p.top1) && std::isfinite(p.value))
+            c << fmt::format("{} {} \"{}\"\n", p.top1, p.value * 100, gp_label(p.model));
+      }
       for (size_t k = 0; k < d.band_x.size() && k < d.boot.band.size(); ++k)
         if (std::isfinite(d.boot.band[k].lo))
           b << fmt::format("{} {} {} {}\n", d.band_x[k], std::clamp(d.fit.predict(d.band_x[k]), ylo, yhi),
@@ -298,12 +318,16 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
                                                                           : std::string("no statistics"));
     auto plot = [&](const std::string& indent) {
       std::ostringstream g;
-      g << indent << "set xlabel " << gp_quote(s.x_label + " (%)") << "\n" << indent << "set ylabel "
+      g << indent << "set xlabel " << gp_quote(x_of(s, d) + " (%)") << "\n" << indent << "set ylabel "
         << gp_quote(metric_label(d.metric)) << "\n";
       // Axes within the metric's range: autoscaled, but never past 0 or 100 %.
       const auto [ylo, yhi] = metric_range_pp(d.metric);
       g << indent << "set xrange [0<*:*<100]\n" << indent
         << (std::isfinite(yhi) ? fmt::format("set yrange [{}<*:*<{}]\n", ylo, yhi) : fmt::format("set yrange [{}<*:*]\n", ylo));
+      // A narrow x range (three models spanning 2.5 pp) gets whole-point ticks, not overlapping half-point labels.
+      double xlo = 100, xhi = 0;
+      for (const auto& p : d.points) xlo = std::min(xlo, p.top1), xhi = std::max(xhi, p.top1);
+      g << indent << (xhi - xlo < 6 ? "set xtics 1\n" : "set xtics autofreq\n");
       g << indent << "set grid lc rgb '#dddddd'\n" << indent
         << (d.controls.empty() ? "set key top left font ',9'\n" : "set key outside right top font ',8'\n");
       g << indent << "set offsets graph 0.04, graph 0.04, graph 0.06, graph 0.06\n";
@@ -312,10 +336,16 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
       if (d.has_stats && !d.boot.band.empty())
         g << gp_quote(band.string()) << " using 1:3:4 with filledcurves fc rgb '#cfe2f3' title '95% bootstrap band', "
           << gp_quote(band.string()) << " using 1:2 with lines lw 2 lc rgb '#1f4e79' title 'least-squares fit', ";
-      // The controls of an upstream study (fine-tuned from their own weights, no upstream top-1): a dashed level each.
+      // The controls: random-init versions of ImageNet-pretrained models stand beside them, at their architecture's
+      // ImageNet top-1 (open squares, the same data file's layout); an upstream study's controls have no upstream
+      // top-1 — a dashed level each.
       static const char* kControlColours[] = {"#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"};
+      if (!controls_at.empty())
+        g << gp_quote(controls_at.string()) << " using 1:2 with points pt 4 ps 1.0 lc rgb '#555555' title "
+          << "'random-init controls (same architecture)', " << gp_quote(controls_at.string())
+          << " using 1:2:3 with labels offset 0,-0.9 font ',7' tc rgb '#555555' notitle, ";
       for (size_t k = 0; k < d.controls.size(); ++k)
-        if (std::isfinite(d.controls[k].value))
+        if (std::isfinite(d.controls[k].value) && !(d.family == "imagenet" && std::isfinite(d.controls[k].top1)))
           g << fmt::format("{} with lines dt 2 lw 1.5 lc rgb '{}' title ", d.controls[k].value * 100,
                            kControlColours[k % 6])
             << gp_quote(d.controls[k].model + (d.controls[k].weights == "random-init" ? " (random init)" : " (own weights)"))
@@ -350,7 +380,7 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
         g << "set xtics (" << ticks(xl * 0.9, std::min(0.999, xh + (1 - xh) * 0.5)) << ")\nset ytics ("
           << ticks(yl * 0.9, std::min(0.999, yh + (1 - yh) * 0.5)) << ")\n";
         g << "set xrange [*:*]\nset yrange [*:*]\n";
-        g << "set xlabel " << gp_quote(s.x_label + " (%, logit axis)") << "\nset ylabel " << gp_quote(metric_label(d.metric) + ", logit axis")
+        g << "set xlabel " << gp_quote(x_of(s, d) + " (%, logit axis)") << "\nset ylabel " << gp_quote(metric_label(d.metric) + ", logit axis")
           << "\nset title " << gp_quote(fmt::format("{} — logit scale, slope {:.2f}", d.name, d.logit_fit.slope)) << "\n";
         g << fmt::format("f(x) = {} + {} * x\n", d.logit_fit.intercept, d.logit_fit.slope);
         g << "set offsets graph 0.06, graph 0.06, graph 0.08, graph 0.08\n";
@@ -368,18 +398,21 @@ std::vector<std::string> write_figures(const Study& s, const std::string& dir) {
     overview << plot("  ");
   }
   if (panels > 0) {
+    std::string axes = s.x_label;
+    for (const auto& d : s.datasets)
+      if (!d.points.empty() && axes.find(x_of(s, d)) == std::string::npos) axes += " | " + x_of(s, d);
     const fs::path script = fs::path(dir) / "overview.gp";
     {
       std::ofstream g(script);
       g << fmt::format("set encoding utf8\nset terminal svg size {},{} font 'sans,10' background rgb 'white'\nset termoption noenhanced\n", 440 * cols, 360 * rows)
         << "set output " << gp_quote((fs::path(dir) / "overview.svg").string()) << "\n"
         << fmt::format("set multiplot layout {},{} title {}\n", rows, cols,
-                       gp_quote("Downstream metric against " + s.x_label + " — " + s.selection))
+                       gp_quote("Downstream metric against " + axes + " — " + s.selection))
         << overview.str() << "unset multiplot\n";
       g << fmt::format("set terminal pngcairo size {},{} font 'sans,10'\nset termoption noenhanced\n", 600 * cols, 480 * rows) << "set output "
         << gp_quote((fs::path(dir) / "overview.png").string()) << "\n"
         << fmt::format("set multiplot layout {},{} title {}\n", rows, cols,
-                       gp_quote("Downstream metric against " + s.x_label + " — " + s.selection))
+                       gp_quote("Downstream metric against " + axes + " — " + s.selection))
         << overview.str() << "unset multiplot\nunset output\n";
     }
     if (!run_gnuplot(script, fs::path(dir) / "overview.log"))
@@ -430,7 +463,10 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
     << "text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}"
     << ".note{color:#8a4b00}.fig svg{max-width:100%;height:auto}code{background:#f5f5f5;padding:0 3px}"
     << "</style></head><body>\n";
-  h << "<h1>Does progress " << (s.upstream.empty() ? "on ImageNet" : "upstream") << " transfer? — "
+  const bool imagenet = std::any_of(s.datasets.begin(), s.datasets.end(), [](const DatasetResult& d) {
+    return d.family == "imagenet" && !d.points.empty();
+  });
+  h << "<h1>Does progress " << (imagenet || s.upstream.empty() ? "on ImageNet" : "upstream") << " transfer? — "
     << html_escape(s.source) << "</h1>\n";
   // What the models are comes first: what was pre-trained on what, random-init weights, the answer per dataset.
   if (!s.headline.empty()) {
@@ -457,6 +493,22 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
   h << "</table>\n";
   for (const auto& d : s.datasets)
     for (const auto& n : d.notes) h << "<p class=\"note\">" << html_escape(d.name) << ": " << html_escape(n) << "</p>\n";
+  const bool compared = std::any_of(s.datasets.begin(), s.datasets.end(),
+                                    [](const DatasetResult& d) { return !d.comparisons.empty(); });
+  if (compared) {
+    h << "<h2>Pretrained against the random-init control</h2><table><tr><th>dataset</th><th>x-axis</th>"
+      << "<th>architecture</th><th>control</th><th>control weights</th><th>control value</th><th>pretrained best</th>"
+      << "<th>which</th><th>pretrained mean</th><th>pretrained models</th><th>gain (pp)</th></tr>\n";
+    for (const auto& d : s.datasets)
+      for (const auto& c : d.comparisons)
+        h << "<tr><td>" << html_escape(d.name) << "</td><td>" << html_escape(x_of(s, d)) << "</td><td>"
+          << html_escape(c.architecture) << "</td><td>" << html_escape(c.control_model) << "</td><td>"
+          << html_escape(c.control_weights) << "</td><td>" << f(c.control * 100, 2) << "</td><td>"
+          << f(c.pretrained_best * 100, 2) << "</td><td>" << html_escape(c.best_model) << "</td><td>"
+          << f(c.pretrained_mean * 100, 2) << "</td><td>" << c.pretrained << "</td><td>"
+          << f((c.pretrained_best - c.control) * 100 * (d.metric == "log_loss" ? -1 : 1), 2) << "</td></tr>\n";
+    h << "</table>\n";
+  }
   if (!s.upstream.empty()) {
     h << "<h2>Upstream stage</h2><table><tr><th>pre-training trial</th><th>model</th><th>dataset</th><th>epochs</th>"
       << "<th>augmentation</th><th>seed</th><th>status</th><th>measured top-1 (%)</th></tr>\n";
@@ -464,16 +516,6 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
       h << "<tr><td><code>" << html_escape(u.key) << "</code></td><td>" << html_escape(u.model) << "</td><td>"
         << html_escape(u.dataset) << "</td><td>" << u.epochs << "</td><td>" << html_escape(u.augmentation) << "</td><td>"
         << u.seed << "</td><td>" << html_escape(u.status) << "</td><td>" << f(u.top1, 2) << "</td></tr>\n";
-    h << "</table>\n<h2>Pre-trained against the control</h2><table><tr><th>dataset</th><th>architecture</th>"
-      << "<th>control (own weights)</th><th>control value</th><th>pre-trained best</th><th>which</th>"
-      << "<th>pre-trained mean</th><th>pre-trained models</th><th>gain (pp)</th></tr>\n";
-    for (const auto& d : s.datasets)
-      for (const auto& c : d.comparisons)
-        h << "<tr><td>" << html_escape(d.name) << "</td><td>" << html_escape(c.architecture) << "</td><td>"
-          << html_escape(c.control_weights) << "</td><td>" << f(c.control * 100, 2) << "</td><td>"
-          << f(c.pretrained_best * 100, 2) << "</td><td>" << html_escape(c.best_model) << "</td><td>"
-          << f(c.pretrained_mean * 100, 2) << "</td><td>" << c.pretrained << "</td><td>"
-          << f((c.pretrained_best - c.control) * 100, 2) << "</td></tr>\n";
     h << "</table>\n";
   }
   auto inline_svg = [&](const fs::path& p) {
@@ -495,7 +537,7 @@ std::string report_html(const Study& s, const std::string& figures_dir) {
   h << "<h2>Points</h2>\n";
   for (const auto& d : s.datasets) {
     h << "<h3>" << html_escape(d.name) << " (" << html_escape(d.metric) << ", validation: " << html_escape(d.validation.empty() ? "—" : d.validation)
-      << ")</h3><table><tr><th>model</th><th>" << html_escape(s.x_label) << "</th><th>value</th><th>interval</th><th>how</th><th>seeds</th>"
+      << ")</h3><table><tr><th>model</th><th>" << html_escape(x_of(s, d)) << "</th><th>value</th><th>interval</th><th>how</th><th>seeds</th>"
       << "<th>selected grid point</th><th>trial</th></tr>\n";
     for (const auto& p : d.points)
       h << "<tr><td>" << html_escape(p.model) << "</td><td>" << f(p.top1, 1) << "</td><td>" << f(p.value * 100, 2)

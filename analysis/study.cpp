@@ -118,19 +118,131 @@ void prediction_interval(const store::Results& res, const std::string& dataset, 
   }
 }
 
-// The first lines of `xfer analyze` and of the report: what was pre-trained on what, and whether any model's weights
-// are random-init — the statistics of such a study are not the paper's answer, and must not look like it.
+// A random-init model named <model>_random_init is the control of <model> (an ImageNet-pretrained export of the same
+// architecture, tools/export_backbones.py --random-init); otherwise of the models pre-trained from it upstream.
+std::string control_architecture(const std::string& model) {
+  static const std::string kSuffix = "_random_init";
+  if (model.size() > kSuffix.size() && model.compare(model.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0)
+    return model.substr(0, model.size() - kSuffix.size());
+  return model;
+}
+
+// One family's points and controls into a dataset's result: the sensitivity over its models, each control against
+// the pretrained models of its architecture, the points in order of their x.
+void fill_family(DatasetResult& dr, std::vector<Point> points, std::vector<Point> controls,
+                 const std::map<std::string, double>& gap_of, const std::string& metric) {
+  dr.points = std::move(points);
+  dr.controls = std::move(controls);
+  // One backbone, one point: a pre-trained model fine-tuned again under another name (a file from before names were
+  // kept when an upstream axis grew) is the same upstream trial, and counted once.
+  std::map<std::string, std::string> point_of;  // upstream key → the model whose point stands for it
+  dr.points.erase(std::remove_if(dr.points.begin(), dr.points.end(), [&](const Point& p) {
+    if (p.upstream_key.empty()) return false;
+    const auto [it, first] = point_of.emplace(p.upstream_key, p.model);
+    if (!first)
+      dr.notes.push_back(fmt::format("{}: the same backbone (upstream trial {}) as {}; counted once, as {}", p.model,
+                                     p.upstream_key, it->second, it->second));
+    return !first;
+  }), dr.points.end());
+  for (const auto* list : {&dr.points, &dr.controls})
+    for (const auto& p : *list)
+      if (const auto it = gap_of.find(p.model); it != gap_of.end()) {
+        dr.sensitivity_pp = std::isfinite(dr.sensitivity_pp) ? dr.sensitivity_pp + it->second : it->second;
+        dr.sensitivity_models++;
+      }
+  if (dr.sensitivity_models > 0) dr.sensitivity_pp /= dr.sensitivity_models;
+  const double sign = lower_is_better(metric) ? -1 : 1;
+  for (const auto& c : dr.controls) {
+    Comparison cmp;
+    cmp.architecture = c.architecture;
+    cmp.control_model = c.model;
+    cmp.control_weights = c.weights;
+    cmp.control = c.value;
+    double sum = 0;
+    for (const auto& p : dr.points) {
+      if (p.architecture != c.architecture) continue;
+      ++cmp.pretrained;
+      sum += p.value;
+      if (!std::isfinite(cmp.pretrained_best) || sign * p.value > sign * cmp.pretrained_best)
+        cmp.pretrained_best = p.value, cmp.best_model = p.model;
+    }
+    if (cmp.pretrained == 0) continue;
+    cmp.pretrained_mean = sum / cmp.pretrained;
+    dr.comparisons.push_back(cmp);
+  }
+  std::sort(dr.points.begin(), dr.points.end(), [](const Point& a, const Point& b) { return a.top1 < b.top1; });
+}
+
+// Per task of one family: whether the pretrained models beat their random-init controls, with each architecture's
+// gain (best pretrained − control, in points of the metric, sign so that positive is better).
+void state_gains(Study& s, const std::string& family, const std::string& pretrained) {
+  for (const auto& d : s.datasets) {
+    if (d.family != family || d.comparisons.empty()) continue;
+    int wins = 0;
+    double best_gain = kNaN;
+    std::vector<std::string> gains;
+    const double sign = lower_is_better(d.metric) ? -1 : 1;
+    for (const auto& c : d.comparisons) {
+      const double gain = sign * (c.pretrained_best - c.control) * 100.0;
+      wins += gain > 0;
+      if (!std::isfinite(best_gain) || gain > best_gain) best_gain = gain;
+      gains.push_back(fmt::format("{} {:+.1f}", c.architecture, gain));
+    }
+    const bool random_controls = std::all_of(d.comparisons.begin(), d.comparisons.end(),
+                                             [](const Comparison& c) { return c.control_weights == "random-init"; });
+    s.headline.push_back(fmt::format(
+        "{}: {} {} {} for {} of {} architecture(s) (best gain {:+.1f} pp of {}{}).", d.name, pretrained,
+        wins > 0 ? "beats" : "does not beat", random_controls ? "random init" : "the architecture's own weights",
+        wins, d.comparisons.size(), best_gain, d.metric,
+        family == "imagenet" ? fmt::format("; per architecture: {}", fmt::join(gains, ", ")) : ""));
+  }
+}
+
+// The first lines of `xfer analyze` and of the report: which models were pretrained on what (ImageNet, or this
+// study's upstream stage — each family on its own axis), their random-init controls and what they say per task, and
+// whether any model on an axis is random-init — the statistics of such a study are not the paper's answer, and must
+// not look like it.
 void describe_weights(Study& s, bool has_upstream) {
-  std::set<std::string> random;
-  size_t models = 0;
+  std::set<std::string> random, random_on_axis;
   std::set<std::string> seen;
   for (const auto& d : s.datasets)
     for (const auto* list : {&d.points, &d.controls})
       for (const auto& p : *list) {
-        if (seen.insert(p.model).second) ++models;
+        seen.insert(p.model);
         if (p.weights == "random-init") random.insert(p.model);
+        if (p.weights == "random-init" && list == &d.points && p.upstream_key.empty()) random_on_axis.insert(p.model);
       }
   s.random_init.assign(random.begin(), random.end());
+  // The ImageNet-pretrained family, where random-init controls stand beside it (or an upstream stage is its second
+  // part): what the models are, how few, and the gain per task.
+  std::map<std::string, double> pretrained;  // model: ImageNet top-1
+  std::set<std::string> tasks;
+  bool controlled = false;
+  for (const auto& d : s.datasets) {
+    if (d.family != "imagenet") continue;
+    controlled |= !d.comparisons.empty();
+    for (const auto& p : d.points)
+      if (p.weights != "random-init") pretrained[p.model] = p.top1, tasks.insert(d.name);
+  }
+  if (!pretrained.empty() && (controlled || has_upstream)) {
+    std::vector<std::string> listed;
+    double lo = 100, hi = 0;
+    for (const auto& [m, t] : pretrained) {
+      listed.push_back(fmt::format("{} {:.1f} %", m, t));
+      lo = std::min(lo, t), hi = std::max(hi, t);
+    }
+    s.headline.push_back(fmt::format(
+        "ImageNet-pretrained: {} model(s) ({}) fine-tuned on {}. The x-axis is their published ImageNet top-1; the "
+        "same architectures fine-tuned from random weights (the random-init controls) stand beside them.",
+        pretrained.size(), fmt::join(listed, ", "), fmt::join(tasks, ", ")));
+    if (pretrained.size() < kReliableModels)
+      s.headline.push_back(fmt::format(
+          "{} model(s) spanning {:.1f} pp of ImageNet top-1 ({:.1f}–{:.1f} %) are a small sample: correlations and "
+          "slopes over them say little about whether ImageNet progress transfers; the gain over random init, per "
+          "architecture and task, is the firmer result.",
+          pretrained.size(), hi - lo, lo, hi));
+    state_gains(s, "imagenet", "ImageNet-pretrained");
+  }
   if (has_upstream) {
     std::set<std::string> archs, sets;
     double lo = kNaN, hi = kNaN;
@@ -139,40 +251,26 @@ void describe_weights(Study& s, bool has_upstream) {
       if (std::isfinite(u.top1)) lo = std::isfinite(lo) ? std::min(lo, u.top1) : u.top1, hi = std::isfinite(hi) ? std::max(hi, u.top1) : u.top1;
     }
     std::vector<std::string> downstream;
-    for (const auto& d : s.datasets) downstream.push_back(d.name);
+    for (const auto& d : s.datasets)
+      if (d.family == "upstream") downstream.push_back(d.name);
     s.headline.push_back(fmt::format(
-        "Pre-trained by this study: {} upstream run(s) of {} on {} (measured top-1 {}–{} % on its test split), each "
+        "{}re-trained by this study: {} upstream run(s) of {} on {} (measured top-1 {}–{} % on its test split), each "
         "then fine-tuned on {}. The x-axis is that measured upstream top-1, not ImageNet top-1.",
-        s.upstream.size(), fmt::join(archs, ", "), fmt::join(sets, ", "), std::isfinite(lo) ? fmt::format("{:.1f}", lo) : "?",
-        std::isfinite(hi) ? fmt::format("{:.1f}", hi) : "?", fmt::join(downstream, ", ")));
+        pretrained.empty() ? "P" : "Second part — p", s.upstream.size(), fmt::join(archs, ", "), fmt::join(sets, ", "),
+        std::isfinite(lo) ? fmt::format("{:.1f}", lo) : "?", std::isfinite(hi) ? fmt::format("{:.1f}", hi) : "?",
+        fmt::join(downstream, ", ")));
     if (!random.empty())
       s.headline.push_back(fmt::format(
-          "Random-init weights: {} — the architectures started from random weights (no ImageNet weights here); "
-          "fine-tuned from those weights without pre-training they are the random-init controls.",
+          "Random-init weights: {} — the architectures started from random weights; fine-tuned from those weights "
+          "without pre-training they are the random-init controls.",
           fmt::join(random, ", ")));
-    for (const auto& d : s.datasets) {
-      if (d.comparisons.empty()) continue;
-      int wins = 0;
-      double best_gain = kNaN;
-      const double sign = lower_is_better(d.metric) ? -1 : 1;
-      for (const auto& c : d.comparisons) {
-        const double gain = sign * (c.pretrained_best - c.control) * 100.0;
-        wins += gain > 0;
-        if (!std::isfinite(best_gain) || gain > best_gain) best_gain = gain;
-      }
-      const bool random_controls = std::all_of(d.comparisons.begin(), d.comparisons.end(),
-                                               [](const Comparison& c) { return c.control_weights == "random-init"; });
-      s.headline.push_back(fmt::format(
-          "{}: pre-trained {} {} for {} of {} architecture(s) (best gain {:+.1f} pp of {}).", d.name,
-          wins > 0 ? "beats" : "does not beat", random_controls ? "random init" : "the architecture's own weights",
-          wins, d.comparisons.size(), best_gain, d.metric));
-    }
-  } else if (!random.empty()) {
+    state_gains(s, "upstream", "pre-trained");
+  } else if (!random_on_axis.empty()) {
     s.headline.push_back(fmt::format(
         "RANDOM-INIT WEIGHTS: {} of {} model(s) ({}) were never trained on ImageNet. The x-axis shows their "
         "architectures' published ImageNet top-1, which these weights do not have: the statistics below describe "
         "random-init networks and do not answer whether ImageNet progress transfers.",
-        random.size(), models, fmt::join(random, ", ")));
+        random_on_axis.size(), seen.size(), fmt::join(random_on_axis, ", ")));
   }
 }
 
@@ -228,6 +326,7 @@ Study from_results(const std::string& path, const Options& o) {
   if (s.selection == "by validation" || s.selection == "paper")
     s.selection_note = "grid point and epoch chosen by the validation metric; test reported there";
 
+  std::vector<DatasetResult> upstream_family;  // where a study has both families: the upstream one, after
   for (const auto& d : datasets) {
     if (upstream_datasets.count(d.name)) continue;  // pre-training data: its top-1 is the x-axis, not a task
     DatasetResult dr;
@@ -259,6 +358,8 @@ Study from_results(const std::string& path, const Options& o) {
     if (no_test > 0)
       dr.notes.push_back(fmt::format("{} done trial(s) have no finite test {} (e.g. {}): no test image was usable? "
                                      "See /problems; they give no point", no_test, d.metric, first_no_test));
+    std::vector<Point> imagenet_points, upstream_points, controls;
+    std::map<std::string, double> gap_of;  // model: selected − median grid point (pp), for the sensitivity
     for (const auto& [model, list] : by_model) {
       std::vector<const store::TrialRow*> base;
       for (const auto* t : list)
@@ -299,56 +400,46 @@ Study from_results(const std::string& path, const Options& o) {
         if (!samples.count(d.name)) samples[d.name] = res.samples(d.name);
         prediction_interval(res, d.name, d.metric, samples, p, o);
       }
-      if (has_upstream && p.upstream_key.empty()) {
-        dr.controls.push_back(p);  // fine-tuned from its own weights: the control, not a point on the x-axis
-      } else if (!std::isfinite(p.top1)) {
+      if (!p.upstream_key.empty() && !std::isfinite(p.top1)) {
         dr.notes.push_back(fmt::format("{}: its upstream trial {} has no measured top-1; left out", p.model, p.upstream_key));
         continue;
-      } else {
-        dr.points.push_back(p);
       }
+      // Three kinds of model: pre-trained by the upstream stage (x: its measured top-1), pretrained elsewhere —
+      // ImageNet — (x: its ImageNet top-1), and random-init (a control where a pretrained model of its
+      // architecture exists or the study pre-trains; else a point, and the headline warns).
+      if (!p.upstream_key.empty()) upstream_points.push_back(p);
+      else if (p.weights == "random-init") p.architecture = control_architecture(model), controls.push_back(p);
+      else imagenet_points.push_back(p);
       // Hyperparameter sensitivity: the selected point against the median grid point (seed of the first).
       std::vector<double> tests;
       for (const auto* t : by_seed.begin()->second)
         if (std::isfinite(t->test_metric)) tests.push_back(t->test_metric);
-      if (tests.size() >= 2) {
-        const double gap = (values.front() - median(tests)) * 100.0 * (lower_is_better(d.metric) ? -1 : 1);
-        dr.sensitivity_pp = std::isfinite(dr.sensitivity_pp) ? dr.sensitivity_pp + gap : gap;
-        dr.sensitivity_models++;
-      }
+      if (tests.size() >= 2)
+        gap_of[model] = (values.front() - median(tests)) * 100.0 * (lower_is_better(d.metric) ? -1 : 1);
     }
-    if (dr.sensitivity_models > 0) dr.sensitivity_pp /= dr.sensitivity_models;
-    // One backbone, one point: a pre-trained model fine-tuned again under another name (a file from before names
-    // were kept when an upstream axis grew) is the same upstream trial, and counted once.
-    std::map<std::string, std::string> point_of;  // upstream key → the model whose point stands for it
-    dr.points.erase(std::remove_if(dr.points.begin(), dr.points.end(), [&](const Point& p) {
-      if (p.upstream_key.empty()) return false;
-      const auto [it, first] = point_of.emplace(p.upstream_key, p.model);
-      if (!first)
-        dr.notes.push_back(fmt::format("{}: the same backbone (upstream trial {}) as {}; counted once, as {}", p.model,
-                                       p.upstream_key, it->second, it->second));
-      return !first;
-    }), dr.points.end());
-    // Each control against the same architecture pre-trained upstream.
-    for (const auto& c : dr.controls) {
-      Comparison cmp;
-      cmp.architecture = c.model;
-      cmp.control_weights = c.weights;
-      cmp.control = c.value;
-      double sum = 0;
-      const double sign = lower_is_better(d.metric) ? -1 : 1;
-      for (const auto& p : dr.points) {
-        if (p.architecture != c.model) continue;
-        ++cmp.pretrained;
-        sum += p.value;
-        if (!std::isfinite(cmp.pretrained_best) || sign * p.value > sign * cmp.pretrained_best)
-          cmp.pretrained_best = p.value, cmp.best_model = p.model;
-      }
-      if (cmp.pretrained == 0) continue;
-      cmp.pretrained_mean = sum / cmp.pretrained;
-      dr.comparisons.push_back(cmp);
+    // Which family each control belongs to: the ImageNet-pretrained models' when one of them has its architecture.
+    std::set<std::string> imagenet_archs;
+    for (const auto& p : imagenet_points) imagenet_archs.insert(p.architecture);
+    std::vector<Point> imagenet_controls, other_controls;
+    for (auto& c : controls) (imagenet_archs.count(c.architecture) ? imagenet_controls : other_controls).push_back(c);
+    if (!has_upstream)  // random-init models nothing pairs with stay on the x-axis (the headline warns)
+      imagenet_points.insert(imagenet_points.end(), other_controls.begin(), other_controls.end()), other_controls.clear();
+    const bool both = has_upstream && !imagenet_points.empty();
+    if (both) {  // the ImageNet-pretrained models first, on their own axis; the upstream stage's after, on its own
+      DatasetResult up = dr;
+      up.name = d.name + " [upstream]";
+      up.family = "upstream";
+      up.x_label = s.x_label;
+      fill_family(up, std::move(upstream_points), std::move(other_controls), gap_of, d.metric);
+      upstream_family.push_back(std::move(up));
+      dr.x_label = "ImageNet top-1";
+      fill_family(dr, std::move(imagenet_points), std::move(imagenet_controls), gap_of, d.metric);
+    } else if (has_upstream) {
+      dr.family = "upstream";
+      fill_family(dr, std::move(upstream_points), std::move(other_controls), gap_of, d.metric);
+    } else {
+      fill_family(dr, std::move(imagenet_points), std::move(imagenet_controls), gap_of, d.metric);
     }
-    std::sort(dr.points.begin(), dr.points.end(), [](const Point& a, const Point& b) { return a.top1 < b.top1; });
     // Augmentation deltas per recipe.
     for (const auto& recipe : recipes) {
       if (recipe == "none" || !recipes.count("none")) continue;
@@ -376,6 +467,8 @@ Study from_results(const std::string& path, const Options& o) {
     }
     s.datasets.push_back(std::move(dr));
   }
+  if (!upstream_family.empty()) s.x_label = "ImageNet top-1";  // the leading family's; the others carry their own
+  for (auto& up : upstream_family) s.datasets.push_back(std::move(up));
   describe_weights(s, has_upstream);
   return s;
 }

