@@ -26,10 +26,6 @@ HOSTS=${HOSTS:-$(grep -c . "$HOSTFILE")}
 SPAN=${SPAN:-slice}
 [ "$CHIPS" -ge 1 ] || { echo "[xfer] no TPU chips found (/dev/accel*); pass the count per host" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# A signal to mpirun reaches the ranks as SIGCONT, SIGTERM after this many seconds, SIGKILL after as many again (Open
-# MPI 4.1's default is 1): xfer starts stopping on the SIGCONT and needs the time to checkpoint (README, "On a
-# workstation").
-export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-60}
 case "$SPAN" in
   slice)
     echo "[xfer] $HOSTS host(s) × 1 process, one SPMD program over $((HOSTS * CHIPS)) chips per trial; plugin $PLUGIN"

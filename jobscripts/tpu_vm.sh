@@ -32,10 +32,6 @@ exec "$@"
 RANK
 chmod +x "${TMPDIR:-/tmp}/xfer-tpu-rank.sh"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# A signal to mpirun reaches the ranks as SIGCONT, SIGTERM after this many seconds, SIGKILL after as many again (Open
-# MPI 4.1's default is 1): xfer starts stopping on the SIGCONT and needs the time to checkpoint (README, "On a
-# workstation").
-export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-60}
 # The host's cores feed the chips' input pipelines: split them over the ranks.
 threads=$(( $(nproc) / CHIPS > 0 ? $(nproc) / CHIPS : 1 ))
 XFER_PJRT_DEVICES=1 mpirun -n "$CHIPS" --bind-to none -x XFER_PJRT_DEVICES -x XFER_PJRT_ARTIFACTS \

@@ -26,9 +26,9 @@ export OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=PASSIVE
 # mpirun then exits 1. It does forward SIGUSR2 at once, on which xfer stops like on SIGTERM. So mpirun runs in a
 # session of its own (the terminal's Ctrl-C reaches only this script), and this script turns Ctrl-C, SIGTERM (a
 # `kill`, SLURM's scancel) and SIGHUP into SIGUSR2 for mpirun: running trials checkpoint, the lock is released, and
-# the exit status is xfer's (75: rerun to resume). A signal sent to mpirun itself still works: xfer starts stopping
-# on mpirun's SIGCONT, and the timeout below gives it 2 × 60 s before the SIGKILL.
-export OMPI_MCA_odls_base_sigkill_timeout=${OMPI_MCA_odls_base_sigkill_timeout:-60}
+# the exit status is xfer's (75: rerun to resume). (A signal sent to mpirun itself: xfer starts stopping on mpirun's
+# SIGCONT, but has 2 × odls_base_sigkill_timeout seconds before the SIGKILL; a longer timeout also makes mpirun
+# linger as long after any rank's non-zero exit, so it is left at Open MPI's default here. README, "On a workstation".)
 # Open MPI binds each rank to one core when ranks ≤ 2; threads need room: --bind-to none.
 setsid mpirun -n "$ranks" --bind-to none --oversubscribe "$XFER" run "$SPEC" --threads "$threads" &
 mpirun_pid=$!

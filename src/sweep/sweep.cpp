@@ -242,11 +242,11 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
   if (mpi.rank() == 0 && started_by_open_mpi_launcher()) {
     const char* v = std::getenv("OMPI_MCA_odls_base_sigkill_timeout");
     const int kill_wait = v && *v ? std::atoi(v) : 1;
-    if (kill_wait < 30)
+    if (kill_wait < 10)
       spdlog::info("a SIGTERM or Ctrl-C to mpirun itself leaves the ranks {} s before mpirun's SIGKILL (Open MPI's "
-                   "odls_base_sigkill_timeout, twice over): too little to checkpoint. Export "
-                   "OMPI_MCA_odls_base_sigkill_timeout=60 before mpirun (jobscripts/workstation.sh does), or stop the "
-                   "sweep with kill -USR2 on mpirun, which forwards it at once",
+                   "odls_base_sigkill_timeout, twice over): too little to checkpoint. Stop the sweep with kill -USR2 on "
+                   "mpirun (forwarded at once; jobscripts/workstation.sh does so on Ctrl-C), or export "
+                   "OMPI_MCA_odls_base_sigkill_timeout=20 before mpirun (README, \"On a workstation\")",
                    2 * kill_wait);
   }
   // Whatever a rank is stuck in, a stop ends this process within the documented bound (README: --grace + 30 s).
@@ -300,9 +300,11 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
     }
   }
   bmpi::broadcast(world, status, 0);
+  // Every rank reaches the barrier before rank 0 throws (exit 2 or 74): the others would otherwise wait in it for ever,
+  // and rank 0 in MPI_Finalize for them.
+  world.barrier();
   if (failure_here) std::rethrow_exception(failure_here);
   if (worker_error) std::rethrow_exception(worker_error);
-  world.barrier();
   return status;
 }
 
