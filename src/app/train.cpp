@@ -69,6 +69,14 @@ int train(const TrainOptions& o, sweep::MpiRuntime* mpi) {
   const spec::Spec spec = grid::with_upstream(data::with_layouts_resolved(spec::load(o.spec)));
   const auto trials = grid::expand(spec);
   const grid::Trial& trial = find_trial(trials, o.trial, o.index, o.spec);
+  // Every rank must train this trial the same way before the first collective (an MPMD launch can differ).
+  if (group)
+    group->agree({{"trial", trial.key.str()},
+                  {"--device", o.device.substr(0, o.device.find(':'))},
+                  {"--gradient-exchange", o.gradient_exchange},
+                  {"--input-pipeline", o.input_pipeline},
+                  {"--deterministic-input", o.deterministic_input ? "on" : "off"},
+                  {"--micro-batches", std::to_string(o.micro_batches)}});
   const data::Dataset d = data::open(spec, spec.datasets[trial.dataset_index]);
   train::Environment env = train::environment_for(spec, trial);
   if (!o.checkpoint_dir.empty()) env.checkpoint_dir = (std::filesystem::path(o.checkpoint_dir) / trial.key.str()).string();

@@ -5,9 +5,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "xfer/core/digest.hpp"
@@ -43,22 +45,103 @@ const Program* Bundle::train_program(int b) const {
 
 namespace {
 
-std::string read_bytes(const std::string& path) {
+// A program's size when the manifest does not say (bundles before the field): far above any exported step.
+constexpr int64_t kMaxProgramBytes = int64_t(1) << 31;
+// A state entry's elements: far above any model's tensor, far below what overflows int64 or a vector.
+constexpr int64_t kMaxStateElements = int64_t(1) << 36;
+
+// At most `limit` bytes of a regular file (a manifest names /dev/zero: it is not read until memory runs out).
+std::string read_bytes(const std::string& path, int64_t limit) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw Error::input(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error::input(path + ": cannot read it");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
+  std::string bytes(static_cast<size_t>(std::min<int64_t>(limit, static_cast<int64_t>(fs::file_size(path, ec)))), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  bytes.resize(static_cast<size_t>(in.gcount()));
+  if (in.peek() != std::char_traits<char>::eof())
+    throw Error::input(fmt::format("{}: larger than {} bytes", path, limit));
+  return bytes;
 }
 
+// A program file is a plain name inside its bundle folder: a bundle is shared as an artifact, and its manifest must
+// not make xfer read /dev/zero or ../../etc/passwd (reliability probe 3, BAD-3).
 Program program_of(const nlohmann::json& j, const fs::path& dir, const std::string& manifest) {
   Program p;
-  p.file = (dir / j.at("file").get<std::string>()).string();
+  const std::string name = j.at("file").get<std::string>();
+  const fs::path rel(name);
+  bool inside = !name.empty() && rel.is_relative();
+  for (const auto& part : rel) inside = inside && part != ".." && part != ".";
+  if (!inside)
+    throw Error::input(fmt::format("{}: program file \"{}\" is not a file inside the bundle folder {}", manifest, name,
+                                   dir.string()));
+  p.file = (dir / rel).string();
   p.sha256 = j.at("sha256").get<std::string>();
   p.batch = j.at("batch").get<int>();
   p.platform_index = j.at("platform_index_argument").get<bool>();
-  if (!fs::exists(p.file)) throw Error::input(manifest + ": its program " + p.file + " is missing");
+  p.bytes = j.contains("bytes") ? j.at("bytes").get<int64_t>() : -1;
+  if (j.contains("inputs")) p.inputs = j.at("inputs").get<std::vector<std::string>>();
+  std::error_code ec;
+  if (!fs::exists(p.file, ec)) throw Error::input(manifest + ": its program " + p.file + " is missing");
+  const fs::path real = fs::canonical(p.file, ec), root = fs::canonical(dir, ec);
+  const auto rel_real = real.lexically_relative(root);
+  if (ec || !fs::is_regular_file(real, ec) || rel_real.empty() || *rel_real.begin() == "..")
+    throw Error::input(fmt::format("{}: program {} is not a regular file inside the bundle folder", manifest, p.file));
+  if (p.bytes >= 0 && static_cast<int64_t>(fs::file_size(real, ec)) != p.bytes)
+    throw Error::input(fmt::format("{}: program {} has {} bytes, the manifest says {}; export it again with "
+                                   "tools/export_pjrt.py", manifest, p.file, fs::file_size(real, ec), p.bytes));
   return p;
+}
+
+// The manifest's state and programs agree with each other: shapes of sane sizes; params, then buffers, then the
+// optimizer's slots, each slot of a parameter's shape; each program's inputs the state it is fed (when the manifest
+// lists them). A bundle that breaks one of these fails every attempt alike, so it is refused when it is read.
+void check_consistency(const Bundle& b) {
+  const std::string& m = b.manifest;
+  std::map<std::string, const TensorSpec*> params;
+  int phase = 0;  // 0 params, 1 buffers, 2 optimizer
+  for (const auto& s : b.state) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) {
+      if (d < 1 || d > kMaxStateElements || n > kMaxStateElements / d)
+        throw Error::input(fmt::format("{}: state {} has shape [{}]: every dimension must be at least 1, and the "
+                                       "entry at most {} elements", m, s.name, fmt::join(s.shape, ","),
+                                       kMaxStateElements));
+      n *= d;
+    }
+    const int here = s.role == "param" ? 0 : s.role == "buffer" ? 1 : s.role == "optimizer" ? 2 : -1;
+    if (here < 0) throw Error::input(fmt::format("{}: state {} has role \"{}\", expected param, buffer or optimizer", m, s.name, s.role));
+    if (here < phase)
+      throw Error::input(fmt::format("{}: state {} ({}) comes after the {}: the state lists params, then buffers, then "
+                                     "the optimizer's", m, s.name, s.role, phase == 1 ? "buffers" : "optimizer's"));
+    phase = here;
+    if (here == 0) params.emplace(s.name, &s);
+    if (here == 2 && s.name != "opt/step") {
+      const auto slash = s.name.find('/', 4);
+      const auto it = slash == std::string::npos ? params.end() : params.find(s.name.substr(slash + 1));
+      if (s.name.rfind("opt/", 0) != 0 || it == params.end())
+        throw Error::input(fmt::format("{}: optimizer state {} names no parameter of the state", m, s.name));
+      if (it->second->shape != s.shape)
+        throw Error::input(fmt::format("{}: optimizer state {} has shape [{}], its parameter [{}]", m, s.name,
+                                       fmt::join(s.shape, ","), fmt::join(it->second->shape, ",")));
+    }
+  }
+  auto expect = [&](const Program& p, std::vector<std::string> want) {
+    if (p.inputs.empty() || p.inputs == want) return;
+    throw Error::input(fmt::format("{}: program {} takes {} inputs ({}…), the manifest's state and data make {} ({}…): "
+                                   "the state list does not match the program; export it again with tools/export_pjrt.py",
+                                   m, p.file, p.inputs.size(), p.inputs.empty() ? "" : p.inputs.front(), want.size(),
+                                   want.empty() ? "" : want.front()));
+  };
+  std::vector<std::string> names;
+  for (const auto& s : b.state) names.push_back(s.name);
+  std::vector<std::string> train = names;
+  for (const char* x : {"x", "y", "lr", "weight_decay"}) train.push_back(x);
+  if (b.random) train.push_back("seed");
+  for (const auto& p : b.train) expect(p, train);
+  std::vector<std::string> eval(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(b.model_state()));
+  eval.push_back("x");
+  expect(b.eval, eval);
 }
 
 }  // namespace
@@ -68,7 +151,7 @@ Bundle Bundle::read(const std::string& manifest_path) {
   b.manifest = manifest_path;
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_bytes(manifest_path));
+    j = nlohmann::json::parse(read_bytes(manifest_path, int64_t(64) << 20));
   } catch (const nlohmann::json::exception& e) {
     throw Error::input(manifest_path + ": not a PJRT bundle manifest (" + e.what() + ")");
   }
@@ -108,17 +191,33 @@ Bundle Bundle::read(const std::string& manifest_path) {
   } catch (const std::invalid_argument& e) {
     throw Error::input(manifest_path + ": " + e.what());
   }
-  if (b.devices < 1 || b.batch % b.devices != 0 || b.train.empty() || b.state.empty())
+  if (b.devices < 1 || b.batch < 1 || b.batch % b.devices != 0 || b.train.empty() || b.state.empty())
     throw Error::input(manifest_path + ": inconsistent manifest (devices, batch, programs or state)");
+  check_consistency(b);
   return b;
 }
 
 std::string Bundle::code(const Program& p) const {
-  std::string bytes = read_bytes(p.file);
+  std::string bytes = read_bytes(p.file, p.bytes >= 0 ? p.bytes : kMaxProgramBytes);
   if (sha256_hex(bytes) != p.sha256)
     throw Error::input(p.file + ": corrupt PJRT program (its SHA-256 differs from the one in " + manifest +
                        "); export it again with tools/export_pjrt.py");
   return bytes;
+}
+
+Bundle check_bundle(const BundleRequest& r, int64_t train_samples) {
+  Bundle b = find_bundle(r);
+  for (const auto& p : b.train) b.code(p);
+  b.code(b.eval);
+  // The epoch's last batch (a loader drops one under 2 samples: BatchNorm cannot train on it).
+  const int tail = static_cast<int>(train_samples % r.batch);
+  if (tail >= 2 && tail % r.devices != 0)
+    throw Error::input(fmt::format("{}: an epoch of {} training samples ends with a batch of {}, which does not split over "
+                                   "{} devices; choose batch_size so that it does", b.manifest, train_samples, tail, r.devices));
+  if (tail >= 2 && !b.train_program(tail))
+    throw Error::input(fmt::format("{}: no train program for a batch of {} (the last batch of an epoch of {} training "
+                                   "samples); export it with --tail {}", b.manifest, tail, train_samples, tail));
+  return b;
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "coordinator.hpp"
 
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -58,13 +59,40 @@ void Coordinator::operator()() {
     loop();
   } catch (...) {
     error_ = std::current_exception();
-    end_reason_ = "error";
-    // Let every worker go home; those in a trial get the stop first.
-    for (const auto& [t, members] : scheduler_.running_groups())
-      for (int m : members) transport_.send_stop(m, t);
-    for (int r = 0; r < transport_.size(); ++r) transport_.send_shutdown(r);
+    abandon();
   }
   transport_.complete_sends();
+}
+
+// The coordinator cannot go on (typically the results file cannot be written: a full disk, a read-only remount):
+// every group in a trial gets the stop, every rank its shutdown, and the reports of the ranks in a trial are taken
+// (and dropped: nothing more can be recorded) until each has come back. A worker's report is a blocking send, so
+// without this it would wait for ever on a coordinator that is gone (reliability probe 3, BAD-4). The process's own
+// stop flag arms the watchdog (core/stop), which ends it with the fault's exit status should a rank never come back.
+void Coordinator::abandon() {
+  end_reason_ = "error";
+  int status = exit_status::error;
+  try {
+    std::rethrow_exception(error_);
+  } catch (const Error& e) {
+    status = e.kind() == Error::Kind::environment ? exit_status::environment
+             : e.kind() == Error::Kind::input     ? exit_status::input
+                                                  : exit_status::error;
+    end_reason_ = (e.kind() == Error::Kind::environment ? "environment: " : "error: ") + std::string(e.what()).substr(0, 200);
+  } catch (const std::exception& e) {
+    end_reason_ = "error: " + std::string(e.what()).substr(0, 200);
+  } catch (...) {
+  }
+  set_stop_exit_status(status);
+  stop_requested().store(true);
+  std::set<int> busy;
+  for (const auto& [t, members] : scheduler_.running_groups())
+    for (int m : members) transport_.send_stop(m, t), busy.insert(m);
+  for (int r = 0; r < transport_.size(); ++r) transport_.send_shutdown(r);
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o_.grace + 30));
+  while (!busy.empty() && Clock::now() < until)
+    if (auto r = transport_.receive_report(0.5); r && (r->kind == Report::finished || r->kind == Report::ready))
+      busy.erase(r->rank);
 }
 
 void Coordinator::loop() {
@@ -105,7 +133,10 @@ void Coordinator::loop() {
 void Coordinator::watch_time_and_signals() {
   if (scheduler_.stopping()) return;
   std::string why;
-  if (stop_requested().load()) why = stop_signal() ? fmt::format("signal {}", strsignal(stop_signal())) : "stop requested";
+  if (stop_requested().load())
+    why = stop_signal() == SIGCONT ? "mpirun is ending the job (it got SIGTERM or SIGINT)"
+          : stop_signal()          ? fmt::format("signal {}", strsignal(stop_signal()))
+                                   : "stop requested";
   else if (scheduler_.past_deadline(now())) why = "time limit";
   if (!why.empty()) stop_sweep(why);
 }
@@ -192,6 +223,7 @@ void Coordinator::dispatch() {
 void Coordinator::start(int64_t t, const std::vector<int>& members) {
   auto& row = rows_[static_cast<size_t>(t)];
   const Start s = on_start(action_[t], row.attempts);
+  attempts_before_[t] = row.attempts;
   row.attempts = s.attempts;
   if (s.clear_checkpoints && o_.simulate <= 0) {
     try {
@@ -248,7 +280,16 @@ void Coordinator::finish(const Report& r) {
   const int64_t t = r.trial;
   if (!scheduler_.finish(t, r.rank)) return;  // declared hung meanwhile
   auto& row = rows_[static_cast<size_t>(t)];
-  const Finish f = on_finish(r.status, row.attempts, study_.spec.study.max_attempts, scheduler_.stopping(), r.cause);
+  Finish f = on_finish(r.status, row.attempts, study_.spec.study.max_attempts, scheduler_.stopping(), r.cause);
+  // A fault of the trial's data or spec (undecodable data, a bundle that does not fit) is the same on every attempt:
+  // the trial is not to blame, so the attempt is given back — the run after the fix runs it, however often the fault
+  // was met (reliability probe 3, BAD-1).
+  const bool input_fault = r.cause == Cause::input && retryable(f.status) && !f.environment_stop;
+  if (input_fault) {
+    row.attempts = attempts_before_.count(t) ? attempts_before_[t] : row.attempts;
+    f.exhausted = false;
+    f.remove_checkpoints = f.final;
+  }
   row.status = name_str(f.status);
   row.message = f.environment_stop && !f.final
                     ? r.message + " — not the trial's fault: the sweep stopped; it resumes on the next run"
@@ -285,8 +326,9 @@ void Coordinator::finish(const Report& r) {
     if (environment_fault_.empty()) environment_fault_ = r.message;
     spdlog::error("trial {} ({} on {}): {}", row.key, row.model, row.dataset, r.message);
     stop_sweep("environment: " + r.message.substr(0, 200));
-  } else if (r.cause == Cause::input && retryable(f.status)) {
-    spdlog::warn("trial {}: not retried in this run — its data or spec must change first", row.key);
+  } else if (input_fault) {
+    input_faults_.push_back(fmt::format("{} ({} on {}): {}", row.key, row.model, row.dataset, r.message));
+    spdlog::warn("trial {}: not retried in this run — its data or spec must change first; it spent no attempt", row.key);
   }
 }
 

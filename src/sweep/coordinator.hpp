@@ -34,6 +34,9 @@ class Coordinator {
   const std::string& environment_fault() const { return environment_fault_; }
   // Non-empty when every rank group was declared hung and the sweep ended with trials left.
   const std::string& hung_out() const { return hung_out_; }
+  // Trials that ended on a fault of their data or spec (the same on every attempt): "key (model on dataset): message",
+  // in the order they ended. They spent no attempt.
+  const std::vector<std::string>& input_faults() const { return input_faults_; }
   // This run's queue at the end: trials with a result (done, diverged), failed (this run's last word), and left to
   // a later run (pending, interrupted, running).
   struct Outcome {
@@ -48,6 +51,7 @@ class Coordinator {
   using Clock = std::chrono::steady_clock;
   double now() const;  // seconds on the scheduler's clock
   void loop();
+  void abandon();
   void watch_time_and_signals();
   void stop_sweep(const std::string& why);
   void check_hung();
@@ -89,6 +93,8 @@ class Coordinator {
   std::string end_reason_;
   std::exception_ptr error_;
   std::string environment_fault_, hung_out_;
+  std::vector<std::string> input_faults_;
+  std::map<int64_t, int> attempts_before_;  // a started trial's attempts before this start counted one
   int64_t finished_ = 0;
   size_t total_jobs_ = 0;
   int tags_ = 0;

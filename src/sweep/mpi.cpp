@@ -193,6 +193,45 @@ bool MpiGroup::any(bool flag) {
 
 void MpiGroup::barrier() { check(MPI_Barrier(as_comm(comm_)), "barrier"); }
 
+void MpiGroup::agree(const std::vector<std::pair<std::string, std::string>>& settings) {
+  std::string mine;
+  for (const auto& [option, value] : settings) mine += option + '\t' + value + '\n';
+  std::string first = mine;
+  broadcast(first, 0);
+  if (!any(first != mine)) return;
+  // Someone differs: every member gathers every member's settings, so each throws the same message.
+  const MPI_Comm c = as_comm(comm_);
+  int n = static_cast<int>(mine.size());
+  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+  check(MPI_Allgather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, c), "allgather");
+  int total = 0;
+  for (int i = 0; i < size_; ++i) displs[static_cast<size_t>(i)] = total, total += counts[static_cast<size_t>(i)];
+  std::string all(static_cast<size_t>(total), '\0');
+  check(MPI_Allgatherv(mine.data(), n, MPI_CHAR, all.data(), counts.data(), displs.data(), MPI_CHAR, c), "allgatherv");
+  std::string differences;
+  for (size_t k = 0; k < settings.size(); ++k) {
+    std::vector<std::string> values;
+    for (int i = 0; i < size_; ++i) {
+      std::string text = all.substr(static_cast<size_t>(displs[static_cast<size_t>(i)]),
+                                    static_cast<size_t>(counts[static_cast<size_t>(i)]));
+      size_t at = 0;
+      for (size_t line = 0; line < k && at != std::string::npos; ++line) at = text.find('\n', at), at += at != std::string::npos;
+      const size_t tab = text.find('\t', at), end = text.find('\n', at);
+      values.push_back(tab == std::string::npos || end == std::string::npos ? "?" : text.substr(tab + 1, end - tab - 1));
+    }
+    bool same = true;
+    for (const auto& v : values) same = same && v == values.front();
+    if (same) continue;
+    std::string list;
+    for (int i = 0; i < size_; ++i)
+      list += (i ? ", " : "") + (values[static_cast<size_t>(i)].empty() ? "(none)" : values[static_cast<size_t>(i)]) +
+              " on world rank " + std::to_string(members_[static_cast<size_t>(i)]);
+    differences += (differences.empty() ? "" : "; ") + settings[k].first + ": " + list;
+  }
+  throw Error::input("the ranks of one group were started with different options that every rank of a group must "
+                     "share (" + differences + "); start every rank with the same ones");
+}
+
 std::shared_ptr<KeyValueStore> MpiGroup::key_value_store() { return group_key_value_store(comm_, members_); }
 
 }  // namespace xfer::sweep

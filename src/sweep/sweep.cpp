@@ -6,7 +6,9 @@
 #include <boost/mpi/communicator.hpp>
 #include <boost/serialization/string.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -21,6 +23,7 @@
 #include "xfer/core/build_info.hpp"
 #include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
+#include "xfer/train/pjrt_checks.hpp"
 #include "xfer/train/trial.hpp"
 
 namespace fs = std::filesystem;
@@ -46,6 +49,31 @@ struct Setup {
   std::vector<Coordinator::Job> jobs;
   std::vector<store::TrialRow> rows;
 };
+
+// Before the first trial: the PJRT bundle of every trial this run starts, found and whole (its programs hashed, one
+// for an epoch's last batch). A bundle fault is the same on every attempt: refused here (exit 2) it costs no trial an
+// attempt, and the rerun after the export runs them all (reliability probe 3, BAD-1).
+void check_bundles(const Setup& s, const RunOptions& o) {
+  if (!train::is_pjrt_device(o.device) || o.simulate > 0) return;
+  std::set<std::string> checked;
+  for (const auto& j : s.jobs) {
+    const auto& t = s.study.trials[static_cast<size_t>(j.trial)];
+    const ResolvedTrial r = resolve_trial(s.study, s.prep, static_cast<size_t>(j.trial), o);
+    if (!t.config.upstream.empty() || !fs::is_regular_file(r.backbone)) continue;  // exported by an upstream trial
+    const auto& d = s.prep.datasets.at(t.dataset_index);
+    const auto& c = t.config;
+    if (!checked.insert(fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", r.backbone, t.dataset_index, c.input_size,
+                                    c.batch_size, name(c.optimizer), c.beta1, c.beta2, c.eps, c.momentum, c.nesterov,
+                                    c.label_smoothing)).second)
+      continue;
+    try {
+      train::check_pjrt_bundle(t.config, r.backbone, d);
+    } catch (const Error& e) {
+      throw Error::input(fmt::format("trial {} ({} on {}): {}. No trial was started; once the bundle is fixed the same "
+                                     "command runs them all", t.key.str(), t.config.model, d.name, e.what()));
+    }
+  }
+}
 
 // The ledger: the file's rows for the spec's trials (new ones added), and what of this run's shard runs.
 void read_ledger(Setup& s, const RunOptions& o) {
@@ -87,6 +115,7 @@ void read_ledger(Setup& s, const RunOptions& o) {
     if (in_shard[i] && runs(a)) s.jobs.push_back({static_cast<int64_t>(i), a});
     s.rows.push_back(std::move(row));
   }
+  check_bundles(s, o);
   s.results->add_trials(fresh);
 }
 
@@ -119,7 +148,8 @@ struct SetupFailure {
 };
 
 // The run's row in /runs, and what the run's end means for the exit status: an error or an environment fault
-// (thrown: exit 1 or 74), stopped with work left (75), trials failed (4), or everything of the queue finished (0).
+// (thrown: exit 1 or 74), stopped with work left (75), trials that met a fault of their data or spec (thrown: 2),
+// trials failed (4), or everything of the queue finished (0).
 int end_of_run(Setup& s, const Coordinator& coord, int64_t run_row, store::RunRow& run_info) {
   run_info.finished_at = store::now_unix();
   run_info.end_reason = coord.end_reason();
@@ -143,6 +173,13 @@ int end_of_run(Setup& s, const Coordinator& coord, int64_t run_row, store::RunRo
     spdlog::warn("stopped early ({}): {} trial(s) left to a later run, which resumes them; exit status {}",
                  coord.end_reason(), o.left, exit_status::stopped);
     return exit_status::stopped;
+  }
+  if (!coord.input_faults().empty()) {
+    const auto& first = coord.input_faults().front();
+    throw Error::input(fmt::format(
+        "{} trial(s) met a fault of their data or spec, the same on every attempt (first: {}). They spent no attempt: "
+        "fix it and rerun the same command, which runs them (xfer status {} groups them by message)",
+        coord.input_faults().size(), first.size() > 600 ? first.substr(0, 600) + "…" : first, s.prep.results_path));
   }
   if (o.failed > 0) {
     spdlog::warn("{} trial(s) failed (xfer status {} groups them by message); exit status {}", o.failed,
@@ -202,6 +239,16 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
   bmpi::gather(world, host_name(), hosts, 0);
 
   install_default_stop_handlers();
+  if (mpi.rank() == 0 && started_by_open_mpi_launcher()) {
+    const char* v = std::getenv("OMPI_MCA_odls_base_sigkill_timeout");
+    const int kill_wait = v && *v ? std::atoi(v) : 1;
+    if (kill_wait < 10)
+      spdlog::info("a SIGTERM or Ctrl-C to mpirun itself leaves the ranks {} s before mpirun's SIGKILL (Open MPI's "
+                   "odls_base_sigkill_timeout, twice over): too little to checkpoint. Stop the sweep with kill -USR2 on "
+                   "mpirun (forwarded at once; jobscripts/workstation.sh does so on Ctrl-C), or export "
+                   "OMPI_MCA_odls_base_sigkill_timeout=20 before mpirun (README, \"On a workstation\")",
+                   2 * kill_wait);
+  }
   // Whatever a rank is stuck in, a stop ends this process within the documented bound (README: --grace + 30 s).
   arm_stop_watchdog(o.grace + 30, exit_status::stopped);
   std::unique_ptr<Coordinator> coord;
@@ -253,9 +300,11 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
     }
   }
   bmpi::broadcast(world, status, 0);
+  // Every rank reaches the barrier before rank 0 throws (exit 2 or 74): the others would otherwise wait in it for ever,
+  // and rank 0 in MPI_Finalize for them.
+  world.barrier();
   if (failure_here) std::rethrow_exception(failure_here);
   if (worker_error) std::rethrow_exception(worker_error);
-  world.barrier();
   return status;
 }
 

@@ -23,6 +23,10 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 using Clock = std::chrono::steady_clock;
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> shared_settings(const RunOptions& o) {
+  return {{"--device", o.device.substr(0, o.device.find(':'))}, {"--input-pipeline", o.input_pipeline}};
+}
+
 void Worker::loop() {
   report(Report::ready, -1);
   while (true) {
@@ -122,6 +126,7 @@ void Worker::simulate(const Order& order, Report& fin) {
 
 void Worker::train(const Order& order, MpiGroup* group, bool leader, Report& fin) {
   const ResolvedTrial& trial = order.resolved;
+  if (group) group->agree(shared_settings(o_));  // before anything collective (BAD-10)
   const data::Dataset& d = dataset(trial.dataset);
   // The backbone's SHA-256, recorded with the result; a pre-trained model's must be the one its upstream trial
   // exported (its metadata says which), or the trial does not start.

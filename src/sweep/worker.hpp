@@ -7,12 +7,18 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "transport.hpp"
 #include "xfer/data/dataset.hpp"
 #include "xfer/sweep/sweep.hpp"
 
 namespace xfer::sweep {
+
+// The options of `xfer run` every rank of a trial's group must share (MpiGroup::agree): the device's kind and the
+// input pipeline.
+std::vector<std::pair<std::string, std::string>> shared_settings(const RunOptions& o);
 
 class Worker {
  public:

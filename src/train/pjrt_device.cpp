@@ -1,7 +1,10 @@
 // The --device words of the PJRT engine (train/pjrt_engine.hpp), torch-free: the xfer executable checks them.
+#include <algorithm>
 #include <cstdlib>
 
 #include "pjrt_engine.hpp"
+#include "xfer/data/dataset.hpp"
+#include "xfer/train/pjrt_checks.hpp"
 
 namespace xfer::train {
 
@@ -11,6 +14,28 @@ std::string pjrt_plugin_path(const std::string& request) {
   if (request.rfind("pjrt:", 0) == 0 && request.size() > 5) return request.substr(5);
   const char* v = std::getenv("XFER_PJRT_PLUGIN");
   return v && *v ? v : "";
+}
+
+int pjrt_requested_devices() {
+  const char* v = std::getenv("XFER_PJRT_DEVICES");
+  return v && *v ? std::max(1, std::atoi(v)) : 1;
+}
+
+pjrt::BundleRequest pjrt_bundle_request(const grid::TrialConfig& t, const std::string& backbone, const data::Dataset& d,
+                                        int devices) {
+  pjrt::BundleRequest request;
+  request.backbone = backbone, request.input_size = t.input_size, request.classes = d.num_classes();
+  request.batch = t.batch_size, request.devices = devices, request.optimizer = std::string(name(t.optimizer));
+  request.beta1 = t.beta1, request.beta2 = t.beta2, request.eps = t.eps, request.momentum = t.momentum;
+  request.nesterov = t.nesterov, request.label_smoothing = t.label_smoothing;
+  request.multilabel = d.multilabel;
+  return request;
+}
+
+void check_pjrt_bundle(const grid::TrialConfig& t, const std::string& backbone, const data::Dataset& d) {
+  if (t.ranks_per_trial > 1) return;
+  pjrt::check_bundle(pjrt_bundle_request(t, backbone, d, pjrt_requested_devices()),
+                     static_cast<int64_t>(d.indices(data::Split::train).size()));
 }
 
 }  // namespace xfer::train

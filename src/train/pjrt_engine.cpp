@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include <sys/resource.h>
 
@@ -16,6 +17,7 @@
 #include "xfer/data/numpy_random.hpp"
 #include "xfer/model/classifier.hpp"
 #include "xfer/pjrt/bundle.hpp"
+#include "xfer/train/pjrt_checks.hpp"
 #include "xfer/pjrt/runtime.hpp"
 
 namespace xfer::train {
@@ -30,11 +32,6 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(u.ru_maxrss) * 1024;
 }
 
-int requested_devices() {
-  const char* v = std::getenv("XFER_PJRT_DEVICES");
-  return v && *v ? std::max(1, std::atoi(v)) : 1;
-}
-
 constexpr char kStateMagic[] = "xfer-pjrt-state-1\n";
 constexpr char kStepsRecord[] = "engine/steps_taken";
 
@@ -47,7 +44,7 @@ class PjrtEngine final : public Engine {
       throw Error::input("--device " + c.env.device + ": no PJRT plugin (give pjrt:<plugin.so> or set XFER_PJRT_PLUGIN)");
     processes_ = c.group.size();
     if (processes_ == 1) {
-      devices_ = local_ = requested_devices();
+      devices_ = local_ = pjrt_requested_devices();
       client_ = pjrt::Client::open(plugin_);
       first_device_ = devices_ == 1 ? c.env.local_rank % client_->device_count() : 0;
     } else {
@@ -79,7 +76,7 @@ class PjrtEngine final : public Engine {
       throw Error::input(fmt::format("trial {}: PJRT plugin {} lists {} devices in all and {} in this process, for a "
                                      "group of {} processes: give every process of the group the same number of chips",
                                      c.key, plugin_, all, here, processes_));
-    devices_ = std::getenv("XFER_PJRT_DEVICES") ? requested_devices() : all;
+    devices_ = std::getenv("XFER_PJRT_DEVICES") ? pjrt_requested_devices() : all;
     if (devices_ != all)
       throw Error::input(fmt::format("trial {}: XFER_PJRT_DEVICES={} but the group's processes have {} devices in all; "
                                      "a multi-process program spans every one", c.key, devices_, all));
@@ -90,12 +87,7 @@ class PjrtEngine final : public Engine {
   void prepare() override {
     const auto& c = context_;
     const auto& t = c.trial;
-    pjrt::BundleRequest request{c.env.backbone, t.input_size, c.data.num_classes(), t.batch_size, devices_,
-                                std::string(name(t.optimizer))};
-    request.beta1 = t.beta1, request.beta2 = t.beta2, request.eps = t.eps, request.momentum = t.momentum;
-    request.nesterov = t.nesterov, request.label_smoothing = t.label_smoothing;
-    request.multilabel = c.data.multilabel;
-    bundle_ = pjrt::find_bundle(request);
+    bundle_ = pjrt::find_bundle(pjrt_bundle_request(t, c.env.backbone, c.data, devices_));
     const auto& b = bundle_;
     platform_index_ = -1;
     for (size_t i = 0; i < b.platforms.size(); ++i)
@@ -113,17 +105,28 @@ class PjrtEngine final : public Engine {
                                      c.env.backbone, model_->feature_dim()));
     std::map<std::string, torch::Tensor> named;
     for (auto& [k, v] : model_->state()) named.emplace(k, v);
+    // The manifest's params and buffers are the model's, shape for shape, before anything is allocated (the
+    // optimizer's slots have their parameters' shapes: pjrt::Bundle::read checks).
+    std::set<std::string> in_manifest;
+    for (const auto& s : b.state) {
+      if (s.role != "param" && s.role != "buffer") continue;
+      in_manifest.insert(s.name);
+      auto it = named.find(s.name);
+      if (it == named.end())
+        throw Error::input(fmt::format("{}: state {} is not in backbone {} (+ head)", b.manifest, s.name, c.env.backbone));
+      if (std::vector<int64_t>(it->second.sizes().begin(), it->second.sizes().end()) != s.shape)
+        throw Error::input(fmt::format("{}: state {} has shape [{}] in the manifest, [{}] in backbone {}", b.manifest,
+                                       s.name, fmt::join(s.shape, ","), fmt::join(it->second.sizes(), ","), c.env.backbone));
+    }
+    for (const auto& [name, tensor] : named)
+      if (!in_manifest.count(name) && name.find("num_batches_tracked") == std::string::npos)
+        throw Error::input(fmt::format("{}: backbone {} (+ head) has state {}, which the manifest's state lacks; export "
+                                       "the bundle again with tools/export_pjrt.py", b.manifest, c.env.backbone, name));
     host_.clear();
     for (const auto& s : b.state) {
       std::vector<float> values(static_cast<size_t>(s.elements()), 0.0f);
       if (s.role == "param" || s.role == "buffer") {
-        auto it = named.find(s.name);
-        if (it == named.end())
-          throw Error::input(fmt::format("{}: state {} is not in backbone {} (+ head)", b.manifest, s.name, c.env.backbone));
-        auto v = it->second.detach().to(torch::kCPU, torch::kFloat).contiguous();
-        if (v.numel() != s.elements() || std::vector<int64_t>(v.sizes().begin(), v.sizes().end()) != s.shape)
-          throw Error::input(fmt::format("{}: state {} has shape [{}] in the manifest, [{}] in backbone {}", b.manifest,
-                                         s.name, fmt::join(s.shape, ","), fmt::join(v.sizes(), ","), c.env.backbone));
+        auto v = named.at(s.name).detach().to(torch::kCPU, torch::kFloat).contiguous();
         std::memcpy(values.data(), v.data_ptr<float>(), values.size() * sizeof(float));
         if (s.role == "param") parameters_ += s.elements();
       }
@@ -213,6 +216,8 @@ class PjrtEngine final : public Engine {
       have_lr_ = false;
       stepped_lr_ = lr_;
       ++steps_taken_;
+    } catch (const Error&) {
+      throw;  // the bundle's fault (a program missing or corrupt): the same on every attempt, the loop classifies it
     } catch (const std::exception& e) {
       a.failure = e.what();
     }

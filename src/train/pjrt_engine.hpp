@@ -8,6 +8,7 @@
 #include <string>
 
 #include "xfer/train/engine.hpp"
+#include "xfer/train/pjrt_checks.hpp"
 
 namespace xfer::train {
 
@@ -17,9 +18,5 @@ class PjrtEngineFactory final : public EngineFactory {
   Fault classify(const std::exception& e) const override;
 };
 
-// "pjrt" or "pjrt:<plugin>"?
-bool is_pjrt_device(const std::string& request);
-// The plugin a pjrt device names: the path after "pjrt:", else XFER_PJRT_PLUGIN; "" if neither.
-std::string pjrt_plugin_path(const std::string& request);
 
 }  // namespace xfer::train

@@ -167,12 +167,16 @@ class TorchEngine final : public Engine {
     // Group rank 0 builds a missing cache; the others open it after (or learn that it failed).
     std::unique_ptr<DeviceInput> input;
     std::string failure;
+    Error::Kind kind = Error::Kind::runtime;  // kept: a full disk (environment) or a damaged cache (input) is not the trial's
     if (group_->rank() == 0) try {
         input = std::make_unique<DeviceInput>(context_.data, indices, tf, o, folder, device_, builders);
+      } catch (const Error& e) {
+        failure = e.what(), kind = e.kind();
       } catch (const std::exception& e) {
         failure = e.what();
       }
-    if (group_->any(!failure.empty())) throw Error(failure.empty() ? "a peer could not build the input cache" : failure);
+    if (group_->any(!failure.empty()))
+      throw Error(failure.empty() ? "a peer could not build the input cache" : failure, kind);
     if (!input) input = std::make_unique<DeviceInput>(context_.data, indices, tf, o, folder, device_, builders);
     if (input->cache().built_now())
       log::debug("trial " + context_.key + ": input cache " + input->cache().path() + " built");

@@ -3,8 +3,12 @@
 // data-parallel peer that would keep a stopped job alive, SIGHUP, a split where nothing decodes, and the exit
 // statuses scripts and SLURM read. Each drives build/xfer under mpirun and reads the results file with h5py.
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 
 #include <chrono>
+#include <cstring>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -93,6 +97,40 @@ class SweepFaults : public WithFixtureDatasets {
     for (const auto& e : fs::recursive_directory_iterator(folder, ec))
       if (e.path().extension() == ".ckpt") return true;
     return false;
+  }
+  // Waits up to `seconds` for a spawned process; its exit status, or nullopt (then it is killed and reaped).
+  static std::optional<int> ends_within(int pid, double seconds) {
+    int raw = 0;
+    if (eventually(seconds, [&] { return ::waitpid(pid, &raw, WNOHANG) == pid; }))
+      return WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+    for (int p : descendants(pid)) ::kill(p, SIGKILL);
+    ::kill(pid, SIGKILL);
+    wait_for(pid);
+    return std::nullopt;
+  }
+  // Files a stop must not leave behind under `folder`: checkpoints half written.
+  static std::vector<std::string> partial_checkpoints(const std::string& folder) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(folder, ec))
+      if (e.path().filename().string().find(".ckpt.tmp") != std::string::npos) out.push_back(e.path().string());
+    return out;
+  }
+  // What a stopped sweep must leave: no lock, no half-written checkpoint, no trial `running`, /runs ending with the
+  // reason; and the rerun resumes from the checkpoints.
+  void expect_a_clean_stop(const std::string& reason) {
+    EXPECT_FALSE(fs::exists(results() + ".lock")) << "the writer lock is released";
+    EXPECT_EQ(partial_checkpoints((dir / "out/results.h5.ckpt").string()), std::vector<std::string>{});
+    const auto j = check(results());
+    EXPECT_EQ(j["status"].value("running", 0), 0) << j.dump();
+    EXPECT_GE(j["status"].value("interrupted", 0), 1) << j.dump();
+    ASSERT_FALSE(j["run_end_reasons"].empty()) << j.dump();
+    EXPECT_NE(j["run_end_reasons"].back().get<std::string>().find(reason), std::string::npos) << j.dump();
+    const Result again = xfer_run(2);
+    ASSERT_EQ(again.status, 0) << again.err;
+    const auto k = check(results());
+    EXPECT_EQ(k["status"]["done"].get<size_t>(), 2u) << k.dump();
+    EXPECT_FALSE(k["resumed"].empty()) << "resumed from the stop's checkpoints: " << k.dump();
   }
   TempDir dir;
 };
@@ -217,6 +255,109 @@ TEST_F(SweepFaults, B7_SigtermEndsAProcessStuckOnAHungPeerWithinTheBound) {
   EXPECT_EQ(j["duplicate_curve_rows"].get<int>(), 0);
 }
 
+// BAD-4 (probe 3): the results file's disk remounted read-only, or filled, while a trial runs. The coordinator's
+// next write fails and its thread ended, while the worker's next report (a blocking send) waited for it for ever:
+// the run stalled until the stop watchdog (--grace + 30 s) and exited 75 ("stopped, requeue me") without naming
+// the cause, or hung. Now the coordinator stops every group and takes their last reports: exit 74 within seconds,
+// naming the cause, and the rerun (space back) resumes.
+TEST_F(SweepFaults, BAD4_AReadOnlyRemountOrAFullDiskMidRunEndsTheRunNamingTheCause) {
+  for (const std::string fault : {"read-only", "full"}) {
+    SCOPED_TRACE(fault);
+    SmallDisk disk((dir / ("small-" + fault)).string(), 64 << 20);
+    const std::string ckpt = (dir / ("ck-" + fault)).string();
+    spec(6, "1e-3, 1e-4", "checkpoint_dir = \"" + ckpt + "\"\n");
+    const std::string file = disk.path() + "/results.h5";
+    const int pid = spawn(command(1, "--grace 10 --results " + quote(file)), (dir / "f.out").string(),
+                          (dir / "f.err").string());
+    ASSERT_TRUE(eventually(300, [&] { return has_checkpoint(ckpt); })) << read_file((dir / "f.err").string());
+    if (fault == "read-only")
+      ASSERT_EQ(::mount("tmpfs", disk.path().c_str(), "tmpfs", MS_REMOUNT | MS_RDONLY, nullptr), 0) << strerror(errno);
+    else
+      disk.fill(0);
+    const auto status = ends_within(pid, 120);
+    const std::string err = read_file((dir / "f.err").string());
+    ASSERT_TRUE(status.has_value()) << "still running 120 s after the fault: " << err;
+    EXPECT_EQ(*status, 74) << err;
+    EXPECT_NE(err.find(fault == "read-only" ? "(EROFS: read-only file system)" : "(ENOSPC: disk full)"), std::string::npos)
+        << err;
+    EXPECT_EQ(err.find("did not complete within"), std::string::npos) << "the watchdog had to end it: " << err;
+    // Space back: the same command resumes and finishes both trials, no attempt spent on the fault.
+    if (fault == "read-only")
+      ASSERT_EQ(::mount("tmpfs", disk.path().c_str(), "tmpfs", MS_REMOUNT, "size=67108864"), 0) << strerror(errno);
+    else
+      disk.free();
+    const Result again = xfer_run(1, "--grace 10 --results " + quote(file));
+    ASSERT_EQ(again.status, 0) << again.err;
+    for (const auto& [key, t] : trials(file)) {
+      EXPECT_EQ(std::get<0>(t), "done") << key;
+      EXPECT_EQ(std::get<1>(t), 1) << key;
+    }
+  }
+}
+
+// Item 10 (issue 26): Ctrl-C in the terminal that runs jobscripts/workstation.sh (SIGINT to its process group, mpirun
+// included). Open MPI's mpirun forwards neither SIGINT nor SIGTERM: it sends the ranks SIGCONT, SIGTERM a second
+// later and SIGKILL a second after that, so the sweep died with exit 1, its lock stale, its trials `running` and a
+// half-written checkpoint. The script now keeps the terminal's signal from mpirun and hands it on as SIGUSR2, which
+// mpirun forwards at once: exit 75, everything checkpointed.
+TEST_F(SweepFaults, Item10_CtrlCOnTheWorkstationScriptStopsTheSweepCleanlyWithExit75) {
+  spec(4, "1e-3, 1e-4");
+  const std::string ckpt = (dir / "out/results.h5.ckpt").string();
+  const std::string script = std::string(XFER_SOURCE_DIR) + "/jobscripts/workstation.sh";
+  // setsid: the script leads a process group of its own, as a terminal's foreground job does.
+  const int pid = spawn("env XFER=" + quote(xfer()) + " setsid " + quote(script) + " " +
+                            quote((dir / "spec.toml").string()) + " 2",
+                        (dir / "w.out").string(), (dir / "w.err").string());
+  ASSERT_TRUE(eventually(300, [&] { return has_checkpoint(ckpt); })) << read_file((dir / "w.err").string());
+  ::kill(-pid, SIGINT);
+  const auto status = ends_within(pid, 150);
+  const std::string err = read_file((dir / "w.err").string());
+  ASSERT_TRUE(status.has_value()) << err;
+  EXPECT_EQ(*status, 75) << err;
+  expect_a_clean_stop("signal User defined signal 2");
+}
+
+// Item 10: SIGTERM to mpirun alone (`kill -TERM <mpirun>`, Ctrl-C on a bare mpirun). The ranks' first news of it is
+// mpirun's SIGCONT; xfer starts stopping on it, and with odls_base_sigkill_timeout long enough (the README's
+// advice) the stop completes before mpirun's SIGTERM and SIGKILL. mpirun's own exit status is Open MPI's (1).
+TEST_F(SweepFaults, Item10_SigtermToMpirunAloneStopsTheSweepCleanly) {
+  spec(4, "1e-3, 1e-4");
+  const std::string ckpt = (dir / "out/results.h5.ckpt").string();
+  const int pid = spawn("env OMPI_MCA_odls_base_sigkill_timeout=20 " + command(2), (dir / "m.out").string(),
+                        (dir / "m.err").string());
+  ASSERT_TRUE(eventually(300, [&] { return has_checkpoint(ckpt); })) << read_file((dir / "m.err").string());
+  ::kill(pid, SIGTERM);
+  const auto status = ends_within(pid, 150);
+  const std::string err = read_file((dir / "m.err").string());
+  ASSERT_TRUE(status.has_value()) << err;
+  EXPECT_NE(*status, 0) << err;
+  EXPECT_EQ(err.find("did not complete within"), std::string::npos) << err;
+  expect_a_clean_stop("mpirun is ending the job");
+}
+
+// BAD-10 (probe 3): an MPMD launch whose two ranks of one `xfer train` have different --gradient-exchange values
+// deadlocked (each waited in a different collective) until `timeout` killed it. The group now agrees on its shared
+// options first: a clear error on every rank, exit 2.
+TEST_F(SweepFaults, BAD10_RanksOfOneGroupWithDifferentGradientExchangesAreRefusedOnEveryRank) {
+  spec(3, "1e-3");
+  auto rank = [&](const std::string& exchange) {
+    return "-n 1 " + quote(xfer()) + " train " + quote((dir / "spec.toml").string()) +
+           " --index 0 --threads 1 --gradient-exchange " + exchange + " --checkpoint-dir " + quote((dir / "ck").string());
+  };
+  const Result r = run("timeout 120 " + kMpirun + " --output-filename " + quote((dir / "mm").string()) + " " +
+                       rank("overlap") + " : " + rank("flat"));
+  EXPECT_NE(r.status, 124) << "deadlocked: " << r.err;
+  EXPECT_EQ(r.status, 2) << r.err;
+  for (const char* n : {"0", "1"}) {
+    const std::string err = read_file((dir / "mm/1" / ("rank." + std::string(n)) / "stderr").string());
+    EXPECT_NE(err.find("--gradient-exchange: overlap on world rank 0, flat on world rank 1"), std::string::npos)
+        << "rank " << n << ": " << err;
+  }
+  // The same value on both ranks trains.
+  const Result same = run("timeout 300 " + kMpirun + " " + rank("flat") + " : " + rank("flat"));
+  EXPECT_EQ(same.status, 0) << same.err;
+}
+
 // W-4.1: a closed terminal (SIGHUP) killed the run with no checkpoint. It now stops like SIGTERM; W-4.3: the exit
 // status says work is left (75), and the rerun resumes.
 TEST_F(SweepFaults, W4_1_SighupStopsLikeSigtermAndTheExitStatusSaysWorkIsLeft) {
@@ -235,7 +376,8 @@ TEST_F(SweepFaults, W4_1_SighupStopsLikeSigtermAndTheExitStatusSaysWorkIsLeft) {
 }
 
 // B8: every training image undecodable ended `done` with NaN metrics. Now the trial fails with the reason, is not
-// retried in the same run (nothing would change), and the exit status says trials failed (4).
+// retried in the same run (nothing would change), and — a fault of the data, the same on every attempt (probe 3,
+// BAD-1) — spends no attempt: the exit status says bad input (2), and the run after the fix runs it.
 TEST_F(SweepFaults, B8_EveryTrainingImageUndecodableFailsTheTrialWithTheReason) {
   fs::copy(*data_ / "imagefolder_split", dir / "bad", fs::copy_options::recursive);
   int emptied = 0;
@@ -245,15 +387,41 @@ TEST_F(SweepFaults, B8_EveryTrainingImageUndecodableFailsTheTrialWithTheReason) 
   spec(1, "1e-3", "", "",
        "[[dataset]]\nname = \"bad\"\nkind = \"imagefolder\"\nroot = \"" + (dir / "bad").string() + "\"\ninput_size = 32\n");
   const Result r = xfer_run(1);
-  EXPECT_EQ(r.status, 4) << r.err;
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("They spent no attempt"), std::string::npos) << r.err;
   const auto t = trials(results());
   ASSERT_EQ(t.size(), 1u);
   const auto& [status, attempts, finite] = t.begin()->second;
   EXPECT_EQ(status, "failed");
-  EXPECT_EQ(attempts, 1) << "an input fault is not retried in the same run";
+  EXPECT_EQ(attempts, 0) << "an input fault is not retried in the same run, and costs no attempt";
   EXPECT_FALSE(finite);
   const Result st = run(quote(xfer()) + " status " + quote(results()) + " --trials");
   EXPECT_NE(st.out.find("no usable training samples"), std::string::npos) << st.out << st.err;
+}
+
+// BAD-2 (probe 3): a full disk while the device pipeline writes its input cache was a trial failure: every trial
+// failed 3 times within a second, for good, exit 4. It is the machine's fault: the sweep stops (exit 74) with no
+// trial failed, and once there is room the same command runs everything, each trial once.
+TEST_F(SweepFaults, BAD2_DiskFullWhileWritingTheInputCacheStopsTheSweepAndSpendsNoAttempt) {
+  SmallDisk disk((dir / "small").string(), 3 << 20);
+  disk.fill(300 << 10);  // the cache of 194 images at 32 px needs 600 KB
+  spec(1, "1e-3, 1e-4", "checkpoint_dir = \"" + disk.path() + "/ckpt\"\n");
+  const Result full = xfer_run(1, "--input-pipeline device");
+  EXPECT_EQ(full.status, 74) << full.err;
+  EXPECT_NE(full.err.find("cannot write the input cache"), std::string::npos) << full.err;
+  EXPECT_NE(full.err.find("No space left on device"), std::string::npos) << full.err;
+  for (const auto& [key, t] : trials(results())) {
+    EXPECT_NE(std::get<0>(t), "failed") << key;
+    EXPECT_LE(std::get<1>(t), 1) << key;
+  }
+  disk.free();
+  disk.resize(512 << 20);
+  const Result again = xfer_run(1, "--input-pipeline device");
+  ASSERT_EQ(again.status, 0) << again.err;
+  for (const auto& [key, t] : trials(results())) {
+    EXPECT_EQ(std::get<0>(t), "done") << key;
+    EXPECT_EQ(std::get<1>(t), 1) << key;
+  }
 }
 
 // W-7.1, W-7.2, W-7.4, W-7.5: bad command lines exit 2 (as the README says) with a message naming the problem.

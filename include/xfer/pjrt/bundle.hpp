@@ -25,6 +25,8 @@ struct Program {
   std::string sha256;          // of the file, as exported
   int batch = 0;               // global batch
   bool platform_index = false; // the module's first argument is the platform's index in Bundle::platforms
+  int64_t bytes = -1;          // the file's size, as exported (-1: the manifest does not say)
+  std::vector<std::string> inputs;  // the names of its arguments, as exported (empty: the manifest does not say)
 };
 
 struct Bundle {
@@ -49,7 +51,8 @@ struct Bundle {
   size_t model_state() const;      // params + buffers (the eval step's inputs before x)
 
   // Reads and validates a manifest. Throws xfer::Error (input) naming the file: not JSON, another format, a field
-  // missing or of the wrong type, a program file missing.
+  // missing or of the wrong type, a program file missing, outside the bundle folder or not of its size, a state
+  // shape that is not positive or absurdly large, state and programs' inputs that disagree.
   static Bundle read(const std::string& manifest_path);
   // The program's bytes, checked against the manifest's SHA-256 (a corrupt or replaced file is named, before the
   // plugin sees it: plugins may abort the process on a malformed module).
@@ -75,5 +78,10 @@ std::string hyperparameter_mismatch(const Bundle& b, const BundleRequest& r);
 // XFER_PJRT_ARTIFACTS. Throws xfer::Error (input) listing where it looked and what variants exist, with the exporter
 // command that makes the missing one; or, when variants of the right shape differ only in a hyperparameter, naming it.
 Bundle find_bundle(const BundleRequest& r);
+
+// What `xfer run` checks before its first trial, so that a bundle fault (the same on every attempt) costs no trial an
+// attempt: the variant found (find_bundle), every program of it read and matched to its SHA-256, and a train program
+// for the last batch of an epoch of `train_samples` (one process's trial). Throws xfer::Error (input).
+Bundle check_bundle(const BundleRequest& r, int64_t train_samples);
 
 }  // namespace xfer::pjrt

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xfer/train/group.hpp"
@@ -50,6 +51,11 @@ class MpiGroup final : public train::Group {
   std::vector<int64_t> gather(const std::vector<int64_t>& mine, int root) override;
   bool any(bool flag) override;
   void barrier() override;
+  // Options every member must share, as (option, value) pairs in the same order on every member (e.g.
+  // {"--gradient-exchange", "overlap"}): collective, at the group's start, before any of the trial's collectives —
+  // members that differ would wait in different collectives for ever (reliability probe 3, BAD-10). A difference is
+  // an Error (input) on every member, naming the option and each member's value.
+  void agree(const std::vector<std::pair<std::string, std::string>>& settings);
   // Served by group rank 0 over a communicator of its own (sweep/mpi_kv_store.hpp); one per member list.
   std::shared_ptr<KeyValueStore> key_value_store() override;
 
