@@ -378,7 +378,10 @@ class EpochLoop {
       Evaluation val = evaluate(*val_loader_, epoch);
       if (auto m = unusable(*val_loader_, "validation")) throw Error::input("dataset " + d_.name + ": " + *m);
       Evaluation test;
-      if (!val_is_test_) test = evaluate(*test_loader_, epoch);
+      if (!val_is_test_) {
+        test = evaluate(*test_loader_, epoch);
+        if (auto m = unusable(*test_loader_, "test")) throw Error::input("dataset " + d_.name + ": " + *m);
+      }
       EpochRecord rec;
       rec.epoch = epoch;
       rec.lr = learning_rate(schedule_, epoch, 0, spe);

@@ -518,6 +518,21 @@ TEST_F(DataFaults, BAD2_ADiskThatFillsWhileTheInputCacheIsWrittenIsAnEnvironment
   EXPECT_TRUE(test_cache(root, cache).cache->built_now());
 }
 
+// BAD-9: every test image is a 0-byte file. The run stops on it as an input fault naming the test split, exit 2
+// (before: the trial was `done` with a test metric of NaN and exit 0), and no trial is done from it.
+TEST_F(DataFaults, BAD9_EveryTestImageUndecodableStopsTheRunNamingTheTestSplit) {
+  const std::string root = folder(10);
+  for (const char* c : {"cat", "dog"})
+    for (int i = 0; i < 10; ++i) std::ofstream(dir / "folder/test" / c / (std::to_string(i) + ".png"), std::ios::trunc);
+  const std::string s = spec("badtest", "imagefolder", root);
+  const Result r = xfer("run " + quote(s) + " --no-progress --threads 1");
+  EXPECT_EQ(r.status, exit_status::input) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "no usable test samples: 20 of 20 undecodable")) << r.err;
+  const Result status = xfer("status " + quote((dir / "out/badtest.h5").string()) + " --json");
+  ASSERT_EQ(status.status, 0) << status.err;
+  EXPECT_EQ(json_of(status)["done"], 0) << status.out;
+}
+
 // W-10.1: escape sequences from a results file reached the terminal raw through `status --trials` (a message of
 // ESC]0;PWNED BEL set the terminal's title). Here the message is a failed trial's, naming an image under a folder
 // whose name holds the sequences; status and analyze print them as visible escapes.
