@@ -546,7 +546,7 @@ TEST_F(DataFaults, W10_1_EscapeSequencesFromAResultsFileReachTheTerminalAsText) 
   const std::string in_toml = (dir / "f\\u001b]0;PWNED\\u0007\\u001b[31mRED\\u009b2J").string();
   const std::string s = spec("esc", "imagefolder", in_toml, "", "paper");
   const Result r = xfer("run " + quote(s) + " --no-progress --threads 1");
-  ASSERT_EQ(r.status, exit_status::trials_failed) << r.out << r.err;
+  ASSERT_EQ(r.status, exit_status::input) << r.out << r.err;  // undecodable data: an input fault, exit 2
   const std::string file = (dir / "out/esc.h5").string();
   const Result status = xfer("status " + quote(file) + " --trials");
   EXPECT_NE(status.out.find("undecodable"), std::string::npos) << status.out;
