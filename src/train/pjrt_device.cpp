@@ -1,5 +1,5 @@
 // The --device words of the PJRT engine (train/pjrt_engine.hpp), torch-free: the xfer executable checks them.
-#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 
 #include "pjrt_engine.hpp"
@@ -18,7 +18,14 @@ std::string pjrt_plugin_path(const std::string& request) {
 
 int pjrt_requested_devices() {
   const char* v = std::getenv("XFER_PJRT_DEVICES");
-  return v && *v ? std::max(1, std::atoi(v)) : 1;
+  if (!v || !*v) return 1;
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(v, &end, 10);
+  if (errno != 0 || *end != '\0' || n < 1 || n > 65536)  // "abc", "0", "-1" were taken as 1 device (probe 3 W-6.1)
+    throw Error::input(std::string("XFER_PJRT_DEVICES: expected a whole number of devices from 1 to 65536, got '") + v +
+                       "'");
+  return static_cast<int>(n);
 }
 
 pjrt::BundleRequest pjrt_bundle_request(const grid::TrialConfig& t, const std::string& backbone, const data::Dataset& d,

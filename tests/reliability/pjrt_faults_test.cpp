@@ -4,6 +4,7 @@
 // `xfer run` checks the bundle of every trial it is about to start before the first one: exit 2 naming the manifest,
 // no trial started or charged, and the same command runs them all once the bundle is fixed. Each case runs the real
 // binary on the real CPU PJRT plugin with a copy of the committed tiny_cnn bundle (tests/pjrt), damaged one way.
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -134,6 +135,23 @@ TEST_F(PjrtFaults, BAD1_ImpossibleStateShapesAreRefused) {
   refused_then_runs("state backbone.conv1.weight has shape [-1,3,3,3]");
   edit_manifest([](nlohmann::json& j) { j["state"][0]["shape"] = {100000, 100000, 100000, 10}; });
   refused_then_runs("state backbone.conv1.weight has shape [100000,100000,100000,10]");
+}
+
+// W-6.1: XFER_PJRT_DEVICES=abc, 0 or -1 was taken as one device and the trials ran. Each is now an input error naming
+// the variable, before any trial; a whole number in range runs.
+TEST_F(PjrtFaults, W6_1_AMalformedDeviceCountIsRefusedBeforeAnyTrial) {
+  for (const char* bad : {"abc", "0", "-1", "2x"}) {
+    ::setenv("XFER_PJRT_DEVICES", bad, 1);
+    const Result r = xfer_run();
+    EXPECT_EQ(r.status, 2) << bad << ": " << r.err;
+    EXPECT_NE(r.err.find(std::string("XFER_PJRT_DEVICES: expected a whole number of devices from 1 to 65536, got '") +
+                         bad + "'"), std::string::npos) << r.err;
+    for (const auto& [status, attempts] : trials()) EXPECT_EQ(attempts, 0) << bad << ": a trial was charged";
+  }
+  ::setenv("XFER_PJRT_DEVICES", "1", 1);
+  const Result ok = xfer_run();
+  ::unsetenv("XFER_PJRT_DEVICES");
+  EXPECT_EQ(ok.status, 0) << ok.err;
 }
 
 // P-8 and BAD-3 (P-9): a program file outside the bundle (../../etc/passwd), /dev/zero, and a link inside the bundle
