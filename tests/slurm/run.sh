@@ -169,13 +169,15 @@ log "(c) USR2 mid-sweep: checkpointed, requeued (restarts $(restarts "$jid")), f
 
 # (c') a real time limit: --time=1 warns 10 s before the end. SLURM checks every 30 s, so the warning comes 10–40 s
 # early (@30 on a one-minute job would fire at once); xfer itself stops 12 s before the end should none come.
-# ~75 s of work, so the first run cannot finish it: the sweep stops, the job requeues and finishes.
-spec t 100 "1e-3, 1e-4"
+# 4 trials × 300 epochs: 130 s of work on 2 idle cores (100 epochs once took ~75 s on a loaded machine, but 43 s on an
+# idle one — and then finished inside the minute), so the first run cannot finish it: the sweep stops, the job
+# requeues and finishes.
+spec t 300 "1e-3, 1e-4"
 jid=$(sbatch --parsable --time=1 --signal=B:USR2@10 --nodes=1 --ntasks-per-node=2 --gpus-per-node=2 --cpus-per-task=1 \
   -o "$work/t.out" "$src/jobscripts/preemptible.sbatch" "$work/t.toml")
-wait_done "$jid" 330
+wait_done "$jid" 600
 [ "$(restarts "$jid")" -ge 1 ] || fail "(c') the job never reached its limit (it finished in one go): $(cat "$work/t.out")"
-check "$work/t/results.h5" 4 100 >/dev/null
+check "$work/t/results.h5" 4 300 >/dev/null
 log "(c') --time=1: stopped before the limit, requeued (restarts $(restarts "$jid")), finished; every trial once"
 
 failed=0
