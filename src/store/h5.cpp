@@ -269,6 +269,20 @@ void read_rows(hid_t dset, hid_t type, void* data, hsize_t first, hsize_t n) {
                                  name[0] ? name : "?", first, first + n - 1));
 }
 
+std::vector<std::string> member_names(hid_t dset) {
+  Handle type(check(H5Dget_type(dset), "dataset type"), H5Tclose);
+  const int n = H5Tget_nmembers(type);
+  check_status(n, "compound members");
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) {
+    char* name = H5Tget_member_name(type, static_cast<unsigned>(i));
+    if (!name) throw failure_error("compound member " + std::to_string(i));
+    names.emplace_back(name);
+    H5free_memory(name);
+  }
+  return names;
+}
+
 namespace {
 Handle vlen_string() {
   Handle t(check(H5Tcopy(H5T_C_S1), "string type"), H5Tclose);

@@ -130,6 +130,8 @@ hsize_t rows(hid_t dset);
 void append(hid_t dset, hid_t type, const void* data, hsize_t n);
 void write_rows(hid_t dset, hid_t type, const void* data, hsize_t first, hsize_t n);
 void read_rows(hid_t dset, hid_t type, void* data, hsize_t first, hsize_t n);
+// The field names of a table's compound type, in the file's order.
+std::vector<std::string> member_names(hid_t dset);
 
 void set_attr(hid_t obj, const std::string& name, const std::string& value);
 std::string get_attr(hid_t obj, const std::string& name);  // "" if absent

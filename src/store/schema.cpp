@@ -213,6 +213,10 @@ const table::Table<RunRow>& runs() {
           col("finished_at", &R::finished_at, "Unix seconds (UTC)"),
           col("ranks", &R::ranks, "MPI ranks"),
           col("trials_run", &R::trials_run, "trials it ran"),
+          col("input_pipeline", &R::input_pipeline, kWord,
+              "host | device: where its trials' batches were decoded and augmented (--input-pipeline; absent from "
+              "files written before xfer recorded it)")
+              .later(),
       });
   return *t;
 }

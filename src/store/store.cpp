@@ -476,12 +476,13 @@ size_t Results::close_stale_runs(const std::string& reason) {
   }
   Session s(path_, true, *sessions_);
   Handle d = h5::open_dataset(s.file, "runs");
-  auto rows = schema::runs().read_all(d);
+  const auto layout = schema::runs().in_file(d, path_, "runs");
+  auto rows = schema::runs().read_all(d, *layout);
   size_t n = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i].end_reason != "running") continue;
     rows[i].end_reason = reason;
-    schema::runs().write(d, schema::runs().all(), static_cast<hsize_t>(i), {rows[i]}, path_, "runs");
+    schema::runs().write(d, *layout, static_cast<hsize_t>(i), {rows[i]}, path_, "runs");
     ++n;
   }
   s.commit();
@@ -830,7 +831,7 @@ int64_t Results::begin_run(const RunRow& r) {
   Session s(path_, true, *sessions_);
   Handle d = h5::open_dataset(s.file, "runs");
   const int64_t row = static_cast<int64_t>(h5::rows(d));
-  schema::runs().append(d, {r}, path_, "runs");
+  schema::runs().append(d, *schema::runs().in_file(d, path_, "runs"), {r}, path_, "runs");
   s.commit();
   return row;
 }
@@ -838,14 +839,14 @@ int64_t Results::begin_run(const RunRow& r) {
 void Results::end_run(int64_t run, const RunRow& r) {
   Session s(path_, true, *sessions_);
   Handle d = h5::open_dataset(s.file, "runs");
-  schema::runs().write(d, schema::runs().all(), static_cast<hsize_t>(run), {r}, path_, "runs");
+  schema::runs().write(d, *schema::runs().in_file(d, path_, "runs"), static_cast<hsize_t>(run), {r}, path_, "runs");
   s.commit();
 }
 
 std::vector<RunRow> Results::runs() const {
   Session s(path_, false, *sessions_);
   Handle d = h5::open_dataset(s.file, "runs");
-  return schema::runs().read_all(d);
+  return schema::runs().read_all(d, *schema::runs().in_file(d, path_, "runs"));
 }
 
 void Results::write_merge_conflicts(const std::vector<MergeConflict>& rows) {

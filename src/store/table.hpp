@@ -57,10 +57,18 @@ struct Column {
   // A checksum column: the CRC-32 of the row's other columns written with it (once or state), set by the table's
   // one writer and checked when the row is read back — HDF5 has no checksum on a table's rows.
   bool checksum = false;
+  // A column added after the format was first released: a file written before lacks it, is read with the column's
+  // default and written without it (HDF5 cannot add a field to an existing compound dataset). Never a checksummed one.
+  bool added_later = false;
 
   Column changes() const {
     Column c = *this;
     c.written = Written::state;
+    return c;
+  }
+  Column later() const {
+    Column c = *this;
+    c.added_later = true;
     return c;
   }
   Column as_checksum() const {
@@ -380,6 +388,23 @@ class Table {
     return std::make_unique<Layout<Row>>(cols);
   }
 
+  // The columns `dset` holds: all of them, or — for a file written before a column was added — all but the missing
+  // `added_later` ones (read as their defaults, not written). Any other column missing means a foreign or damaged
+  // table: an input error naming `file` and the table.
+  std::unique_ptr<Layout<Row>> in_file(hid_t dset, const std::string& file, const std::string& name) const {
+    const auto names = h5::member_names(dset);
+    std::vector<const Column<Row>*> cols;
+    for (const auto& c : columns_) {
+      if (std::find(names.begin(), names.end(), c.name) != names.end()) {
+        cols.push_back(&c);
+      } else if (!c.added_later || c.checksum) {
+        throw Error::input(fmt::format("{}: /{} has no column {} (not a results file of this format, or damaged)",
+                                       file, name, c.name));
+      }
+    }
+    return std::make_unique<Layout<Row>>(cols);
+  }
+
   // The `description` attribute: what the table is, then one line per column.
   std::string description() const {
     std::string s = description_ + "\nColumns:";
@@ -391,11 +416,15 @@ class Table {
     h5::create_table(loc, name, all_->type(), chunk_, description(), deflate_);
   }
 
-  // Appends rows with every column; `file` and `name` name the table in errors.
+  // Appends rows with every column (or those of `layout`); `file` and `name` name the table in errors.
   void append(hid_t dset, const std::vector<Row>& rows, const std::string& file, const std::string& name) const {
+    append(dset, *all_, rows, file, name);
+  }
+  void append(hid_t dset, const Layout<Row>& layout, const std::vector<Row>& rows, const std::string& file,
+              const std::string& name) const {
     if (rows.empty()) return;
-    auto packed = pack(*all_, rows, file, name);
-    h5::append(dset, all_->type(), packed.bytes.data(), rows.size());
+    auto packed = pack(layout, rows, file, name);
+    h5::append(dset, layout.type(), packed.bytes.data(), rows.size());
   }
   // Rewrites rows [first, first + rows.size()) through `layout` (all columns, or only the state ones).
   void write(hid_t dset, const Layout<Row>& layout, hsize_t first, const std::vector<Row>& rows,

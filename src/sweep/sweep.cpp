@@ -262,6 +262,7 @@ int run(const RunOptions& o, MpiRuntime& mpi) {
     run_info.git_commit = build_info::git_commit().substr(0, 40);
     run_info.started_at = start;
     run_info.ranks = mpi.size();
+    run_info.input_pipeline = o.input_pipeline;  // rank 0's; each trial's rank group agrees on it (MpiGroup::agree)
     run_info.end_reason = "running";
     run_row = s.results->begin_run(run_info);
     size_t resumes = 0, retries = 0, fresh = 0;

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/h5_table.hpp"
 #include "support/process.hpp"
 #include "support/small_disk.hpp"
 #include "support/tempdir.hpp"
@@ -126,18 +127,13 @@ class DataFaults : public ::testing::Test {
                          "[[grid.optimizer]]\nfamily = \"adamw\"\nlrs = [0.001]\n");
   }
   Result xfer(const std::string& args) { return run(quote(test::xfer()) + " " + args, dir.str()); }
-  // The /problems rows of a results file, as h5py reads them: one "id\treason" line each.
-  std::string problems_in(const std::string& h5) {
-    const std::string py = dir.write("problems.py",
-                                     "import sys, h5py\n"
-                                     "with h5py.File(sys.argv[1], 'r') as f:\n"
-                                     "    t = f['problems'][()]\n"
-                                     "    names = t.dtype.names\n"
-                                     "    for r in t:\n"
-                                     "        print('\\t'.join((r[n].decode() if isinstance(r[n], bytes) else str(r[n])) for n in names))\n");
-    const Result r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(h5));
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.out;
+  // The /problems rows of a results file, as h5py reads them: one "dataset\tid\tpath\treason" line each.
+  static std::string problems_in(const std::string& h5) {
+    std::string out;
+    for (const auto& r : h5_table(h5, "problems"))
+      out += r["dataset"].get<std::string>() + "\t" + r["id"].get<std::string>() + "\t" +
+             r["path"].get<std::string>() + "\t" + r["reason"].get<std::string>() + "\n";
+    return out;
   }
   static nlohmann::json json_of(const Result& r) {
     try {
@@ -490,6 +486,69 @@ TEST_F(DataFaults, BAD1_ATruncatedInputCacheCostsTheTrialsNoAttempt) {
   ASSERT_EQ(status.status, 0) << status.err;
   EXPECT_EQ(json_of(status)["done"], 2) << status.out;
   EXPECT_EQ(json_of(status)["failed"], 0) << status.out;
+}
+
+// W-7.2: the input pipeline changes training (another augmentation stream) but was recorded nowhere. Each /runs row now
+// says which one its trials used. A file written before the column existed is still read and run into: its /runs
+// table (HDF5 cannot add a field to a compound dataset) keeps its columns and gets the new run's row without it.
+TEST_F(DataFaults, W7_2_EveryRunRecordsItsInputPipelineAndOlderFilesStillRun) {
+  const std::string root = folder(3);
+  const std::string s1 = spec("ipr", "imagefolder", root, "", "paper");
+  const std::string h5 = (dir / "out/ipr.h5").string();
+  Result r = xfer("run " + quote(s1) + " --no-progress --threads 1 --input-pipeline device");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  r = xfer("run " + quote(s1) + " --no-progress --threads 1");  // nothing left to run: a run row all the same
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  auto runs = h5_table(h5, "runs");
+  ASSERT_EQ(runs.size(), 2u) << runs;
+  EXPECT_EQ(runs[0]["input_pipeline"], "device") << runs;
+  EXPECT_EQ(runs[1]["input_pipeline"], "host") << runs;
+  EXPECT_EQ(runs[1]["end_reason"], "finished") << runs;
+
+  // The file as an xfer before this column wrote it: /runs rebuilt without input_pipeline, attributes kept.
+  const std::string py = dir.write("drop_column.py", R"PY(
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    old = f["runs"]
+    keep = [n for n in old.dtype.names if n != "input_pipeline"]
+    rows = old[()][keep]
+    attrs = dict(old.attrs)
+    del f["runs"]
+    new = f.create_dataset("runs", data=np.array(rows, dtype=np.dtype([(n, old.dtype.fields[n][0]) for n in keep])),
+                           maxshape=(None,), chunks=(16,))
+    for k, v in attrs.items():
+        new.attrs[k] = v
+)PY");
+  r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(h5));
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_FALSE(h5_table(h5, "runs")[0].contains("input_pipeline"));
+  r = xfer("status " + quote(h5) + " --json");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(json_of(r)["done"], 1) << r.out;
+  r = xfer("run " + quote(s1) + " --no-progress --threads 1 --input-pipeline device");
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  runs = h5_table(h5, "runs");
+  ASSERT_EQ(runs.size(), 3u) << runs;
+  EXPECT_FALSE(runs[2].contains("input_pipeline")) << runs;
+  EXPECT_EQ(runs[2]["end_reason"], "finished") << runs;
+  EXPECT_EQ(runs[0]["end_reason"], "finished") << "rows written before are unchanged: " << runs;
+
+  // A /runs table that lacks a column every format-4 file has is not taken for one.
+  const std::string py2 = dir.write("drop_ranks.py", std::string(R"PY(
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    old = f["runs"]
+    keep = [n for n in old.dtype.names if n != "ranks"]
+    rows = old[()][keep]
+    del f["runs"]
+    f.create_dataset("runs", data=np.array(rows, dtype=np.dtype([(n, old.dtype.fields[n][0]) for n in keep])),
+                     maxshape=(None,), chunks=(16,))
+)PY"));
+  r = run(std::string(XFER_PYTHON) + " " + quote(py2) + " " + quote(h5));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = xfer("run " + quote(s1) + " --no-progress --threads 1");
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "/runs has no column ranks")) << r.err;
 }
 
 // BAD-2, the data side: the disk fills while the cache is written. The cache's error is an environment error naming

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/fixture_suite.hpp"
+#include "support/h5_table.hpp"
 #include "support/process.hpp"
 #include "support/small_disk.hpp"
 #include "support/tempdir.hpp"
@@ -443,19 +444,8 @@ class UpstreamFaults : public ::testing::Test {
     return quote(xfer()) + " run " + quote(spec_path) + " --no-progress --threads 1 " + args;
   }
   // The /trials rows, as h5py reads them.
-  nlohmann::json rows(const std::string& h5) {
-    const std::string py = dir.write("rows.py",
-                                     "import sys, json, h5py\n"
-                                     "with h5py.File(sys.argv[1], 'r') as f:\n"
-                                     "    t = f['trials'][()]\n"
-                                     "    cols = ['key', 'model', 'stage', 'upstream', 'status', 'backbone_sha256', "
-                                     "'exported_sha256', 'message']\n"
-                                     "    d = lambda v: v.decode() if isinstance(v, bytes) else str(v)\n"
-                                     "    print(json.dumps([{c: d(r[c]) for c in cols} for r in t]))\n");
-    const Result r = run(std::string(XFER_PYTHON) + " " + quote(py) + " " + quote(h5));
-    EXPECT_EQ(r.status, 0) << r.err;
-    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::array();
-  }
+  // The /trials rows as h5py reads them.
+  static nlohmann::json rows(const std::string& h5) { return h5_table(h5, "trials"); }
   static nlohmann::json of_stage(const nlohmann::json& all, const std::string& stage) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : all)

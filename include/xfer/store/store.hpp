@@ -20,7 +20,7 @@
 //                  per (trial, split) the selected epoch's probabilities: rows [offset, offset + n) of samples and
 //                  n × classes values from offset · classes of scores
 //   /problems      samples skipped (dataset, id, path, reason)
-//   /runs          one row per `xfer run`: when, where, how many ranks, how it ended
+//   /runs          one row per `xfer run`: when, where, how many ranks, how it ended, which input pipeline
 //   /provenance    attributes: git commit and dirty flag, library versions, devices
 //   /analysis      written by `xfer analyze`
 // The file is opened, written and closed around every event (one HDF5 session each: a trial costs at most
@@ -114,6 +114,7 @@ struct ProblemRow {
 
 struct RunRow {
   std::string host, slurm_job_id, git_commit, end_reason;
+  std::string input_pipeline;  // host | device (xfer run --input-pipeline); "" in files written before it was recorded
   double started_at = 0, finished_at = 0;
   int32_t ranks = 0;
   int64_t trials_run = 0;
