@@ -42,7 +42,19 @@ case "$SPAN" in
     envs=(-x TPU_CHIPS_PER_PROCESS_BOUNDS -x TPU_PROCESS_BOUNDS -x XFER_PJRT_DEVICES) ;;
   *) echo "[xfer] SPAN=$SPAN: slice or host" >&2; exit 2 ;;
 esac
-mpirun -n "$HOSTS" --hostfile "$HOSTFILE" --map-by ppr:1:node --bind-to none "${envs[@]}" -x XFER_PJRT_ARTIFACTS \
-  "$XFER" run "$SPEC" --device "pjrt:$PLUGIN" --threads "$(nproc)"
+# Ctrl-C, kill -TERM and SIGHUP on this script reach mpirun as SIGUSR2, which it forwards at once (it forwards neither
+# SIGINT nor SIGTERM: it kills the ranks a second later): running trials checkpoint, the exit status is xfer's (75).
+# mpirun runs in a session of its own so that the terminal's Ctrl-C reaches only this script (jobscripts/workstation.sh).
+setsid mpirun -n "$HOSTS" --hostfile "$HOSTFILE" --map-by ppr:1:node --bind-to none "${envs[@]}" -x XFER_PJRT_ARTIFACTS \
+  "$XFER" run "$SPEC" --device "pjrt:$PLUGIN" --threads "$(nproc)" &
+mpirun_pid=$!
+trap 'kill -USR2 "$mpirun_pid" 2>/dev/null || true' INT TERM HUP
+status=0
+while true; do
+  wait "$mpirun_pid" && status=0 || status=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # wait returned for a trapped signal: mpirun is still stopping
+done
+trap - INT TERM HUP
+[ "$status" -eq 0 ] || exit "$status"
 "$XFER" report "$("$XFER" run "$SPEC" --dry-run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"])')" \
   || echo "[xfer] report not written (see above); the results file is complete"

@@ -34,7 +34,19 @@ chmod +x "${TMPDIR:-/tmp}/xfer-tpu-rank.sh"
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # The host's cores feed the chips' input pipelines: split them over the ranks.
 threads=$(( $(nproc) / CHIPS > 0 ? $(nproc) / CHIPS : 1 ))
-XFER_PJRT_DEVICES=1 mpirun -n "$CHIPS" --bind-to none -x XFER_PJRT_DEVICES -x XFER_PJRT_ARTIFACTS \
-  "${TMPDIR:-/tmp}/xfer-tpu-rank.sh" "$XFER" run "$SPEC" --device "pjrt:$PLUGIN" --threads "$threads"
+# Ctrl-C, kill -TERM and SIGHUP on this script reach mpirun as SIGUSR2, which it forwards at once (it forwards neither
+# SIGINT nor SIGTERM: it kills the ranks a second later): running trials checkpoint, the exit status is xfer's (75).
+# mpirun runs in a session of its own so that the terminal's Ctrl-C reaches only this script (jobscripts/workstation.sh).
+XFER_PJRT_DEVICES=1 setsid mpirun -n "$CHIPS" --bind-to none -x XFER_PJRT_DEVICES -x XFER_PJRT_ARTIFACTS \
+  "${TMPDIR:-/tmp}/xfer-tpu-rank.sh" "$XFER" run "$SPEC" --device "pjrt:$PLUGIN" --threads "$threads" &
+mpirun_pid=$!
+trap 'kill -USR2 "$mpirun_pid" 2>/dev/null || true' INT TERM HUP
+status=0
+while true; do
+  wait "$mpirun_pid" && status=0 || status=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # wait returned for a trapped signal: mpirun is still stopping
+done
+trap - INT TERM HUP
+[ "$status" -eq 0 ] || exit "$status"
 "$XFER" report "$("$XFER" run "$SPEC" --dry-run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"])')" \
   || echo "[xfer] report not written (see above); the results file is complete"

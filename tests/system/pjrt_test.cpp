@@ -276,6 +276,46 @@ TEST_F(Pjrt, TheTpuVmScriptRunsOneRankPerChip) {
   EXPECT_EQ(q.out, "['done', 'done'] ['pjrt:cpu:0', 'pjrt:cpu:1']\n") << q.err;
 }
 
+// Ctrl-C on jobscripts/tpu_vm.sh (SIGINT to its process group, as a terminal sends it): mpirun forwards neither SIGINT
+// nor SIGTERM, it kills the ranks a second later, so the script hands the signal on as SIGUSR2 (issue 26, item 10,
+// as jobscripts/workstation.sh does): exit 75, the lock released, no trial left running, no half-written checkpoint,
+// and the rerun resumes from the stop's checkpoints.
+TEST_F(Pjrt, CtrlCOnTheTpuVmScriptCheckpointsAndExits75) {
+  spec(tiny_, 60);
+  std::string text = read_file((dir / "spec.toml").string());
+  text.replace(text.find("results = \"r.h5\""), 16, "results = \"" + (dir / "vm.h5").string() + "\"");
+  dir.write("spec.toml", text);
+  const std::string env = "env XFER_PJRT_CPU_DEVICES=1 XFER=" + quote(xfer()) + " XFER_PJRT_PLUGIN=" + quote(kPlugin) +
+                          " XFER_PJRT_ARTIFACTS=" + quote(kArtifacts) + " TMPDIR=" + quote(dir.str()) + " ";
+  const std::string script = quote(std::string(XFER_SOURCE_DIR) + "/jobscripts/tpu_vm.sh") + " " +
+                             quote((dir / "spec.toml").string()) + " 1";
+  const fs::path ckpt = dir / "vm.h5.ckpt";
+  auto checkpoints = [&](const std::string& suffix) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(ckpt, ec))
+      if (e.path().filename().string().size() >= suffix.size() &&
+          e.path().filename().string().compare(e.path().filename().string().size() - suffix.size(), suffix.size(), suffix) == 0)
+        out.push_back(e.path().string());
+    return out;
+  };
+  // setsid: the script leads a process group of its own, as a terminal's foreground job does.
+  const int pid = spawn(env + "setsid " + script, (dir / "vm.out").string(), (dir / "vm.err").string());
+  ASSERT_TRUE(eventually(300, [&] { return !checkpoints(".ckpt").empty(); })) << read_file((dir / "vm.err").string());
+  ::kill(-pid, SIGINT);
+  const int status = wait_for(pid);
+  const std::string err = read_file((dir / "vm.err").string());
+  EXPECT_EQ(status, 75) << err;
+  EXPECT_FALSE(fs::exists(dir / "vm.h5.lock")) << "the writer lock is released";
+  EXPECT_EQ(checkpoints(".ckpt.tmp"), std::vector<std::string>{});
+  const Result q = run(std::string(XFER_PYTHON) + " -c " +
+                       quote("import h5py,sys; f=h5py.File(sys.argv[1]); "
+                             "print([x.decode() for x in f['trials']['status']], f['runs']['end_reason'][-1].decode())") +
+                       " " + quote((dir / "vm.h5").string()));
+  ASSERT_EQ(q.status, 0) << q.err;
+  EXPECT_EQ(q.out.rfind("['interrupted'] signal", 0), 0u) << q.out;
+}
+
 TEST_F(Pjrt, SubmitRendersTheTpuScriptsAfterItsChecks) {
   spec(tiny_, 1);
   const std::string s = quote((dir / "spec.toml").string());
