@@ -13,6 +13,7 @@
 #include "xfer/pjrt/runtime.hpp"
 #include "xfer/core/log.hpp"
 #include "xfer/core/stop.hpp"
+#include "xfer/core/visible.hpp"
 
 int main(int argc, char** argv) {
   CLI::App cli{"xfer — does progress on ImageNet transfer to real-world datasets? Sweeps, results, statistics.",
@@ -94,7 +95,7 @@ int main(int argc, char** argv) {
     }
   } catch (const xfer::Error& e) {
     std::fflush(stdout);
-    std::cerr << "xfer: error: " << e.what() << std::endl;
+    std::cerr << "xfer: error: " << xfer::visible(e.what()) << std::endl;
     switch (e.kind()) {
       case xfer::Error::Kind::input: return xfer::exit_status::input;
       case xfer::Error::Kind::environment: return xfer::exit_status::environment;
@@ -102,7 +103,7 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::cerr << "xfer: internal error: " << e.what() << std::endl;
+    std::cerr << "xfer: internal error: " << xfer::visible(e.what()) << std::endl;
     return xfer::exit_status::error;
   }
   return xfer::exit_status::ok;

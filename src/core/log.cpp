@@ -1,12 +1,32 @@
 #include "xfer/core/log.hpp"
 
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include "xfer/core/error.hpp"
+#include "xfer/core/visible.hpp"
 
 namespace xfer::log {
+
+namespace {
+// stderr with each message's control characters made visible (core/visible): a log line quotes names and messages
+// from spec files, folders and results files, whose author chooses their bytes.
+class VisibleStderr final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    const std::string text = visible(std::string_view(msg.payload.data(), msg.payload.size()));
+    spdlog::details::log_msg safe = msg;
+    safe.payload = text;
+    spdlog::memory_buf_t line;
+    formatter_->format(safe, line);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
+}  // namespace
 
 spdlog::level::level_enum parse_level(const std::string& name, const std::string& source) {
   static const std::pair<const char*, spdlog::level::level_enum> kLevels[] = {
@@ -35,7 +55,11 @@ void init(const std::string& level, std::optional<int> rank) {
   // stderr, so stdout stays clean for --json and for tables piped into other tools.
   auto logger = spdlog::default_logger();
   if (!logger || logger->name() != "xfer") {
-    logger = spdlog::stderr_logger_mt("xfer");
+    logger = spdlog::get("xfer");
+    if (!logger) {
+      logger = std::make_shared<spdlog::logger>("xfer", std::make_shared<VisibleStderr>());
+      spdlog::register_logger(logger);
+    }
     spdlog::set_default_logger(logger);
   }
   const std::string who = rank ? "[rank " + std::to_string(*rank) + "] " : "";

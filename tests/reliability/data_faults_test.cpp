@@ -609,11 +609,14 @@ TEST_F(DataFaults, W10_1_EscapeSequencesFromAResultsFileReachTheTerminalAsText) 
   const std::string file = (dir / "out/esc.h5").string();
   const Result status = xfer("status " + quote(file) + " --trials");
   EXPECT_NE(status.out.find("undecodable"), std::string::npos) << status.out;
-  for (const Result& shown : {status, xfer("analyze " + quote(file) + " --no-write --no-figures")}) {
-    EXPECT_EQ(shown.out.find('\x1b'), std::string::npos) << shown.out;
-    EXPECT_EQ(shown.out.find('\x07'), std::string::npos) << shown.out;
-    EXPECT_EQ(shown.out.find("\xc2\x9b"), std::string::npos) << shown.out;
+  // Standard output of status and analyze; standard error of run (its log lines and its final error) and of status.
+  const Result analyze = xfer("analyze " + quote(file) + " --no-write --no-figures");
+  for (const std::string& shown : {status.out, analyze.out, r.err, status.err, analyze.err}) {
+    EXPECT_EQ(shown.find('\x1b'), std::string::npos) << shown;
+    EXPECT_EQ(shown.find('\x07'), std::string::npos) << shown;
+    EXPECT_EQ(shown.find("\xc2\x9b"), std::string::npos) << shown;
   }
+  EXPECT_NE(r.err.find("f\\x1b]0;PWNED\\x07\\x1b[31mRED\\u009b2J"), std::string::npos) << r.err;
   EXPECT_NE(status.out.find("f\\x1b]0;PWNED\\x07\\x1b[31mRED\\u009b2J"), std::string::npos) << status.out;
 }
 

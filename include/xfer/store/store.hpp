@@ -114,10 +114,10 @@ struct ProblemRow {
 
 struct RunRow {
   std::string host, slurm_job_id, git_commit, end_reason;
-  std::string input_pipeline;  // host | device (xfer run --input-pipeline); "" in files written before it was recorded
   double started_at = 0, finished_at = 0;
   int32_t ranks = 0;
   int64_t trials_run = 0;
+  std::string input_pipeline;  // host | device (xfer run --input-pipeline); "" in files written before it was recorded
 };
 
 struct SpecRow {
