@@ -416,7 +416,7 @@ def main():
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=0)
-    print(out)
+    print(f"matmul precision {precision}, platforms {','.join(platforms)}: {out}")
 
     if a.check:
         check(steps, model, params, buffers, a)
