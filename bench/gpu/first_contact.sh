@@ -215,7 +215,7 @@ elif os.path.exists(cuda):
         if os.path.exists(path):
             j = json.load(open(path))
             r[side] = {k: j.get(k) for k in ("plugin", "platform", "api_version", "program_platform", "losses",
-                                              "eval_loss", "compile_seconds", "step_ms", "comparison")}
+                                              "eval_loss", "compile_seconds", "step_ms", "peak_device_bytes", "comparison")}
 print(json.dumps(r))' "$L/pjrt.txt" "$L/pjrt-cuda.json" "$L/pjrt-cpu.json")
 (IFS=,; echo "{\"dry_run\": $([ $DRY -eq 1 ] && echo true || echo false), \"stages\": [${STAGES[*]}], \"pjrt\": $pjrt_json}") >"$L/first_contact.json"
 echo "first_contact: $L/summary.md" >&2

@@ -229,6 +229,8 @@ int run(const Options& o) {
                       {"weight_decay", o.weight_decay},
                       {"generator", "splitmix64; the state, then one batch x and y, as bench/gpu/pjrt_smoke.cpp says"},
                       {"losses", losses}, {"eval_loss", el}, {"compile_seconds", compile_s}, {"step_ms", step_ms}};
+  const auto peak = client->peak_device_bytes(0);  // the CUDA plugin's device memory; the CPU plugin reports none
+  j["peak_device_bytes"] = peak ? nlohmann::json(*peak) : nlohmann::json();
   bool ok = true;
   if (!o.reference.empty()) {
     std::ifstream in(o.reference);
