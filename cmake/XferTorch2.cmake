@@ -50,8 +50,10 @@ xfer_torch2_test(torch2_fused_optimizer_test "${PROJECT_SOURCE_DIR}/tests/unit/f
 
 # bench/gpu's own build over the same wheel's CPU libraries — the no-toolkit path the first GPU machine takes when it
 # has no nvcc (gpu-review C3) — and first_contact.sh's stages on the CPU; then gpu_smoke --cpu on its own.
+# Its PJRT leg runs the cuda program on the CPU plugin (the fixture pjrt_cpu_plugin installs it).
 add_test(NAME torch2.first_contact_dry_run COMMAND "${PROJECT_SOURCE_DIR}/bench/gpu/first_contact.sh" --dry-run)
 set_tests_properties(torch2.first_contact_dry_run PROPERTIES LABELS torch2 TIMEOUT 1200 FIXTURES_SETUP gpu_build
-  ENVIRONMENT "RESULTS=${XFER_TORCH2_BIN}/first-contact;XFER_GPU_BUILD=${XFER_TORCH2_BIN}/gpu;XFER_TORCH_SITE=${XFER_TORCH2_SITE};PYTHON=/usr/bin/python3")
+  FIXTURES_REQUIRED pjrt_plugin
+  ENVIRONMENT "RESULTS=${XFER_TORCH2_BIN}/first-contact;XFER_GPU_BUILD=${XFER_TORCH2_BIN}/gpu;XFER_TORCH_SITE=${XFER_TORCH2_SITE};PYTHON=/usr/bin/python3;XFER_PJRT_CPU_PLUGIN=${CMAKE_BINARY_DIR}/pjrt-cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so")
 add_test(NAME torch2.gpu_smoke_cpu COMMAND "${XFER_TORCH2_BIN}/gpu/gpu_smoke" --cpu)
 set_tests_properties(torch2.gpu_smoke_cpu PROPERTIES LABELS torch2 TIMEOUT 120 FIXTURES_REQUIRED gpu_build)

@@ -19,7 +19,13 @@ function through torchax; around it:
               `seed` last, which seeds torchax's PRNG inside the step (the engine passes a new one every step), and
               the manifest says "random": true; a network that draws none takes no seed ("random": false).
   eval step   (params, buffers, x) -> logits, BatchNorm and dropout in eval mode
-exported with jax.export for the CPU and TPU platforms. One train program per batch size (--batch, and --tail for
+exported with jax.export for the CPU and TPU platforms (--platforms; one module serves every platform listed, with
+the platform's index as its first argument when there are several). jax.export lowers for platforms the exporting
+machine lacks, so a CPU machine exports for cuda too (--platforms cuda): such a variant is its own folder
+(<variant>-cuda) beside the cpu,tpu one, the manifest's "platforms" says which platforms its programs are for, and
+xfer picks the variant whose platforms hold its plugin's. Programs lowered for cuda use full float32 matrix products
+and convolutions (--matmul-precision auto: "highest"), not the TF32 XLA uses for float32 on Ampere and later by
+default, as xfer's LibTorch engine keeps float32 float32 outside autocast. One train program per batch size (--batch, and --tail for
 an epoch's last, smaller batch: a fixed-shape program cannot pad a training batch without changing BatchNorm's batch
 statistics); evaluation pads its last batch (eval mode is per sample).
 
@@ -55,7 +61,13 @@ def parse_args():
                    help="multi-label datasets (HPA): y is a float32 [batch, classes] 0/1 target, the loss binary "
                         "cross-entropy with logits averaged over samples and classes")
     p.add_argument("--devices", type=int, default=1, help="SPMD partitions: the batch is split over this many devices")
-    p.add_argument("--platforms", default="cpu,tpu")
+    p.add_argument("--platforms", default="cpu,tpu",
+                   help="comma-separated jax.export platforms of one module (cpu, tpu, cuda); other than cpu,tpu, "
+                        "the variant's folder name ends in -<platforms joined by +>")
+    p.add_argument("--matmul-precision", choices=["auto", "default", "highest"], default="auto",
+                   help="jax's default_matmul_precision while tracing: float32 dots and convolutions at full float32 "
+                        "(highest) or the platform's default (TF32 on recent NVIDIA GPUs, bfloat16 passes on TPUs); "
+                        "auto: highest when cuda is among --platforms")
     p.add_argument("--out", required=True, help="the bundle folder (<backbone>.pjrt); the variant goes in a subfolder")
     p.add_argument("--check", action="store_true",
                    help="compare 3 steps with PyTorch eager (BatchNorm statistics too); with dropout, its masks too")
@@ -322,7 +334,9 @@ def main():
         return jax.ShapeDtypeStruct(tuple(s["shape"]), jnp.float32 if s["dtype"] == "float32" else jnp.int32)
 
     variant = (f"s{a.size}-c{a.classes}-b{a.batch}-{a.optimizer}" + ("-nesterov" if a.nesterov and a.optimizer == "sgd" else "")
-               + ("-multilabel" if a.multilabel else "") + f"-d{a.devices}")
+               + ("-multilabel" if a.multilabel else "") + f"-d{a.devices}"
+               + ("" if platforms == ["cpu", "tpu"] else "-" + "+".join(platforms)))
+    precision = a.matmul_precision if a.matmul_precision != "auto" else ("highest" if "cuda" in platforms else "default")
     out = os.path.join(a.out, variant)
     os.makedirs(out, exist_ok=True)
     programs = {"train": [], "eval": None}
@@ -332,7 +346,8 @@ def main():
         if mesh:
             kw["in_shardings"] = tuple(split if s else rep for s in shard_in)
             kw["out_shardings"] = tuple(split if s else rep for s in shard_out)
-        exp = jax.export.export(jax.jit(fn, **kw), platforms=platforms)(*[sds(s) for s in inputs])
+        with jax.default_matmul_precision(None if precision == "default" else precision):
+            exp = jax.export.export(jax.jit(fn, **kw), platforms=platforms)(*[sds(s) for s in inputs])
         if len(exp.in_avals) != len(inputs) or list(exp.module_kept_var_idx) != list(range(len(inputs))):
             sys.exit(f"{file}: arguments were dropped or added by jax.export")
         code = exp.mlir_module_serialized
@@ -378,7 +393,7 @@ def main():
     manifest = {
         "format": "xfer-pjrt-bundle-1",
         "arch": a.arch, "input_size": a.size, "classes": a.classes, "feature_dim": dim,
-        "batch": a.batch, "devices": a.devices, "platforms": platforms,
+        "batch": a.batch, "devices": a.devices, "platforms": platforms, "matmul_precision": precision,
         "optimizer": {"family": a.optimizer, "beta1": a.beta1, "beta2": a.beta2, "eps": a.eps,
                       "momentum": a.momentum, "nesterov": a.nesterov},
         "label_smoothing": a.label_smoothing,
@@ -401,7 +416,7 @@ def main():
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=0)
-    print(out)
+    print(f"matmul precision {precision}, platforms {','.join(platforms)}: {out}")
 
     if a.check:
         check(steps, model, params, buffers, a)

@@ -11,10 +11,20 @@
 #              hooks, the unscale kernel, destruction after an abandoned attempt, an out-of-memory            (120 s)
 #   3 bench    gpu_bench.py: ResNet-50 and ViT-B/16 at batch 128, ResNet-50 at batch 32 (the per-step host
 #              synchronisations show there); 2 runs per side, sides alternating, medians                      (300 s)
-# RESULTS gets only small files: probe.txt, <stage>.log, smoke.json, bench-*.json, first_contact.json, summary.md.
+#   4 pjrt     the PJRT leg, independent of the LibTorch build: bench/gpu/pjrt_smoke built on its own (src/pjrt and the
+#              vendored headers: bench/gpu/pjrt/CMakeLists.txt) into $XFER_GPU_BUILD/pjrt; a CUDA PJRT plugin found
+#              ($XFER_PJRT_CUDA_PLUGIN, else the JAX CUDA plugin's .so in $PYTHON's site-packages); the committed
+#              tiny_cnn program's cuda export run for 5 steps on synthetic batches and its losses compared with the
+#              CPU plugin's committed in bench/gpu/pjrt_smoke_reference.json (tolerance 1e-3 of max(1, |loss|));
+#              a CPU plugin on the machine ($XFER_PJRT_CPU_PLUGIN, else build/pjrt-cpu) reruns the reference first.
+#              No CUDA plugin: "skipped" in the summary, rc 0                                                  (120 s)
+# RESULTS gets only small files: probe.txt, <stage>.log, smoke.json, bench-*.json, pjrt-*.json, first_contact.json,
+# summary.md.
 # --dry-run: the same stages on the CPU where there is no GPU (./run test: test torch2.first_contact_dry_run) — the
 # no-toolkit build over the wheel's CPU libraries (XFER_TORCH_SITE, e.g. ./run torch2's build/torch2/site),
-# gpu_smoke --cpu, the benchmark's --smoke; the Python side is $PYTHON (default python3).
+# gpu_smoke --cpu, the benchmark's --smoke, and the PJRT leg on the CPU plugin (build/pjrt-cpu: ./run pjrt-plugin)
+# running the cuda program (pjrt_smoke --as-platform cuda) against the reference at 1e-5; the Python side is $PYTHON
+# (default python3).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 XFER_TORCH_SITE=${XFER_TORCH_SITE:-}
@@ -107,8 +117,57 @@ bench() {
       "${g[@]}" --models resnet50 --batch 32 --steps 60 --warmup 10 --json bench-32.json
   fi
 }
+# The JAX CUDA plugin: the PJRT C API shared object in a jax_plugins/xla_cuda* package of $PY's site-packages.
+find_cuda_plugin() {
+  [ -n "${XFER_PJRT_CUDA_PLUGIN:-}" ] && { echo "$XFER_PJRT_CUDA_PLUGIN"; return; }
+  "$PY" - <<'PY' 2>/dev/null
+import glob, os, site, sys
+dirs = [d for d in site.getsitepackages() + [site.getusersitepackages()] + sys.path if os.path.isdir(d)]
+for d in dirs:
+    for name in ("xla_cuda_plugin.so", "pjrt_c_api_gpu_plugin.so"):
+        hits = sorted(glob.glob(os.path.join(d, "jax_plugins", "xla_cuda*", name)), reverse=True)  # cuda13 first
+        if hits:
+            print(hits[0])
+            raise SystemExit(0)
+PY
+}
+
+pjrt() {
+  local bundle="$ROOT/tests/pjrt/tiny_cnn.pjrt/s32-c10-b16-adamw-d1" ref="$ROOT/bench/gpu/pjrt_smoke_reference.json"
+  local cpu=${XFER_PJRT_CPU_PLUGIN:-$ROOT/build/pjrt-cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so} cuda as=() tol=1e-3
+  rm -f "$L/pjrt.txt" "$L"/pjrt-*.json
+  if [ $DRY -eq 1 ]; then
+    cuda=$cpu as=(--as-platform cuda) tol=1e-5  # the cuda program on the CPU plugin
+  else
+    cuda=$(find_cuda_plugin)
+  fi
+  if [ -z "$cuda" ] || [ ! -f "$cuda" ]; then
+    echo "skipped: no CUDA PJRT plugin found (XFER_PJRT_CUDA_PLUGIN, or jax_plugins/xla_cuda*/ in $PY's site-packages)" |
+      tee "$L/pjrt.txt"
+    return 0
+  fi
+  echo "CUDA PJRT plugin: $cuda$([ $DRY -eq 1 ] && echo ' (dry run: the CPU plugin, running the cuda program)')"
+  local type=Release
+  [ $DRY -eq 1 ] && type=None
+  cmake -S "$ROOT/bench/gpu/pjrt" -B "$B/pjrt" -DCMAKE_BUILD_TYPE=$type $(command -v ninja >/dev/null && echo -GNinja) &&
+    cmake --build "$B/pjrt" -j "$(nproc)" || return 1
+  local smoke=("$B/pjrt/pjrt_smoke" --bundle "$bundle-cuda" --bundle "$bundle" --steps 5 --reference "$ref")
+  if [ -f "$cpu" ]; then
+    echo "== CPU plugin $cpu: the reference"
+    "${smoke[@]}" --plugin "$cpu" --tolerance 1e-5 --json "$L/pjrt-cpu.json" || return 1
+  else
+    echo "no CPU PJRT plugin here ($cpu): the committed reference alone"
+  fi
+  echo "== $cuda"
+  # The plugin finds CUDA, cuDNN and NCCL through its RPATH (site-packages/nvidia/*/lib); the path helps other layouts.
+  local site nvidia=""
+  site=$(cd "$(dirname "$cuda")/../.." && pwd)
+  for d in "$site"/nvidia/*/lib; do [ -d "$d" ] && nvidia="$nvidia${nvidia:+:}$d"; done
+  LD_LIBRARY_PATH="$nvidia${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "${smoke[@]}" --plugin "$cuda" "${as[@]}" --tolerance $tol \
+    --json "$L/pjrt-cuda.json"
+}
 export ROOT DRY L B PY XFER_TORCH_SITE
-export -f probe build smoke bench
+export -f probe build smoke bench find_cuda_plugin pjrt
 
 stage probe 30 probe
 cp "$L/probe.log" "$L/probe.txt"
@@ -118,6 +177,7 @@ if stage build $([ $DRY -eq 1 ] && echo 1800 || echo 420) build; then
   stage bench 300 bench
   cp "$B"/bench-*.json "$L/" 2>/dev/null
 fi
+stage pjrt 120 pjrt
 
 # The summary: stages, the smoke's lines, the benchmark's table.
 {
@@ -137,8 +197,27 @@ for line in sys.stdin:
   echo
   [ -f "$L/smoke.log" ] && { echo '```'; cat "$L/smoke.log"; echo '```'; echo; }
   [ -f "$L/bench.log" ] && grep -E '^(GPU:|\|)' "$L/bench.log"
+  echo
+  echo "PJRT leg:"
+  echo '```'
+  grep -E '^(skipped|CUDA PJRT plugin|plugin |step |eval|against|pjrt_smoke:|==)' "$L/pjrt.log"
+  echo '```'
 } >"$L/summary.md"
-(IFS=,; echo "{\"dry_run\": $([ $DRY -eq 1 ] && echo true || echo false), \"stages\": [${STAGES[*]}]}") >"$L/first_contact.json"
+# The PJRT leg's record: skipped (why), or each side's losses and the comparison.
+pjrt_json=$("$PY" -c 'import json, os, sys
+skipped, cuda, cpu = sys.argv[1:]
+r = None
+if os.path.exists(skipped):
+    r = {"skipped": open(skipped).read().strip()}
+elif os.path.exists(cuda):
+    r = {}
+    for side, path in (("cuda", cuda), ("cpu", cpu)):
+        if os.path.exists(path):
+            j = json.load(open(path))
+            r[side] = {k: j.get(k) for k in ("plugin", "platform", "api_version", "program_platform", "losses",
+                                              "eval_loss", "compile_seconds", "step_ms", "peak_device_bytes", "comparison")}
+print(json.dumps(r))' "$L/pjrt.txt" "$L/pjrt-cuda.json" "$L/pjrt-cpu.json")
+(IFS=,; echo "{\"dry_run\": $([ $DRY -eq 1 ] && echo true || echo false), \"stages\": [${STAGES[*]}], \"pjrt\": $pjrt_json}") >"$L/first_contact.json"
 echo "first_contact: $L/summary.md" >&2
 for s in "${STAGES[@]}"; do
   case "$s" in *'"rc": 0,'*) ;; *) exit 1 ;; esac

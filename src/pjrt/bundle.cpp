@@ -37,6 +37,21 @@ size_t Bundle::model_state() const {
   return n;
 }
 
+namespace {
+std::string canonical_platform(const std::string& p) { return p == "gpu" ? "cuda" : p; }
+std::string platform_list(const std::vector<std::string>& platforms) {
+  std::string out;
+  for (const auto& p : platforms) out += (out.empty() ? "" : ",") + p;
+  return out;
+}
+}  // namespace
+
+int Bundle::platform_position(const std::string& platform) const {
+  for (size_t i = 0; i < platforms.size(); ++i)
+    if (platforms[i] == canonical_platform(platform)) return static_cast<int>(i);
+  return -1;
+}
+
 const Program* Bundle::train_program(int b) const {
   for (const auto& p : train)
     if (p.batch == b) return &p;
@@ -164,7 +179,9 @@ Bundle Bundle::read(const std::string& manifest_path) {
     b.feature_dim = j.at("feature_dim").get<int>();
     b.batch = j.at("batch").get<int>();
     b.devices = j.at("devices").get<int>();
-    b.platforms = j.at("platforms").get<std::vector<std::string>>();
+    // Bundles exported before the field ran on the CPU plugin only.
+    b.platforms = j.contains("platforms") ? j.at("platforms").get<std::vector<std::string>>()
+                                          : std::vector<std::string>{"cpu"};
     const auto& o = j.at("optimizer");
     b.optimizer = o.at("family").get<std::string>();
     b.beta1 = o.at("beta1").get<double>();
@@ -191,6 +208,7 @@ Bundle Bundle::read(const std::string& manifest_path) {
   } catch (const std::invalid_argument& e) {
     throw Error::input(manifest_path + ": " + e.what());
   }
+  if (b.platforms.empty()) throw Error::input(manifest_path + ": \"platforms\" is empty");
   if (b.devices < 1 || b.batch < 1 || b.batch % b.devices != 0 || b.train.empty() || b.state.empty())
     throw Error::input(manifest_path + ": inconsistent manifest (devices, batch, programs or state)");
   check_consistency(b);
@@ -203,6 +221,20 @@ std::string Bundle::code(const Program& p) const {
     throw Error::input(p.file + ": corrupt PJRT program (its SHA-256 differs from the one in " + manifest +
                        "); export it again with tools/export_pjrt.py");
   return bytes;
+}
+
+Bundle bundle_for_platform(const std::vector<std::string>& variant_dirs, const std::string& platform) {
+  std::string have;
+  for (const auto& d : variant_dirs) {
+    Bundle b = Bundle::read((fs::path(d) / "manifest.json").string());
+    if (b.platform_position(platform) >= 0) return b;
+    have += fmt::format("{}{} ({})", have.empty() ? "" : ", ", d, platform_list(b.platforms));
+  }
+  throw Error::input(fmt::format("no program for platform {}: the bundle{} {} {} exported for other platforms; export "
+                                 "one with tools/export_pjrt.py ... --platforms {}",
+                                 canonical_platform(platform), variant_dirs.size() == 1 ? "" : "s",
+                                 have.empty() ? "(none given)" : have, variant_dirs.size() == 1 ? "is" : "are",
+                                 canonical_platform(platform)));
 }
 
 Bundle check_bundle(const BundleRequest& r, int64_t train_samples) {
@@ -254,7 +286,7 @@ Bundle find_bundle(const BundleRequest& r) {
     for (std::string d; std::getline(ss, d, ':');)
       if (!d.empty()) roots.push_back(fs::path(d) / (stem + ".pjrt"));
   }
-  std::vector<std::string> seen;
+  std::vector<std::string> seen, other_platform;
   std::string mismatch;  // of the first variant of the right shape
   for (const auto& root : roots) {
     std::error_code ec;
@@ -268,6 +300,10 @@ Bundle find_bundle(const BundleRequest& r) {
       Bundle b = Bundle::read(m.string());
       if (b.input_size == r.input_size && (r.classes == 0 || b.classes == r.classes) && b.batch == r.batch && b.devices == r.devices &&
           b.optimizer == r.optimizer && b.multilabel == r.multilabel) {
+        if (!r.platform.empty() && b.platform_position(r.platform) < 0) {
+          other_platform.push_back(fmt::format("{} ({})", v.string(), platform_list(b.platforms)));
+          continue;
+        }
         std::string m = hyperparameter_mismatch(b, r);
         if (m.empty()) return b;
         if (mismatch.empty()) mismatch = std::move(m);
@@ -276,6 +312,12 @@ Bundle find_bundle(const BundleRequest& r) {
     }
   }
   if (!mismatch.empty()) throw Error::input(mismatch);
+  if (!other_platform.empty())
+    throw Error::input(fmt::format("no program for platform {} for backbone {}: the variants of its shape ({}) are "
+                                   "exported for other platforms; export one with tools/export_pjrt.py ... "
+                                   "--platforms {} --out {}", canonical_platform(r.platform), r.backbone,
+                                   fmt::join(other_platform, ", "), canonical_platform(r.platform),
+                                   roots.front().string()));
   std::string where;
   for (const auto& root : roots) where += (where.empty() ? "" : ", ") + root.string();
   std::string have;

@@ -87,14 +87,12 @@ class PjrtEngine final : public Engine {
   void prepare() override {
     const auto& c = context_;
     const auto& t = c.trial;
-    bundle_ = pjrt::find_bundle(pjrt_bundle_request(t, c.env.backbone, c.data, devices_));
+    // The variant exported for the plugin's platform (a cuda variant sits beside the cpu,tpu one).
+    auto request = pjrt_bundle_request(t, c.env.backbone, c.data, devices_);
+    request.platform = platform_;
+    bundle_ = pjrt::find_bundle(request);
     const auto& b = bundle_;
-    platform_index_ = -1;
-    for (size_t i = 0; i < b.platforms.size(); ++i)
-      if (b.platforms[i] == platform_) platform_index_ = static_cast<int32_t>(i);
-    if (platform_index_ < 0)
-      throw Error::input(fmt::format("{}: exported for {}, plugin {} is {}", b.manifest, fmt::join(b.platforms, ","),
-                                     plugin_, platform_));
+    platform_index_ = b.platform_position(platform_);
 
     // The initial weights: the LibTorch engine's (backbone file, head from the trial's seed, or --head-init).
     model_ = std::make_unique<model::Classifier>(c.env.backbone, t.input_size, c.data.num_classes(),

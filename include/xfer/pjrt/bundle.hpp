@@ -33,7 +33,12 @@ struct Bundle {
   std::string manifest;        // path, for messages
   std::string arch;
   int input_size = 0, classes = 0, feature_dim = 0, batch = 0, devices = 1;
+  // The jax.export platforms its programs were lowered for ("cpu", "tpu", "cuda"); a program with a platform index
+  // argument takes the position of the plugin's platform here. Manifests without the field: {"cpu"}. A variant
+  // exported for other platforms than cpu,tpu is its own folder (<variant>-cuda): tools/export_pjrt.py --platforms.
   std::vector<std::string> platforms;
+  // The position of `platform` (a plugin's PJRT_Client_PlatformName; "gpu" is taken as "cuda") in `platforms`, or -1.
+  int platform_position(const std::string& platform) const;
   std::string optimizer;       // adamw | sgd
   double beta1 = 0, beta2 = 0, eps = 0, momentum = 0;
   bool nesterov = false;
@@ -69,6 +74,7 @@ struct BundleRequest {
   // The hyperparameters a program bakes in (the optimizer's, label smoothing): compared when given.
   std::optional<double> beta1, beta2, eps, momentum, label_smoothing;
   std::optional<bool> nesterov;
+  std::string platform;        // the plugin's platform: only variants exported for it match (empty: any)
 };
 
 // Empty when `b` was exported with the request's hyperparameters, else the first that differs, as a sentence.
@@ -78,6 +84,10 @@ std::string hyperparameter_mismatch(const Bundle& b, const BundleRequest& r);
 // XFER_PJRT_ARTIFACTS. Throws xfer::Error (input) listing where it looked and what variants exist, with the exporter
 // command that makes the missing one; or, when variants of the right shape differ only in a hyperparameter, naming it.
 Bundle find_bundle(const BundleRequest& r);
+
+// The first of `variant_dirs` (each a folder holding a manifest.json) exported for `platform`. Throws xfer::Error
+// (input) naming every folder and the platforms it has when none was: "no program for platform cuda: ...".
+Bundle bundle_for_platform(const std::vector<std::string>& variant_dirs, const std::string& platform);
 
 // What `xfer run` checks before its first trial, so that a bundle fault (the same on every attempt) costs no trial an
 // attempt: the variant found (find_bundle), every program of it read and matched to its SHA-256, and a train program
