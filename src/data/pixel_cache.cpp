@@ -46,10 +46,15 @@ void write_all(int fd, const void* p, size_t n, off_t at, const std::string& pat
   }
 }
 
-// A file's size, modification time (ns) and inode: what changes when its content is replaced or edited.
+// A file's size, modification and status-change times (ns) and inode: what changes when its content is replaced or
+// edited. The status-change time (ctime) is there because the modification time can be set back (`touch -r`, `cp -p`,
+// rsync -t) — a same-size rewrite in place would keep the rest — while ctime is set by the kernel on every write or
+// utime and cannot be: a chmod or a restored mtime costs a rebuild, never a stale cache.
 std::string stamp(const struct stat& st) {
-  return fmt::format("{} {}.{:09d} {}", static_cast<long long>(st.st_size), static_cast<long long>(st.st_mtim.tv_sec),
-                     static_cast<long>(st.st_mtim.tv_nsec), static_cast<unsigned long long>(st.st_ino));
+  return fmt::format("{} {}.{:09d} {}.{:09d} {}", static_cast<long long>(st.st_size),
+                     static_cast<long long>(st.st_mtim.tv_sec), static_cast<long>(st.st_mtim.tv_nsec),
+                     static_cast<long long>(st.st_ctim.tv_sec), static_cast<long>(st.st_ctim.tv_nsec),
+                     static_cast<unsigned long long>(st.st_ino));
 }
 
 }  // namespace
@@ -58,7 +63,7 @@ std::string PixelCache::key(const Dataset& d, const std::vector<int64_t>& indice
   Sha256 h;
   h.update(fmt::format("{}\n{}\nsize {} crop_pct {:.17g} bgr {}\n", kMagic, d.name, eval.size, eval.crop_pct,
                        eval.bgr_quirk ? 1 : 0));
-  // What each sample's file holds, not only its name: size, modification time (ns) and inode of every file (swapped,
+  // What each sample's file holds, not only its name: size, modification and change times and inode of every file (swapped,
   // re-encoded or edited images change at least one), the pixels of images held in memory. Each file is looked at
   // once (HPA's planes, shared files).
   std::unordered_map<std::string, std::string> seen;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -446,14 +447,21 @@ class EpochLoop {
     if (g_.rank() == 0) remove_checkpoints(env_.checkpoint_dir, env_.keep_best_model);
   }
 
-  // The loader's tally of this epoch summed over the group: a message when not one of its samples decoded.
+  // The loader's tally of this epoch summed over the group: a message when not one of its samples decoded. When only
+  // some did not, the trial goes on over the others, and the log says so once per split (they are in /problems).
   std::optional<std::string> unusable(const data::BatchSource& l, const std::string& split) {
     data::EpochTally t = l.epoch_tally();
     double c[3] = {static_cast<double>(t.samples), static_cast<double>(t.usable), static_cast<double>(t.skipped)};
     g_.allreduce_sum(c, 3);
     t.samples = static_cast<int64_t>(c[0]), t.usable = static_cast<int64_t>(c[1]), t.skipped = static_cast<int64_t>(c[2]);
+    if (t.skipped > 0 && t.usable > 0 && g_.rank() == 0 && warned_splits_.insert(split).second)
+      spdlog::warn("dataset {}: {} of {} {} samples undecodable and skipped{}; its {} metric is over the other {} "
+                   "(the results file's /problems lists them)",
+                   d_.name, t.skipped, t.samples, split, t.first_skipped.empty() ? "" : " (first: " + t.first_skipped + ")",
+                   split, t.usable);
     return data::no_usable_samples(t, split);
   }
+  std::set<std::string> warned_splits_;
 
   void save_best() {
     std::filesystem::create_directories(env_.checkpoint_dir);

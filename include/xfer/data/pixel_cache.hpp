@@ -4,7 +4,7 @@
 // (resize the shorter side to S / crop_pct, centre-crop S; Pillow-exact, data/transform.hpp) — for training, with
 // crop_pct 1, the square the device's random crops are drawn from. Samples that do not decode are marked and their
 // problems kept. The file's name is a digest of what it holds (dataset, the split's sample ids, its files with their
-// size, modification time and inode — or the pixels of images held in memory —, size, crop, colour order), so trials
+// size, modification and status-change times and inode — or the pixels of images held in memory —, size, crop, colour order), so trials
 // sharing a dataset and size share it, and anything else, changed images included, gets its own. It is written to a
 // temporary name unique across hosts (mkstemp) and renamed, so ranks that build it at once, or a job killed while
 // building it, never leave a partial file under the final name. Its header holds a checksum of its pixels, checked
