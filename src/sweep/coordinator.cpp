@@ -328,7 +328,9 @@ void Coordinator::finish(const Report& r) {
     stop_sweep("environment: " + r.message.substr(0, 200));
   } else if (input_fault) {
     input_faults_.push_back(fmt::format("{} ({} on {}): {}", row.key, row.model, row.dataset, r.message));
-    spdlog::warn("trial {}: not retried in this run — its data or spec must change first; it spent no attempt", row.key);
+    spdlog::warn("trial {}: not retried in this run — its data, spec or launch options must change first; it spent no "
+                 "attempt",
+                 row.key);
   }
 }
 
