@@ -16,8 +16,9 @@ function(xfer_warnings target)
 endfunction()
 
 # Code that exists to be tested — the test binaries and the torch2 copy of the trainer — is compiled at -O1 in a
-# Release build: about half the compile time of -O3 on the two cores `./run test` is sized for, and the work a test
-# waits on runs in the product's libraries, which keep the build type's flags (the last -O on the line wins).
+# Release build (and a RelWithDebInfo one: the asan preset's, where -O1 is what the sanitizers advise): about half
+# the compile time of -O3 on the two cores `./run test` is sized for, and the work a test waits on runs in the
+# product's libraries, which keep the build type's flags (the last -O on the line wins).
 function(xfer_test_optimisation target)
-  target_compile_options(${target} PRIVATE $<$<CONFIG:Release>:-O1>)
+  target_compile_options(${target} PRIVATE $<$<CONFIG:Release,RelWithDebInfo>:-O1>)
 endfunction()
