@@ -380,7 +380,9 @@ struct Script {
   std::vector<int> overflow_steps;       // steps (counted from 0) whose unscaled gradients overflow
   std::atomic<bool>* stop_after_steps = nullptr;
   int stop_at = -1;
+  std::atomic<int64_t>* progress = nullptr;  // the trial's progress count (Environment::progress), read as it runs
   // Seen.
+  std::vector<int64_t> progress_seen;     // the count at each forward/backward and each evaluation batch
   int prepared = 0, forward_calls = 0, steps = 0, evaluations = 0;
   std::vector<double> rates;
   std::vector<double> scales;
@@ -398,6 +400,7 @@ class ScriptedEngine final : public train::Engine {
   bool scales_loss() const override { return s_.fp16; }
   train::StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
     ++s_.forward_calls;
+    if (s_.progress) s_.progress_seen.push_back(s_.progress->load());
     s_.scales.push_back(loss_scale);
     train::StepAttempt a;
     if (micro_batches < s_.oom_below) {
@@ -424,6 +427,7 @@ class ScriptedEngine final : public train::Engine {
     const double p = epoch < s_.p_correct.size() ? s_.p_correct[epoch] : 0.9;
     train::SplitOutputs o;
     while (auto b = loader.next()) {
+      if (s_.progress) s_.progress_seen.push_back(s_.progress->load());
       for (int64_t i : b->samples) {
         const bool one = d_.samples[static_cast<size_t>(i)].label == 1;
         o.samples.push_back(i);
@@ -503,6 +507,22 @@ TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
   acc.p_correct = {0.6, 0.9, 0.7};
   const auto a = run(memory_trial(3, Metric::accuracy), acc);
   EXPECT_EQ(a.best_epoch, 0) << "accuracy is 1 every epoch: a tie is not better";
+}
+
+// The sweep's heartbeat stops when this count stands still (sweep/heartbeat, gpu-review H4): every training step and
+// every evaluation batch must move it, or a slow evaluation would pass for a hung group.
+TEST_F(EpochLoop, EveryStepAndEveryEvaluationBatchMovesTheTrialsProgressCount) {
+  Script s;
+  std::atomic<int64_t> count{0};
+  s.progress = &count;
+  train::Environment env;
+  env.progress = &count;
+  const auto r = run(memory_trial(2), s, env);
+  ASSERT_EQ(r.status, train::Status::done) << r.message;
+  ASSERT_EQ(s.progress_seen.size(), 2u * (2 + 1 + 1)) << "2 epochs of 2 steps, a validation and a test batch each";
+  for (size_t k = 1; k < s.progress_seen.size(); ++k)
+    EXPECT_GT(s.progress_seen[k], s.progress_seen[k - 1]) << "the count stood still before event " << k;
+  EXPECT_GT(count.load(), s.progress_seen.back());
 }
 
 TEST_F(EpochLoop, ALossAThousandTimesTheFirstEndsAsDiverged) {
