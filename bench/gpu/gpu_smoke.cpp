@@ -7,15 +7,19 @@
 //                      gradients, sums started during backward
 //   unscale            GradScaler's kernel over the exchange's buckets: gradients ÷ scale, an inf found
 //   abandoned attempt  destroying an exchange whose attempt was left open returns (a watchdog: 30 s)
-//   out of memory      (CUDA) an allocation too large throws c10::OutOfMemoryError, autocast state restored after
+//   out-of-memory retry  the trainer's step, OOM classification and retry policy (twice the micro-batches) on a real
+//                      allocation failure (CUDA: the caching allocator capped; CPU: an allocator cap injected through
+//                      c10::SetCPUAllocator); autocast off after it, and training goes on
 //   gpu_smoke [--cpu] [--device cuda:0] [--json FILE]
 // --cpu runs the same checks on the CPU where they apply (./run test runs it, so the plumbing cannot rot); the
 // reducer is then the in-process group's instead of NCCL.
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -25,12 +29,22 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
+#include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#if defined(XFER_TORCH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
+#include "capped_cpu_allocator.hpp"
 #include "gradient_exchange.hpp"
+#include "step.hpp"
 #include "optimizer_parity.hpp"
 #include "xfer/model/classifier.hpp"
+#include "xfer/train/oom_policy.hpp"
 
 namespace {
 
@@ -192,23 +206,128 @@ std::string abandoned_attempt(const torch::Device& dev) {
   return "destroyed with an attempt open, returned";
 }
 
-std::string out_of_memory(const torch::Device& dev) {
-  model::set_autocast(true, at::kBFloat16);
-  bool caught = false;
-  try {
-    auto t = torch::empty({int64_t(1) << 50}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
-  } catch (const c10::OutOfMemoryError&) {
-    caught = true;
+// A TorchScript backbone written here (no model of the zoo is on the GPU machine): two 3×3 convolutions of `width`
+// channels and an average pool, so a step's activations grow with its micro-batch.
+std::string write_backbone(const std::string& path, int width) {
+  torch::manual_seed(5);
+  torch::jit::Module m("SmokeBackbone");
+  m.register_parameter("w1", torch::randn({width, 3, 3, 3}) * 0.2, false);
+  m.register_parameter("w2", torch::randn({width, width, 3, 3}) * (1.0 / width), false);
+  m.define(R"JIT(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w1, None, [1, 1], [1, 1]))
+    y = torch.relu(torch.conv2d(y, self.w2, None, [1, 1], [1, 1]))
+    return y.mean([2, 3])
+)JIT");
+  m.save(path);
+  return path;
+}
+
+// The out-of-memory retry as the trainer runs it: train::forward_backward under bf16 autocast, the engine's
+// classification (train::is_out_of_memory), the epoch loop's policy (train::retry_out_of_memory: twice the
+// micro-batches, cached memory released between tries) — driven by a real allocation failure: on CUDA the caching
+// allocator capped (setMemoryFraction) between what 4 micro-batches need and what 1 needs; on the CPU a cap injected
+// through c10::SetCPUAllocator (capped_cpu_allocator.hpp). Afterwards autocast is off in the thread, and an update
+// and a further step run.
+std::string out_of_memory_retry(const torch::Device& dev) {
+  const bool cuda = dev.is_cuda();
+  const int64_t n = cuda ? 64 : 8, side = cuda ? 128 : 32;
+  const int width = cuda ? 64 : 32, classes = 10;
+  const std::string backbone =
+      write_backbone((std::filesystem::temp_directory_path() / ("gpu_smoke_backbone_" + std::to_string(::getpid()) +
+                                                                ".pt")).string(), width);
+  model::Classifier net(backbone, static_cast<int>(side), classes, 7);
+  std::filesystem::remove(backbone);
+  net.to(dev);
+  torch::optim::SGD opt(net.parameters(), torch::optim::SGDOptions(0.01));
+  data::Batch b;
+  b.n = b.global_n = n;
+  b.size = static_cast<int>(side);
+  for (int64_t i = 0; i < n; ++i) b.labels.push_back(static_cast<int32_t>(i % classes));
+  torch::manual_seed(9);
+  const auto x = torch::randn({n, 3, side, side}).to(dev);
+  train::StepSettings st;
+  st.criterion.classes = classes;
+  st.criterion.device = dev;
+  st.autocast = true;  // bf16 autocast, as a CUDA trial's "auto" precision
+  st.autocast_dtype = at::kBFloat16;
+  double loss = 0;
+  std::vector<int> tried;
+  bool autocast_after_oom = false;
+  auto out_of_memory_at = [&](int micro) {
+    tried.push_back(micro);
+    opt.zero_grad();
+    st.micro_batches = micro;
+    try {
+      loss = train::forward_backward(net, b, x, st).value();
+      return false;
+    } catch (const std::exception& e) {  // inside the TorchScript backbone an out-of-memory is a std::runtime_error
+      if (!train::is_out_of_memory(e)) throw;
+      autocast_after_oom = autocast_after_oom || model::autocast_on();
+      return true;
+    }
+  };
+  auto release = [&](int) {
+#if defined(XFER_TORCH_CUDA)
+    if (cuda) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  };
+  std::string cap;
+  int micro = 1;
+  bool fits = false;
+#if defined(XFER_TORCH_CUDA)
+  if (cuda) {
+    namespace alloc = c10::cuda::CUDACachingAllocator;
+    const auto i = dev.has_index() ? dev.index() : c10::DeviceIndex(0);
+    // What 4 micro-batches take above what is held now, then a cap of 3 × that: 1 micro-batch (about 4 ×) cannot fit,
+    // 2 (about 2 ×) can.
+    alloc::emptyCache();
+    const auto held = alloc::getDeviceStats(i).allocated_bytes[0].current;
+    alloc::resetPeakStats(i);
+    if (out_of_memory_at(4)) return "FAIL: out of memory with 4 micro-batches and no cap";
+    const auto step4 = alloc::getDeviceStats(i).allocated_bytes[0].peak - held;
+    opt.zero_grad();
+    alloc::emptyCache();
+    tried.clear();
+    const auto reserved = alloc::getDeviceStats(i).reserved_bytes[0].current;
+    const double total = static_cast<double>(at::cuda::getDeviceProperties(i)->totalGlobalMem);
+    const double limit = static_cast<double>(reserved) + 3.0 * static_cast<double>(step4);
+    cap = "capped at " + fmt(limit / (1 << 20)) + " MiB (4 micro-batches took " + fmt(step4 / double(1 << 20)) +
+          " MiB)";
+    alloc::setMemoryFraction(limit / total, i);
+    try {
+      fits = train::retry_out_of_memory(micro, n, true, out_of_memory_at, [](bool f) { return f; }, release);
+    } catch (...) {
+      alloc::setMemoryFraction(1.0, i);
+      throw;
+    }
+    alloc::setMemoryFraction(1.0, i);
+    alloc::emptyCache();
   }
-  model::set_autocast(false, at::kBFloat16);
-  // Still usable after it: a step's worth of work runs, outside autocast.
-  torch::nn::Linear head(16, 10);
-  head->to(dev);
-  const auto dtype = head->forward(torch::randn({4, 16}).to(dev)).scalar_type();
-  const std::string what = std::string(caught ? "c10::OutOfMemoryError caught" : "no OutOfMemoryError") +
-                           ", then logits " + c10::toString(dtype);
-  if (!caught || dtype != at::kFloat) return "FAIL: " + what;
-  return what;
+#endif
+  if (!cuda) {
+    const size_t limit = static_cast<size_t>(n) * width * side * side * sizeof(float) * 3 / 4;  // one conv output: 4/3 ×
+    gpu_check::CpuMemoryCap capped(limit);
+    if (!capped.installed()) return "FAIL: LibTorch kept its CPU allocator (a higher priority one is set)";
+    cap = "allocations capped at " + fmt(limit / 1024.0) + " KiB (injected)";
+    fits = train::retry_out_of_memory(micro, n, true, out_of_memory_at, [](bool f) { return f; }, release);
+  }
+  const bool after = model::autocast_on();
+  std::string path;
+  for (size_t k = 0; k < tried.size(); ++k) path += (k ? ", " : "") + std::to_string(tried[k]);
+  const bool retried = tried.size() >= 2 && tried.front() == 1;
+  // Training goes on: the update, then the next step at the micro-batches that fit.
+  double next = std::numeric_limits<double>::quiet_NaN();
+  if (fits) {
+    opt.step();
+    if (!out_of_memory_at(micro)) next = loss;
+  }
+  const std::string what = "micro-batches tried " + path + " (" + cap + "), autocast " +
+                           (autocast_after_oom || after ? "ON" : "off") + " after the out-of-memory, next step's loss " +
+                           fmt(next);
+  const bool ok = fits && retried && micro > 1 && !autocast_after_oom && !after &&
+                  std::isfinite(next);
+  return ok ? what : "FAIL: " + what;
 }
 
 void write_json(const std::string& path, const std::string& device) {
@@ -271,7 +390,7 @@ int main(int argc, char** argv) {
   check("bucketed exchange", [&] { return exchange_equals_plain_gradients(dev); });
   check("unscale", [&] { return unscale_kernel(dev); });
   check("abandoned attempt", [&] { return abandoned_attempt(dev); });
-  if (dev.is_cuda()) check("out of memory", [&] { return out_of_memory(dev); });
+  check("out-of-memory retry", [&] { return out_of_memory_retry(dev); });
   if (!json.empty()) write_json(json, device);
   for (const auto& r : results)
     if (!r.ok) return 1;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <utility>
 
 #include <stdlib.h>
 
@@ -149,6 +150,36 @@ TEST(OomPolicy, HalvesTheMicroBatchUntilItCannotThenGivesUp) {
   EXPECT_FALSE(train::after_out_of_memory(1, 256, false).retry) << "retries turned off";
   EXPECT_TRUE(train::after_out_of_memory(64, 256, true).retry);
   EXPECT_FALSE(train::after_out_of_memory(128, 256, true).retry) << "128 micro-batches of 2 samples: the finest";
+}
+
+TEST(OomPolicy, AStepIsTriedWithTwiceTheMicroBatchesUntilItFitsEveryRankAgreeingAlike) {
+  // Out of memory below 4 micro-batches on a 16-sample shard: 1, 2, then 4 fits.
+  std::vector<int> tried, released;
+  int agreements = 0, micro = 1;
+  const auto any = [&](bool flag) { return ++agreements, flag; };
+  const auto oom_below = [&](int enough) {
+    return [&, enough](int m) { return tried.push_back(m), m < enough; };
+  };
+  EXPECT_TRUE(train::retry_out_of_memory(micro, 16, true, oom_below(4), any, [&](int m) { released.push_back(m); }));
+  EXPECT_EQ(micro, 4);
+  EXPECT_EQ(tried, (std::vector<int>{1, 2, 4}));
+  EXPECT_EQ(released, (std::vector<int>{2, 4})) << "the cached memory released before each retry";
+  EXPECT_EQ(agreements, 3 + 2) << "an out-of-memory flag per try, a give-up flag per out-of-memory";
+  // A 4-sample shard splits at most in 2: it gives up there, the count that ran out of memory kept for the message.
+  tried.clear(), micro = 1;
+  EXPECT_FALSE(train::retry_out_of_memory(micro, 4, true, oom_below(1000), any, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1, 2}));
+  EXPECT_EQ(micro, 2);
+  // Retries off: one try.
+  tried.clear(), micro = 1;
+  EXPECT_FALSE(train::retry_out_of_memory(micro, 16, false, oom_below(4), any, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1}));
+  // Another rank ran out of memory, this one did not: both retry.
+  tried.clear(), micro = 1;
+  bool peer_oom = true;
+  EXPECT_TRUE(train::retry_out_of_memory(
+      micro, 16, true, oom_below(0), [&](bool flag) { return flag || std::exchange(peer_oom, false); }, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1, 2}));
 }
 
 TEST(PrecisionPlan, MixedPrecisionOnCudaOnlyAndItsFastPathsWithIt) {
