@@ -7,6 +7,9 @@
 //                      gradients, sums started during backward
 //   unscale            GradScaler's kernel over the exchange's buckets: gradients ÷ scale, an inf found
 //   abandoned attempt  destroying an exchange whose attempt was left open returns (a watchdog: 30 s)
+//   device input       the device input pipeline on a synthetic cache in the real format: evaluation batches bit for
+//                      bit the host loader's normalisation, in its order; training crops as on the CPU; pinned memory
+//                      within the S3 bound (CUDA)
 //   out-of-memory retry  the trainer's step, OOM classification and retry policy (twice the micro-batches) on a real
 //                      allocation failure (CUDA: the caching allocator capped; CPU: an allocator cap injected through
 //                      c10::SetCPUAllocator); autocast off after it, and training goes on
@@ -24,6 +27,7 @@
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -35,11 +39,13 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 #if defined(XFER_TORCH_CUDA)
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 #include "capped_cpu_allocator.hpp"
+#include "device_input.hpp"
 #include "gradient_exchange.hpp"
 #include "step.hpp"
 #include "optimizer_parity.hpp"
@@ -204,6 +210,131 @@ std::string abandoned_attempt(const torch::Device& dev) {
   t.join();
   if (!error.empty()) return "FAIL: " + error;
   return "destroyed with an attempt open, returned";
+}
+
+// The device input pipeline (train/device_input) on a synthetic cache written in the real format
+// (data::PixelCache::write: header, checksum, flags, one undecodable position): evaluation batches bit for bit the
+// host loader's normalisation (data::Transform::normalise) of the same cached pixels, in the host loader's order and
+// shards (data::epoch_order, shard_of), the undecodable sample skipped and reported once; training batches (random
+// crops and flips on the device) equal to the same pipeline's on the CPU; on CUDA, the pinned host memory it holds
+// within the S3 bound (gpu-review): a few blocks of one batch each, not a slot per thread for every split.
+std::string device_input_pipeline(const torch::Device& dev) {
+  const int side = 48, classes = 5;
+  const int64_t n = 45, bad = 7;
+  data::Dataset d;
+  d.name = d.kind = "synthetic";
+  for (int c = 0; c < classes; ++c) d.class_names.push_back("c" + std::to_string(c));
+  std::vector<int64_t> indices;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Sample sample;
+    sample.id = "s" + std::to_string(i);
+    sample.label = static_cast<int32_t>(i % classes);
+    d.samples.push_back(sample);
+    d.split.push_back(data::Split::train);
+    indices.push_back(i);
+  }
+  struct Folder {
+    std::filesystem::path path;
+    ~Folder() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } folder{std::filesystem::temp_directory_path() / ("gpu_smoke_cache_" + std::to_string(::getpid()))};
+  const std::string path = (folder.path / "synthetic.u8").string();
+  data::PixelCache::write(path, n, side, [&](int64_t p, uint8_t* rgb) -> std::optional<data::Problem> {
+    if (p == bad) return data::Problem{d.samples[static_cast<size_t>(p)].id, "", "synthetic: undecodable"};
+    for (size_t i = 0; i < size_t(side) * side * 3; ++i) rgb[i] = static_cast<uint8_t>((p * 131 + i * 7 + (i / 3) * 13) % 251);
+    return std::nullopt;
+  }, 2);
+  auto open = [&] {
+    std::string damage;
+    auto cache = data::PixelCache::open(path, n, side, damage);
+    if (!cache) throw std::runtime_error("the synthetic cache does not open: " + damage);
+    return cache;
+  };
+  data::LoaderOptions o;
+  o.batch_size = 16;
+  o.shuffle = true;
+  o.seed = 3;
+  const size_t batch_bytes = size_t(o.batch_size) * side * side * 3;
+#if defined(XFER_TORCH_CUDA) && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 9)
+  auto pinned = [] { return at::getHostAllocator(at::kCUDA)->get_stats().allocated_bytes.current; };
+#else
+  auto pinned = [] { return int64_t(-1); };  // not measured: the CPU, or a LibTorch without host allocator stats
+#endif
+  const int64_t pinned_before = dev.is_cuda() ? pinned() : -1;
+
+  data::TransformSettings eval;
+  eval.size = side;
+  train::DeviceInput evaluation(d, indices, eval, o, open(), dev);
+  const data::Transform host(eval);
+  const auto order = data::epoch_order(n, o.shuffle, o.seed, 0);
+  double worst = 0;
+  int64_t batches = 0, images = 0, skipped = 0;
+  bool same_batches = true;
+  evaluation.start_epoch(0);
+  while (auto b = evaluation.next()) {
+    int64_t global_n = 0;
+    const auto [lo, hi] = data::shard_of(b->index, n, o, &global_n);
+    std::vector<int64_t> want;
+    std::vector<int32_t> labels;
+    for (int64_t p = lo; p < hi; ++p)
+      if (order[static_cast<size_t>(p)] != bad) {
+        want.push_back(indices[static_cast<size_t>(order[static_cast<size_t>(p)])]);
+        labels.push_back(d.samples[static_cast<size_t>(want.back())].label);
+      }
+    same_batches = same_batches && b->samples == want && b->labels == labels && b->global_n == global_n;
+    skipped += static_cast<int64_t>(b->skipped.size());
+    if (b->n == 0) continue;
+    const auto got = train::DeviceInput::images(*b).to(torch::kCPU).contiguous();
+    std::vector<float> expected(static_cast<size_t>(b->n) * 3 * side * side);
+    for (int64_t k = 0; k < b->n; ++k) {
+      data::Image img;
+      img.rows = img.cols = side;
+      img.channels = 3;
+      const uint8_t* px = evaluation.cache().image(b->samples[static_cast<size_t>(k)]);  // position = sample here
+      img.px.assign(px, px + evaluation.cache().image_bytes());
+      host.normalise(img, expected.data() + static_cast<size_t>(k) * 3 * side * side);
+    }
+    const auto want_images = torch::from_blob(expected.data(), {b->n, 3, side, side}, torch::kFloat);
+    worst = std::max(worst, (got - want_images).abs().max().item<double>());
+    ++batches, images += b->n;
+  }
+  const auto problems = evaluation.problems();
+
+  data::TransformSettings training = eval;
+  training.train = true;
+  training.flips = Flips::h;
+  training.seed = 11;
+  train::DeviceInput on_device(d, indices, training, o, open(), dev), on_cpu(d, indices, training, o, open(), torch::kCPU);
+  on_device.start_epoch(1);
+  on_cpu.start_epoch(1);
+  double crops = 0;
+  bool finite = true;
+  while (auto a = on_device.next()) {
+    const auto b = on_cpu.next();
+    if (!b || a->samples != b->samples) return "FAIL: the training batches differ between the device and the CPU";
+    if (a->n == 0) continue;
+    const auto x = train::DeviceInput::images(*a).to(torch::kCPU), y = train::DeviceInput::images(*b);
+    finite = finite && torch::isfinite(x).all().item<bool>();
+    crops = std::max(crops, (x - y).abs().max().item<double>());
+  }
+  const int64_t pinned_after = dev.is_cuda() ? pinned() : -1;
+  // Each batch is gathered into one pinned block, the next one while this one trains; the host allocator rounds a
+  // block up to a power of two and keeps it: three of them at most.
+  size_t block = 1;
+  while (block < batch_bytes) block <<= 1;
+  const int64_t bound = static_cast<int64_t>(3 * block), held = pinned_after - pinned_before;
+  const std::string what =
+      std::to_string(batches) + " evaluation batches, " + std::to_string(images) + " images, max |device - host| " +
+      fmt(worst) + (same_batches ? ", the host loader's batches" : ", OTHER batches than the host loader's") + ", " +
+      std::to_string(skipped) + " skipped (" + std::to_string(problems.size()) + " problem reported); training crops " +
+      (dev.is_cuda() ? "against the CPU's" : "against themselves (CPU)") + ": max |difference| " + fmt(crops) +
+      "; pinned memory held " + (pinned_before < 0 ? "not measured" : fmt(held / 1024.0) + " KiB of a bound of " +
+                                                                        fmt(bound / 1024.0) + " KiB");
+  const bool ok = same_batches && batches == 3 && images == n - 1 && worst == 0 && skipped == 1 &&
+                  problems.size() == 1 && finite && crops < 1e-4 && (pinned_before < 0 || held <= bound);
+  return ok ? what : "FAIL: " + what;
 }
 
 // A TorchScript backbone written here (no model of the zoo is on the GPU machine): two 3×3 convolutions of `width`
@@ -391,6 +522,7 @@ int main(int argc, char** argv) {
   check("unscale", [&] { return unscale_kernel(dev); });
   check("abandoned attempt", [&] { return abandoned_attempt(dev); });
   check("out-of-memory retry", [&] { return out_of_memory_retry(dev); });
+  check("device input", [&] { return device_input_pipeline(dev); });
   if (!json.empty()) write_json(json, device);
   for (const auto& r : results)
     if (!r.ok) return 1;
