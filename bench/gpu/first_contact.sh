@@ -8,7 +8,7 @@
 #              build-gpu/ unless set, never the result folder. With nvcc: find_package(Torch) over the wheel; without
 #              (or when that configure fails): plain include and link flags over the wheel (gpu-review C3)   (420 s)
 #   2 smoke    gpu_smoke: fused SGD/AdamW vs torch::optim, autocast, the 1-rank NCCL bucketed exchange through the
-#              hooks, the unscale kernel, destruction after an abandoned attempt, an out-of-memory            (120 s)
+#              hooks, the unscale kernel, destruction after an abandoned attempt, the out-of-memory retry     (120 s)
 #   3 bench    gpu_bench.py: ResNet-50 and ViT-B/16 at batch 128, ResNet-50 at batch 32 (the per-step host
 #              synchronisations show there); 2 runs per side, sides alternating, medians                      (300 s)
 #   4 pjrt     the PJRT leg, independent of the LibTorch build: bench/gpu/pjrt_smoke built on its own (src/pjrt and the

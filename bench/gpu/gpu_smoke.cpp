@@ -7,30 +7,50 @@
 //                      gradients, sums started during backward
 //   unscale            GradScaler's kernel over the exchange's buckets: gradients ÷ scale, an inf found
 //   abandoned attempt  destroying an exchange whose attempt was left open returns (a watchdog: 30 s)
-//   out of memory      (CUDA) an allocation too large throws c10::OutOfMemoryError, autocast state restored after
+//   device input       the device input pipeline on a synthetic cache in the real format: evaluation batches bit for
+//                      bit the host loader's normalisation, in its order; training crops as on the CPU; pinned memory
+//                      within the S3 bound (CUDA)
+//   out-of-memory retry  the trainer's step, OOM classification and retry policy (twice the micro-batches) on a real
+//                      allocation failure (CUDA: the caching allocator capped; CPU: an allocator cap injected through
+//                      c10::SetCPUAllocator); autocast off after it, and training goes on
 //   gpu_smoke [--cpu] [--device cuda:0] [--json FILE]
 // --cpu runs the same checks on the CPU where they apply (./run test runs it, so the plumbing cannot rot); the
 // reducer is then the in-process group's instead of NCCL.
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
+#include <torch/script.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#if defined(XFER_TORCH_CUDA)
+#include <ATen/core/CachingHostAllocator.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
+#include "capped_cpu_allocator.hpp"
+#include "device_input.hpp"
 #include "gradient_exchange.hpp"
+#include "step.hpp"
 #include "optimizer_parity.hpp"
 #include "xfer/model/classifier.hpp"
+#include "xfer/train/oom_policy.hpp"
 
 namespace {
 
@@ -192,23 +212,253 @@ std::string abandoned_attempt(const torch::Device& dev) {
   return "destroyed with an attempt open, returned";
 }
 
-std::string out_of_memory(const torch::Device& dev) {
-  model::set_autocast(true, at::kBFloat16);
-  bool caught = false;
-  try {
-    auto t = torch::empty({int64_t(1) << 50}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
-  } catch (const c10::OutOfMemoryError&) {
-    caught = true;
+// The device input pipeline (train/device_input) on a synthetic cache written in the real format
+// (data::PixelCache::write: header, checksum, flags, one undecodable position): evaluation batches bit for bit the
+// host loader's normalisation (data::Transform::normalise) of the same cached pixels, in the host loader's order and
+// shards (data::epoch_order, shard_of), the undecodable sample skipped and reported once; training batches (random
+// crops and flips on the device) equal to the same pipeline's on the CPU; on CUDA, the pinned host memory it holds
+// within the S3 bound (gpu-review): a few blocks of one batch each, not a slot per thread for every split.
+std::string device_input_pipeline(const torch::Device& dev) {
+  const int side = 48, classes = 5;
+  const int64_t n = 45, bad = 7;
+  data::Dataset d;
+  d.name = d.kind = "synthetic";
+  for (int c = 0; c < classes; ++c) d.class_names.push_back("c" + std::to_string(c));
+  std::vector<int64_t> indices;
+  for (int64_t i = 0; i < n; ++i) {
+    data::Sample sample;
+    sample.id = "s" + std::to_string(i);
+    sample.label = static_cast<int32_t>(i % classes);
+    d.samples.push_back(sample);
+    d.split.push_back(data::Split::train);
+    indices.push_back(i);
   }
-  model::set_autocast(false, at::kBFloat16);
-  // Still usable after it: a step's worth of work runs, outside autocast.
-  torch::nn::Linear head(16, 10);
-  head->to(dev);
-  const auto dtype = head->forward(torch::randn({4, 16}).to(dev)).scalar_type();
-  const std::string what = std::string(caught ? "c10::OutOfMemoryError caught" : "no OutOfMemoryError") +
-                           ", then logits " + c10::toString(dtype);
-  if (!caught || dtype != at::kFloat) return "FAIL: " + what;
-  return what;
+  struct Folder {
+    std::filesystem::path path;
+    ~Folder() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } folder{std::filesystem::temp_directory_path() / ("gpu_smoke_cache_" + std::to_string(::getpid()))};
+  const std::string path = (folder.path / "synthetic.u8").string();
+  data::PixelCache::write(path, n, side, [&](int64_t p, uint8_t* rgb) -> std::optional<data::Problem> {
+    if (p == bad) return data::Problem{d.samples[static_cast<size_t>(p)].id, "", "synthetic: undecodable"};
+    for (size_t i = 0; i < size_t(side) * side * 3; ++i) rgb[i] = static_cast<uint8_t>((p * 131 + i * 7 + (i / 3) * 13) % 251);
+    return std::nullopt;
+  }, 2);
+  auto open = [&] {
+    std::string damage;
+    auto cache = data::PixelCache::open(path, n, side, damage);
+    if (!cache) throw std::runtime_error("the synthetic cache does not open: " + damage);
+    return cache;
+  };
+  data::LoaderOptions o;
+  o.batch_size = 16;
+  o.shuffle = true;
+  o.seed = 3;
+  const size_t batch_bytes = size_t(o.batch_size) * side * side * 3;
+#if defined(XFER_TORCH_CUDA) && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 9)
+  auto pinned = [] { return at::getHostAllocator(at::kCUDA)->get_stats().allocated_bytes.current; };
+#else
+  auto pinned = [] { return int64_t(-1); };  // not measured: the CPU, or a LibTorch without host allocator stats
+#endif
+  const int64_t pinned_before = dev.is_cuda() ? pinned() : -1;
+
+  data::TransformSettings eval;
+  eval.size = side;
+  train::DeviceInput evaluation(d, indices, eval, o, open(), dev);
+  const data::Transform host(eval);
+  const auto order = data::epoch_order(n, o.shuffle, o.seed, 0);
+  double worst = 0;
+  int64_t batches = 0, images = 0, skipped = 0;
+  bool same_batches = true;
+  evaluation.start_epoch(0);
+  while (auto b = evaluation.next()) {
+    int64_t global_n = 0;
+    const auto [lo, hi] = data::shard_of(b->index, n, o, &global_n);
+    std::vector<int64_t> want;
+    std::vector<int32_t> labels;
+    for (int64_t p = lo; p < hi; ++p)
+      if (order[static_cast<size_t>(p)] != bad) {
+        want.push_back(indices[static_cast<size_t>(order[static_cast<size_t>(p)])]);
+        labels.push_back(d.samples[static_cast<size_t>(want.back())].label);
+      }
+    same_batches = same_batches && b->samples == want && b->labels == labels && b->global_n == global_n;
+    skipped += static_cast<int64_t>(b->skipped.size());
+    if (b->n == 0) continue;
+    const auto got = train::DeviceInput::images(*b).to(torch::kCPU).contiguous();
+    std::vector<float> expected(static_cast<size_t>(b->n) * 3 * side * side);
+    for (int64_t k = 0; k < b->n; ++k) {
+      data::Image img;
+      img.rows = img.cols = side;
+      img.channels = 3;
+      const uint8_t* px = evaluation.cache().image(b->samples[static_cast<size_t>(k)]);  // position = sample here
+      img.px.assign(px, px + evaluation.cache().image_bytes());
+      host.normalise(img, expected.data() + static_cast<size_t>(k) * 3 * side * side);
+    }
+    const auto want_images = torch::from_blob(expected.data(), {b->n, 3, side, side}, torch::kFloat);
+    worst = std::max(worst, (got - want_images).abs().max().item<double>());
+    ++batches, images += b->n;
+  }
+  const auto problems = evaluation.problems();
+
+  data::TransformSettings training = eval;
+  training.train = true;
+  training.flips = Flips::h;
+  training.seed = 11;
+  train::DeviceInput on_device(d, indices, training, o, open(), dev), on_cpu(d, indices, training, o, open(), torch::kCPU);
+  on_device.start_epoch(1);
+  on_cpu.start_epoch(1);
+  double crops = 0;
+  bool finite = true;
+  while (auto a = on_device.next()) {
+    const auto b = on_cpu.next();
+    if (!b || a->samples != b->samples) return "FAIL: the training batches differ between the device and the CPU";
+    if (a->n == 0) continue;
+    const auto x = train::DeviceInput::images(*a).to(torch::kCPU), y = train::DeviceInput::images(*b);
+    finite = finite && torch::isfinite(x).all().item<bool>();
+    crops = std::max(crops, (x - y).abs().max().item<double>());
+  }
+  const int64_t pinned_after = dev.is_cuda() ? pinned() : -1;
+  // Each batch is gathered into one pinned block, the next one while this one trains; the host allocator rounds a
+  // block up to a power of two and keeps it: three of them at most.
+  size_t block = 1;
+  while (block < batch_bytes) block <<= 1;
+  const int64_t bound = static_cast<int64_t>(3 * block), held = pinned_after - pinned_before;
+  const std::string what =
+      std::to_string(batches) + " evaluation batches, " + std::to_string(images) + " images, max |device - host| " +
+      fmt(worst) + (same_batches ? ", the host loader's batches" : ", OTHER batches than the host loader's") + ", " +
+      std::to_string(skipped) + " skipped (" + std::to_string(problems.size()) + " problem reported); training crops " +
+      (dev.is_cuda() ? "against the CPU's" : "against themselves (CPU)") + ": max |difference| " + fmt(crops) +
+      "; pinned memory held " + (pinned_before < 0 ? "not measured" : fmt(held / 1024.0) + " KiB of a bound of " +
+                                                                        fmt(bound / 1024.0) + " KiB");
+  const bool ok = same_batches && batches == 3 && images == n - 1 && worst == 0 && skipped == 1 &&
+                  problems.size() == 1 && finite && crops < 1e-4 && (pinned_before < 0 || held <= bound);
+  return ok ? what : "FAIL: " + what;
+}
+
+// A TorchScript backbone written here (no model of the zoo is on the GPU machine): two 3×3 convolutions of `width`
+// channels and an average pool, so a step's activations grow with its micro-batch.
+std::string write_backbone(const std::string& path, int width) {
+  torch::manual_seed(5);
+  torch::jit::Module m("SmokeBackbone");
+  m.register_parameter("w1", torch::randn({width, 3, 3, 3}) * 0.2, false);
+  m.register_parameter("w2", torch::randn({width, width, 3, 3}) * (1.0 / width), false);
+  m.define(R"JIT(
+def forward(self, x):
+    y = torch.relu(torch.conv2d(x, self.w1, None, [1, 1], [1, 1]))
+    y = torch.relu(torch.conv2d(y, self.w2, None, [1, 1], [1, 1]))
+    return y.mean([2, 3])
+)JIT");
+  m.save(path);
+  return path;
+}
+
+// The out-of-memory retry as the trainer runs it: train::forward_backward under bf16 autocast, the engine's
+// classification (train::is_out_of_memory), the epoch loop's policy (train::retry_out_of_memory: twice the
+// micro-batches, cached memory released between tries) — driven by a real allocation failure: on CUDA the caching
+// allocator capped (setMemoryFraction) between what 4 micro-batches need and what 1 needs; on the CPU a cap injected
+// through c10::SetCPUAllocator (capped_cpu_allocator.hpp). Afterwards autocast is off in the thread, and an update
+// and a further step run.
+std::string out_of_memory_retry(const torch::Device& dev) {
+  const bool cuda = dev.is_cuda();
+  const int64_t n = cuda ? 64 : 8, side = cuda ? 128 : 32;
+  const int width = cuda ? 64 : 32, classes = 10;
+  const std::string backbone =
+      write_backbone((std::filesystem::temp_directory_path() / ("gpu_smoke_backbone_" + std::to_string(::getpid()) +
+                                                                ".pt")).string(), width);
+  model::Classifier net(backbone, static_cast<int>(side), classes, 7);
+  std::filesystem::remove(backbone);
+  net.to(dev);
+  torch::optim::SGD opt(net.parameters(), torch::optim::SGDOptions(0.01));
+  data::Batch b;
+  b.n = b.global_n = n;
+  b.size = static_cast<int>(side);
+  for (int64_t i = 0; i < n; ++i) b.labels.push_back(static_cast<int32_t>(i % classes));
+  torch::manual_seed(9);
+  const auto x = torch::randn({n, 3, side, side}).to(dev);
+  train::StepSettings st;
+  st.criterion.classes = classes;
+  st.criterion.device = dev;
+  st.autocast = true;  // bf16 autocast, as a CUDA trial's "auto" precision
+  st.autocast_dtype = at::kBFloat16;
+  double loss = 0;
+  std::vector<int> tried;
+  bool autocast_after_oom = false;
+  auto out_of_memory_at = [&](int micro) {
+    tried.push_back(micro);
+    opt.zero_grad();
+    st.micro_batches = micro;
+    try {
+      loss = train::forward_backward(net, b, x, st).value();
+      return false;
+    } catch (const std::exception& e) {  // inside the TorchScript backbone an out-of-memory is a std::runtime_error
+      if (!train::is_out_of_memory(e)) throw;
+      autocast_after_oom = autocast_after_oom || model::autocast_on();
+      return true;
+    }
+  };
+  auto release = [&](int) {
+#if defined(XFER_TORCH_CUDA)
+    if (cuda) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  };
+  std::string cap;
+  int micro = 1;
+  bool fits = false;
+#if defined(XFER_TORCH_CUDA)
+  if (cuda) {
+    namespace alloc = c10::cuda::CUDACachingAllocator;
+    const auto i = dev.has_index() ? dev.index() : c10::DeviceIndex(0);
+    // What 4 micro-batches take above what is held now, then a cap of 3 × that: 1 micro-batch (about 4 ×) cannot fit,
+    // 2 (about 2 ×) can.
+    alloc::emptyCache();
+    const auto held = alloc::getDeviceStats(i).allocated_bytes[0].current;
+    alloc::resetPeakStats(i);
+    if (out_of_memory_at(4)) return "FAIL: out of memory with 4 micro-batches and no cap";
+    const auto step4 = alloc::getDeviceStats(i).allocated_bytes[0].peak - held;
+    opt.zero_grad();
+    alloc::emptyCache();
+    tried.clear();
+    const auto reserved = alloc::getDeviceStats(i).reserved_bytes[0].current;
+    const double total = static_cast<double>(at::cuda::getDeviceProperties(i)->totalGlobalMem);
+    const double limit = static_cast<double>(reserved) + 3.0 * static_cast<double>(step4);
+    cap = "capped at " + fmt(limit / (1 << 20)) + " MiB (4 micro-batches took " + fmt(step4 / double(1 << 20)) +
+          " MiB)";
+    alloc::setMemoryFraction(limit / total, i);
+    try {
+      fits = train::retry_out_of_memory(micro, n, true, out_of_memory_at, [](bool f) { return f; }, release);
+    } catch (...) {
+      alloc::setMemoryFraction(1.0, i);
+      throw;
+    }
+    alloc::setMemoryFraction(1.0, i);
+    alloc::emptyCache();
+  }
+#endif
+  if (!cuda) {
+    const size_t limit = static_cast<size_t>(n) * width * side * side * sizeof(float) * 3 / 4;  // one conv output: 4/3 ×
+    gpu_check::CpuMemoryCap capped(limit);
+    if (!capped.installed()) return "FAIL: LibTorch kept its CPU allocator (a higher priority one is set)";
+    cap = "allocations capped at " + fmt(limit / 1024.0) + " KiB (injected)";
+    fits = train::retry_out_of_memory(micro, n, true, out_of_memory_at, [](bool f) { return f; }, release);
+  }
+  const bool after = model::autocast_on();
+  std::string path;
+  for (size_t k = 0; k < tried.size(); ++k) path += (k ? ", " : "") + std::to_string(tried[k]);
+  const bool retried = tried.size() >= 2 && tried.front() == 1;
+  // Training goes on: the update, then the next step at the micro-batches that fit.
+  double next = std::numeric_limits<double>::quiet_NaN();
+  if (fits) {
+    opt.step();
+    if (!out_of_memory_at(micro)) next = loss;
+  }
+  const std::string what = "micro-batches tried " + path + " (" + cap + "), autocast " +
+                           (autocast_after_oom || after ? "ON" : "off") + " after the out-of-memory, next step's loss " +
+                           fmt(next);
+  const bool ok = fits && retried && micro > 1 && !autocast_after_oom && !after &&
+                  std::isfinite(next);
+  return ok ? what : "FAIL: " + what;
 }
 
 void write_json(const std::string& path, const std::string& device) {
@@ -271,7 +521,8 @@ int main(int argc, char** argv) {
   check("bucketed exchange", [&] { return exchange_equals_plain_gradients(dev); });
   check("unscale", [&] { return unscale_kernel(dev); });
   check("abandoned attempt", [&] { return abandoned_attempt(dev); });
-  if (dev.is_cuda()) check("out of memory", [&] { return out_of_memory(dev); });
+  check("out-of-memory retry", [&] { return out_of_memory_retry(dev); });
+  check("device input", [&] { return device_input_pipeline(dev); });
   if (!json.empty()) write_json(json, device);
   for (const auto& r : results)
     if (!r.ok) return 1;

@@ -513,38 +513,6 @@ Image crop(const Image& src, int top, int left, int height, int width) {
   return out;
 }
 
-CropBox random_resized_crop_box(int rows, int cols, double scale_lo, double scale_hi, double ratio_lo,
-                                double ratio_hi, Rng& rng) {
-  const double area = static_cast<double>(rows) * cols;
-  const double log_lo = std::log(ratio_lo), log_hi = std::log(ratio_hi);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target_area = area * rng.uniform(scale_lo, scale_hi);
-    const double aspect = std::exp(rng.uniform(log_lo, log_hi));
-    // Python's round(): half to even, as std::nearbyint in the default rounding mode.
-    const int w = static_cast<int>(std::nearbyint(std::sqrt(target_area * aspect)));
-    const int h = static_cast<int>(std::nearbyint(std::sqrt(target_area / aspect)));
-    if (0 < w && w <= cols && 0 < h && h <= rows) {
-      const int top = static_cast<int>(rng.below(rows - h + 1));
-      const int left = static_cast<int>(rng.below(cols - w + 1));
-      return {top, left, h, w};
-    }
-  }
-  // Fallback to a central crop.
-  const double in_ratio = static_cast<double>(cols) / rows;
-  int w, h;
-  if (in_ratio < ratio_lo) {
-    w = cols;
-    h = static_cast<int>(std::nearbyint(w / ratio_lo));
-  } else if (in_ratio > ratio_hi) {
-    h = rows;
-    w = static_cast<int>(std::nearbyint(h * ratio_hi));
-  } else {
-    w = cols;
-    h = rows;
-  }
-  return {(rows - h) / 2, (cols - w) / 2, h, w};
-}
-
 // Used by the train transform: resize a crop box of `src` (crop first, then resize, as F.resized_crop).
 Image resize_box_pil_bilinear(const Image& src, const CropBox& b, int size) {
   const uint8_t* origin = src.row(b.top) + static_cast<size_t>(b.left) * src.channels;

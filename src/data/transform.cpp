@@ -22,13 +22,6 @@ void flip_vertical(Image& img) {
 }
 }  // namespace
 
-Transform::Transform(TransformSettings s) : s_(std::move(s)) {
-  if (s_.train && s_.augmentation == Augmentation::colour_affine) s_.scale_lo = 0.35;  // the recipe's stronger crop scale
-  // torchvision: ToTensor divides by 255 in float32, Normalize subtracts and divides in float32.
-  for (int c = 0; c < 3; ++c)
-    for (int v = 0; v < 256; ++v) lut_[c][v] = (static_cast<float>(v) / 255.0f - s_.mean[c]) / s_.std[c];
-}
-
 Image Transform::pixels_from(const Image& decoded, int64_t index, int epoch) const {
   const int S = s_.size;
   if (!s_.train) {
@@ -58,27 +51,6 @@ Image Transform::pixels_from(const Image& decoded, int64_t index, int epoch) con
 
 Image Transform::pixels(const Dataset& d, int64_t index, int epoch) const {
   return pixels_from(decode(d, index, s_.bgr_quirk), index, epoch);
-}
-
-void Transform::normalise(const Image& img, float* out) const {
-  const size_t plane = static_cast<size_t>(img.rows) * img.cols;
-  const uint8_t* p = img.px.data();
-  if (img.channels == 1) {
-    for (int c = 0; c < 3; ++c) {
-      const auto& lut = lut_[c];
-      float* o = out + c * plane;
-      for (size_t i = 0; i < plane; ++i) o[i] = lut[p[i]];
-    }
-    return;
-  }
-  float* r = out;
-  float* g = out + plane;
-  float* b = out + 2 * plane;
-  for (size_t i = 0; i < plane; ++i) {
-    r[i] = lut_[0][p[3 * i]];
-    g[i] = lut_[1][p[3 * i + 1]];
-    b[i] = lut_[2][p[3 * i + 2]];
-  }
 }
 
 void Transform::operator()(const Dataset& d, int64_t index, int epoch, float* out) const {

@@ -202,4 +202,12 @@ void set_autocast(bool on, at::ScalarType dtype) {
   if (!on) at::autocast::clear_cache();
 }
 
+bool autocast_on() {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return at::autocast::is_enabled();
+#endif
+}
+
 }  // namespace xfer::model

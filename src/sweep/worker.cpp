@@ -14,6 +14,7 @@
 #include "xfer/core/error.hpp"
 #include "xfer/core/stop.hpp"
 #include "xfer/store/store.hpp"
+#include "xfer/sweep/heartbeat.hpp"
 #include "xfer/train/trial.hpp"
 
 namespace xfer::sweep {
@@ -61,22 +62,18 @@ void Worker::run(const Order& order) {
   if (leader) report(Report::started, order.trial);
 
   // A companion thread: heartbeats for the coordinator (leader), and the coordinator's stop notice (everyone). Once
-  // training has begun, a heartbeat also says the trial moved (a step or an evaluation batch since the last one
-  // within half the hung timeout): a group stuck in NCCL or MPI falls silent, and the coordinator declares it hung.
+  // training has begun, a heartbeat also says the trial moved (sweep/heartbeat): a group stuck in NCCL or MPI falls
+  // silent, and the coordinator declares it hung.
   std::atomic<bool> done{false};
   progress_.store(0);
   std::thread companion([&] {
-    auto last = Clock::now(), moved = Clock::now();
-    int64_t seen = 0;
+    const auto began = Clock::now();
+    auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - began).count(); };
+    Heartbeat beat(o_.heartbeat, o_.heartbeat_timeout, seconds());
     while (!done.load()) {
       if (auto which = transport_.poll_stop(); which && (*which == order.trial || *which < 0))
         stop_requested().store(true);
-      if (const int64_t p = progress_.load(); p != seen) seen = p, moved = Clock::now();
-      const bool stalled = seen > 0 && std::chrono::duration<double>(Clock::now() - moved).count() > o_.heartbeat_timeout / 2;
-      if (leader && !stalled && std::chrono::duration<double>(Clock::now() - last).count() >= o_.heartbeat) {
-        report(Report::heartbeat, order.trial);
-        last = Clock::now();
-      }
+      if (beat.due(progress_.load(), seconds()) && leader) report(Report::heartbeat, order.trial);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });

@@ -26,13 +26,18 @@ struct DeviceImages {
 
 }  // namespace
 
+data::TransformSettings DeviceInput::cache_settings(const data::TransformSettings& t) {
+  data::TransformSettings cached = t;
+  if (t.train) cached.crop_pct = 1.0;  // training crops are drawn from the whole square at the input size
+  return cached;
+}
+
 DeviceInput::DeviceInput(const data::Dataset& d, std::vector<int64_t> indices, data::TransformSettings t,
-                         data::LoaderOptions o, const std::string& cache_folder, const torch::Device& device, int threads)
-    : d_(d), indices_(std::move(indices)), t_(std::move(t)), o_(std::move(o)), device_(device) {
+                         data::LoaderOptions o, std::unique_ptr<data::PixelCache> cache, const torch::Device& device)
+    : d_(d), indices_(std::move(indices)), t_(std::move(t)), o_(std::move(o)), device_(device), cache_(std::move(cache)) {
   if (o_.batch_size < 1) throw Error::input("device input: batch_size must be ≥ 1");
-  data::TransformSettings cached = t_;
-  if (t_.train) cached.crop_pct = 1.0;  // training crops are drawn from the whole square at the input size
-  cache_ = data::PixelCache::open_or_build(cache_folder, d_, indices_, cached, threads);
+  if (!cache_ || cache_->size() != size() || cache_->side() != t_.size)
+    throw Error("device input: the cache does not hold this split at " + std::to_string(t_.size) + " px");
   batches_ = data::batches_in_epoch(size(), o_);
   const data::Transform host(t_);
   const auto& table = host.normalisation_table();

@@ -29,7 +29,16 @@ class DeviceInput final : public data::BatchSource {
  public:
   // Opens (or builds, with `threads` decode threads) the split's cache in `cache_folder`.
   DeviceInput(const data::Dataset& d, std::vector<int64_t> indices, data::TransformSettings t, data::LoaderOptions o,
-              const std::string& cache_folder, const torch::Device& device, int threads);
+              const std::string& cache_folder, const torch::Device& device, int threads)
+      : DeviceInput(d, indices, t, o,
+                    data::PixelCache::open_or_build(cache_folder, d, indices, cache_settings(t), threads), device) {}
+  // Over a cache already open, holding the split's `indices` as cache_settings(t) makes them (gpu_smoke's
+  // synthetic cache; the constructor above is inline so that a build without the decoders links this one alone).
+  DeviceInput(const data::Dataset& d, std::vector<int64_t> indices, data::TransformSettings t, data::LoaderOptions o,
+              std::unique_ptr<data::PixelCache> cache, const torch::Device& device);
+  // What the cache holds for transform `t`: its evaluation output, or for training the whole square at the input
+  // size (crop_pct 1), which the random crops are drawn from.
+  static data::TransformSettings cache_settings(const data::TransformSettings& t);
   ~DeviceInput() override;
 
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }

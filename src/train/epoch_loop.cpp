@@ -316,27 +316,30 @@ class EpochLoop {
         const double lr = learning_rate(schedule_, epoch, step, spe);
         StepAttempt a;
         engine_->begin_step(lr);
-        while (true) {
-          a = engine_->forward_backward(*b, micro_, loss_scale_.value());
-          if (g_.any(!a.failure.empty())) {
-            engine_->abandon_step();
-            throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
-          }
-          if (!g_.any(a.out_of_memory)) break;
-          const OomDecision next = after_out_of_memory(micro_, b->n, env_.oom_retry);
-          if (g_.any(!next.retry)) {
-            engine_->abandon_step();
-            r.status = Status::oom;
-            r.message = fmt::format("out of memory at epoch {} step {} with {} micro-batch(es) of the {}-sample batch",
-                                    epoch, step, micro_, t_.batch_size);
-            finish_early();
-            return;
-          }
-          micro_ = next.micro_batches;
-          r.micro_batches = micro_;
-          engine_->release_cached_memory();
-          spdlog::warn("trial {}: out of memory; retrying with {} micro-batches (gradient accumulation keeps the "
-                       "effective batch at {})", key_, micro_, t_.batch_size);
+        const bool fits = retry_out_of_memory(
+            micro_, b->n, env_.oom_retry,
+            [&](int micro) {
+              a = engine_->forward_backward(*b, micro, loss_scale_.value());
+              if (g_.any(!a.failure.empty())) {
+                engine_->abandon_step();
+                throw Error(a.failure.empty() ? "a data-parallel peer failed" : a.failure);
+              }
+              return a.out_of_memory;
+            },
+            [&](bool flag) { return g_.any(flag); },
+            [&](int micro) {
+              r.micro_batches = micro;
+              engine_->release_cached_memory();
+              spdlog::warn("trial {}: out of memory; retrying with {} micro-batches (gradient accumulation keeps the "
+                           "effective batch at {})", key_, micro, t_.batch_size);
+            });
+        if (!fits) {
+          engine_->abandon_step();
+          r.status = Status::oom;
+          r.message = fmt::format("out of memory at epoch {} step {} with {} micro-batch(es) of the {}-sample batch",
+                                  epoch, step, micro_, t_.batch_size);
+          finish_early();
+          return;
         }
         engine_->exchange_gradients();
         double global_loss = a.loss;

@@ -21,4 +21,16 @@ OomDecision after_out_of_memory(int micro_batches, int64_t shard_samples, bool r
   return d;
 }
 
+bool retry_out_of_memory(int& micro_batches, int64_t shard_samples, bool retry_allowed,
+                         const std::function<bool(int)>& out_of_memory_at, const std::function<bool(bool)>& agree,
+                         const std::function<void(int)>& before_retry) {
+  while (agree(out_of_memory_at(micro_batches))) {
+    const OomDecision next = after_out_of_memory(micro_batches, shard_samples, retry_allowed);
+    if (agree(!next.retry)) return false;
+    micro_batches = next.micro_batches;
+    before_retry(micro_batches);
+  }
+  return true;
+}
+
 }  // namespace xfer::train

@@ -58,6 +58,14 @@ double LossReading::value() const {
   return host_.item<double>();  // sync-ok: a host tensor
 }
 
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  const std::string what = e.what();
+  const bool says = what.find("out of memory") != std::string::npos;
+  if (dynamic_cast<const c10::Error*>(&e)) return says;
+  return says && what.rfind("The following operation failed in the TorchScript interpreter", 0) == 0;
+}
+
 AutocastScope::AutocastScope(bool on, at::ScalarType dtype) : on_(on), dtype_(dtype) {
   if (on_) model::set_autocast(true, dtype_);
 }

@@ -66,6 +66,13 @@ class AutocastScope {
   at::ScalarType dtype_;
 };
 
+// Whether an exception of a step is an out-of-memory the OOM policy retries: CUDA's caching allocator throws
+// c10::OutOfMemoryError (other allocators and older LibTorch say "out of memory" in a plain c10::Error), but inside
+// a TorchScript backbone's forward pass — where most activations are allocated — the interpreter rethrows it as a
+// std::runtime_error, "The following operation failed in the TorchScript interpreter. ... out of memory"
+// (torch/csrc/jit/runtime/interpreter.cpp, handleError).
+bool is_out_of_memory(const std::exception& e);
+
 // Forward and backward of the batch `x` (this rank's shard of `b`) in micro-batches, gradients accumulated. Each
 // part's loss is its criterion sum divided by the global batch, so summing gradients over the group gives the full
 // batch's mean gradient. Returns the shard's unscaled loss, read without a host synchronisation in the step.

@@ -33,11 +33,6 @@ namespace xfer::train {
 
 namespace {
 
-bool is_oom(const c10::Error& e) {
-  return dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
-         std::string(e.what()).find("out of memory") != std::string::npos;
-}
-
 std::string generator_state(const at::Generator& g) {
   const auto state = g.get_state();
   return std::string(static_cast<const char*>(state.data_ptr()), static_cast<size_t>(state.numel()));
@@ -208,10 +203,11 @@ class TorchEngine final : public Engine {
       step_.loss_scale = loss_scale;
       a.loss = train::forward_backward(*model_, b, x, step_).value();
     } catch (const c10::Error& e) {
-      if (is_oom(e)) a.out_of_memory = true;
+      if (is_out_of_memory(e)) a.out_of_memory = true;
       else a.failure = e.what_without_backtrace();
     } catch (const std::exception& e) {
-      a.failure = e.what();
+      if (is_out_of_memory(e)) a.out_of_memory = true;
+      else a.failure = e.what();
     }
     return a;
   }
@@ -441,8 +437,8 @@ std::unique_ptr<Engine> TorchEngineFactory::make(const EngineContext& context) c
 }
 
 Fault TorchEngineFactory::classify(const std::exception& e) const {
-  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return {is_oom(*c), c->what_without_backtrace()};
-  return {false, e.what()};
+  if (const auto* c = dynamic_cast<const c10::Error*>(&e)) return {is_out_of_memory(*c), c->what_without_backtrace()};
+  return {is_out_of_memory(e), e.what()};
 }
 
 }  // namespace xfer::train

@@ -9,7 +9,8 @@ namespace xfer::train {
 class TorchEngineFactory final : public EngineFactory {
  public:
   std::unique_ptr<Engine> make(const EngineContext& context) const override;
-  // c10 out-of-memory errors (and messages saying "out of memory") are out-of-memory; messages lose their backtrace.
+  // c10 out-of-memory errors (and messages saying "out of memory", the TorchScript interpreter's included) are
+  // out-of-memory (step.hpp, is_out_of_memory); messages lose their backtrace.
   Fault classify(const std::exception& e) const override;
 };
 

@@ -1,11 +1,13 @@
 // The sweep's policy in-process: the ledger's decisions and effects (README "After a failure"), and the
-// scheduler's rules — longest first, the deadline, hung groups, the end of the sweep, a job array's shards.
+// scheduler's rules — longest first, the deadline, hung groups, the end of the sweep, a job array's shards — and a
+// worker's heartbeat against the scheduler's hung check, on a fake clock.
 #include <algorithm>
 #include <numeric>
 #include <set>
 
 #include <gtest/gtest.h>
 
+#include "xfer/sweep/heartbeat.hpp"
 #include "xfer/sweep/ledger.hpp"
 #include "xfer/sweep/scheduler.hpp"
 
@@ -303,6 +305,67 @@ TEST(Scheduler, ASilentGroupIsHungItsRanksAreNotReusedUntilTheyReport) {
   EXPECT_EQ(s.alive(), 3u);
   EXPECT_TRUE(s.finish(1, 0));
   EXPECT_EQ(s.over(103, 60), Scheduler::End::finished);
+}
+
+// ---- the heartbeat (gpu-review H4) ----------------------------------------------------------------------------
+
+// A worker's companion thread and the coordinator on one fake clock: every `tick` seconds the worker's Heartbeat
+// looks at the trial's progress count (`progress(t)`) and, when due, the scheduler hears the beat; the coordinator
+// checks for hung groups at each tick. Returns when the group was declared hung (-1: never, up to `until`), and the
+// time of the last beat heard.
+struct Watched {
+  double hung_at = -1, last_beat = -1;
+};
+template <class Progress>
+Watched watch(Progress progress, double until, double interval = 30, double timeout = 600, double tick = 0.5) {
+  Scheduler s(2, 0);
+  s.add({0, 1, 2, 1});
+  s.ready(0), s.ready(1);
+  EXPECT_EQ(s.dispatch(0).starts.size(), 1u);
+  Heartbeat beat(interval, timeout, 0);
+  Watched w;
+  for (double t = tick; t <= until; t += tick) {
+    if (beat.due(progress(t), t)) s.heartbeat(0, t), w.last_beat = t;
+    if (!s.take_hung(t, timeout).empty()) {
+      w.hung_at = t;
+      break;
+    }
+  }
+  return w;
+}
+
+TEST(Heartbeat, AGroupWhoseStepsStandStillFallsSilentAndIsDeclaredHungWithinTheBound) {
+  // 1000 s of setup (backbone, input cache: no step to count), steps every 2 s until 3000 s, then none: the group
+  // is stuck in a collective while its companion thread runs on.
+  const double last_step = 3000;
+  const auto w = watch([&](double t) { return t < 1000 ? 0 : static_cast<int64_t>(std::min(t, last_step) / 2); }, 20000);
+  ASSERT_GT(w.hung_at, 0) << "a trial whose count stands still must fall silent and be declared hung";
+  EXPECT_GE(w.hung_at, last_step + 600) << "not before a whole timeout has passed since the last step";
+  EXPECT_LE(w.hung_at, last_step + 600 / 2 + 600 + 30) << "the bound: half the timeout, the timeout, one interval";
+  EXPECT_LE(w.last_beat, last_step + 600 / 2) << "no beat once the count stood still for half the timeout";
+  EXPECT_GT(w.last_beat, last_step + 600 / 2 - 30 - 1) << "beats went on while the count was still fresh";
+}
+
+TEST(Heartbeat, SetupWithoutStepsAndSlowStepsKeepBeating) {
+  // No step for ten timeouts (a cache built over a slow file system): not hung.
+  EXPECT_LT(watch([](double) { return int64_t(0); }, 6000).hung_at, 0);
+  // A step every 290 s, under half the 600 s timeout: slow, not hung.
+  EXPECT_LT(watch([](double t) { return static_cast<int64_t>(t / 290) + 1; }, 20000).hung_at, 0);
+  // A count that stands still for 500 s once, then moves again: silent for a while, beating again in time.
+  EXPECT_LT(watch([](double t) { return static_cast<int64_t>(t < 2000 ? t : t < 2500 ? 2000 : t); }, 20000).hung_at, 0);
+}
+
+TEST(Heartbeat, ACountThatMovesAgainBringsTheBeatBackAtOnce) {
+  Heartbeat beat(30, 600, 0);
+  EXPECT_FALSE(beat.due(0, 10)) << "the first beat one interval after the start";
+  EXPECT_TRUE(beat.due(0, 30));
+  EXPECT_TRUE(beat.due(5, 60));
+  EXPECT_FALSE(beat.due(5, 361)) << "5 stood still from 60 to 361: over half the timeout";
+  EXPECT_TRUE(beat.stalled());
+  EXPECT_TRUE(beat.due(6, 362)) << "it moved: the beat is due at once, the last one being long ago";
+  EXPECT_FALSE(beat.stalled());
+  EXPECT_FALSE(beat.due(7, 370)) << "then every interval again";
+  EXPECT_TRUE(beat.due(8, 392));
 }
 
 // Reliability probe B7: with every rank taken out as hung and trials left, nothing can run them: the sweep ends

@@ -19,6 +19,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "capped_cpu_allocator.hpp"
 #include "gradient_exchange.hpp"
 #include "step.hpp"
 #include "torch_engine.hpp"
@@ -150,14 +151,6 @@ TEST(Step, TheLossScaleMultipliesTheGradients) {
   for (size_t i = 0; i < g1.size(); ++i) EXPECT_TRUE(torch::allclose(g2[i], g1[i] * 1024, 1e-5, 1e-5));
 }
 
-bool cuda_autocast_on() {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  return at::autocast::is_autocast_enabled(at::kCUDA);
-#else
-  return at::autocast::is_enabled();
-#endif
-}
-
 TEST(Step, AForwardPassThatThrowsLeavesAutocastOff) {
   // Autocast is thread-local: an exception in the forward pass (a CUDA out-of-memory, which the OOM policy catches
   // and retries) must not leave it on for the retry, the next trial on this thread or its evaluation.
@@ -167,12 +160,56 @@ TEST(Step, AForwardPassThatThrowsLeavesAutocastOff) {
   train::StepSettings st;
   st.criterion.classes = kClasses;
   st.autocast = true;
-  ASSERT_FALSE(cuda_autocast_on());
+  ASSERT_FALSE(model::autocast_on());
   const auto wrong = torch::zeros({kN, 3, kSize + 1, kSize + 1});  // the head's input size does not match
   EXPECT_ANY_THROW(train::forward_backward(m, s.batch, wrong, st));
-  EXPECT_FALSE(cuda_autocast_on()) << "autocast left on after the exception";
+  EXPECT_FALSE(model::autocast_on()) << "autocast left on after the exception";
   train::AutocastScope scope(false, at::kBFloat16);
-  EXPECT_FALSE(cuda_autocast_on()) << "a scope that is off changes nothing";
+  EXPECT_FALSE(model::autocast_on()) << "a scope that is off changes nothing";
+}
+
+// CUDA's out-of-memory in a TorchScript backbone's forward pass (where most activations are allocated) reaches C++
+// as the interpreter's std::runtime_error ("The following operation failed in the TorchScript interpreter. ...
+// out of memory"), not as c10::OutOfMemoryError: it must still be read as an out-of-memory, retried with more
+// micro-batches, not fail the trial. Injected here through LibTorch's CPU allocator.
+TEST(Step, AnOutOfMemoryInsideTheTorchScriptBackboneIsRetriedAsOne) {
+  TempDir dir("oom");
+  torch::jit::Module doubling("Doubling");
+  doubling.define(R"(
+def forward(self, x):
+    return x.flatten(1) * 2.0
+)");
+  const std::string path = (dir / "doubling.pt").string();
+  doubling.save(path);
+  model::Classifier m(path, kSize, kClasses, 5);
+  const auto s = shard(false);
+  train::StepSettings st;
+  st.criterion.classes = kClasses;
+  st.autocast = true;
+  const size_t features = sizeof(float) * kN * 3 * kSize * kSize;  // what the backbone allocates for the whole shard
+  std::exception_ptr caught;
+  {
+    gpu_check::CpuMemoryCap cap(features * 3 / 4);
+    ASSERT_TRUE(cap.installed());
+    try {
+      train::forward_backward(m, s.batch, s.x, st);
+    } catch (...) {
+      caught = std::current_exception();
+    }
+  }
+  ASSERT_TRUE(caught) << "the cap was not reached";
+  try {
+    std::rethrow_exception(caught);
+  } catch (const std::exception& e) {
+    const auto fault = train::TorchEngineFactory().classify(e);
+    EXPECT_TRUE(fault.out_of_memory) << fault.message;
+    EXPECT_NE(fault.message.find("out of memory (injected)"), std::string::npos) << fault.message;
+  }
+  EXPECT_FALSE(model::autocast_on());
+  // Two micro-batches of half the shard fit under the same cap: what the retry asks for.
+  gpu_check::CpuMemoryCap cap(features * 3 / 4);
+  st.micro_batches = 2;
+  EXPECT_NO_THROW(train::forward_backward(m, s.batch, s.x, st));
 }
 
 // Host synchronisations in `code`, one message per line: reading a device value (.item, a copy to the CPU), a

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <utility>
 
 #include <stdlib.h>
 
@@ -149,6 +150,36 @@ TEST(OomPolicy, HalvesTheMicroBatchUntilItCannotThenGivesUp) {
   EXPECT_FALSE(train::after_out_of_memory(1, 256, false).retry) << "retries turned off";
   EXPECT_TRUE(train::after_out_of_memory(64, 256, true).retry);
   EXPECT_FALSE(train::after_out_of_memory(128, 256, true).retry) << "128 micro-batches of 2 samples: the finest";
+}
+
+TEST(OomPolicy, AStepIsTriedWithTwiceTheMicroBatchesUntilItFitsEveryRankAgreeingAlike) {
+  // Out of memory below 4 micro-batches on a 16-sample shard: 1, 2, then 4 fits.
+  std::vector<int> tried, released;
+  int agreements = 0, micro = 1;
+  const auto any = [&](bool flag) { return ++agreements, flag; };
+  const auto oom_below = [&](int enough) {
+    return [&, enough](int m) { return tried.push_back(m), m < enough; };
+  };
+  EXPECT_TRUE(train::retry_out_of_memory(micro, 16, true, oom_below(4), any, [&](int m) { released.push_back(m); }));
+  EXPECT_EQ(micro, 4);
+  EXPECT_EQ(tried, (std::vector<int>{1, 2, 4}));
+  EXPECT_EQ(released, (std::vector<int>{2, 4})) << "the cached memory released before each retry";
+  EXPECT_EQ(agreements, 3 + 2) << "an out-of-memory flag per try, a give-up flag per out-of-memory";
+  // A 4-sample shard splits at most in 2: it gives up there, the count that ran out of memory kept for the message.
+  tried.clear(), micro = 1;
+  EXPECT_FALSE(train::retry_out_of_memory(micro, 4, true, oom_below(1000), any, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1, 2}));
+  EXPECT_EQ(micro, 2);
+  // Retries off: one try.
+  tried.clear(), micro = 1;
+  EXPECT_FALSE(train::retry_out_of_memory(micro, 16, false, oom_below(4), any, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1}));
+  // Another rank ran out of memory, this one did not: both retry.
+  tried.clear(), micro = 1;
+  bool peer_oom = true;
+  EXPECT_TRUE(train::retry_out_of_memory(
+      micro, 16, true, oom_below(0), [&](bool flag) { return flag || std::exchange(peer_oom, false); }, [](int) {}));
+  EXPECT_EQ(tried, (std::vector<int>{1, 2}));
 }
 
 TEST(PrecisionPlan, MixedPrecisionOnCudaOnlyAndItsFastPathsWithIt) {
@@ -380,7 +411,9 @@ struct Script {
   std::vector<int> overflow_steps;       // steps (counted from 0) whose unscaled gradients overflow
   std::atomic<bool>* stop_after_steps = nullptr;
   int stop_at = -1;
+  std::atomic<int64_t>* progress = nullptr;  // the trial's progress count (Environment::progress), read as it runs
   // Seen.
+  std::vector<int64_t> progress_seen;     // the count at each forward/backward and each evaluation batch
   int prepared = 0, forward_calls = 0, steps = 0, evaluations = 0;
   std::vector<double> rates;
   std::vector<double> scales;
@@ -398,6 +431,7 @@ class ScriptedEngine final : public train::Engine {
   bool scales_loss() const override { return s_.fp16; }
   train::StepAttempt forward_backward(const data::Batch& b, int micro_batches, double loss_scale) override {
     ++s_.forward_calls;
+    if (s_.progress) s_.progress_seen.push_back(s_.progress->load());
     s_.scales.push_back(loss_scale);
     train::StepAttempt a;
     if (micro_batches < s_.oom_below) {
@@ -424,6 +458,7 @@ class ScriptedEngine final : public train::Engine {
     const double p = epoch < s_.p_correct.size() ? s_.p_correct[epoch] : 0.9;
     train::SplitOutputs o;
     while (auto b = loader.next()) {
+      if (s_.progress) s_.progress_seen.push_back(s_.progress->load());
       for (int64_t i : b->samples) {
         const bool one = d_.samples[static_cast<size_t>(i)].label == 1;
         o.samples.push_back(i);
@@ -503,6 +538,22 @@ TEST_F(EpochLoop, TrainsEveryStepAtTheSchedulesRateAndKeepsTheBestEpoch) {
   acc.p_correct = {0.6, 0.9, 0.7};
   const auto a = run(memory_trial(3, Metric::accuracy), acc);
   EXPECT_EQ(a.best_epoch, 0) << "accuracy is 1 every epoch: a tie is not better";
+}
+
+// The sweep's heartbeat stops when this count stands still (sweep/heartbeat, gpu-review H4): every training step and
+// every evaluation batch must move it, or a slow evaluation would pass for a hung group.
+TEST_F(EpochLoop, EveryStepAndEveryEvaluationBatchMovesTheTrialsProgressCount) {
+  Script s;
+  std::atomic<int64_t> count{0};
+  s.progress = &count;
+  train::Environment env;
+  env.progress = &count;
+  const auto r = run(memory_trial(2), s, env);
+  ASSERT_EQ(r.status, train::Status::done) << r.message;
+  ASSERT_EQ(s.progress_seen.size(), 2u * (2 + 1 + 1)) << "2 epochs of 2 steps, a validation and a test batch each";
+  for (size_t k = 1; k < s.progress_seen.size(); ++k)
+    EXPECT_GT(s.progress_seen[k], s.progress_seen[k - 1]) << "the count stood still before event " << k;
+  EXPECT_GT(count.load(), s.progress_seen.back());
 }
 
 TEST_F(EpochLoop, ALossAThousandTimesTheFirstEndsAsDiverged) {

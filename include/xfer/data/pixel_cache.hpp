@@ -9,11 +9,15 @@
 // temporary name unique across hosts (mkstemp) and renamed, so ranks that build it at once, or a job killed while
 // building it, never leave a partial file under the final name. Its header holds a checksum of its pixels, checked
 // once per process: a truncated, zeroed or overwritten cache is built again (with a warning), and one damaged right
-// after it was built is an environment error, as is a full disk while it is written. Plain C++ (OpenCV through data/).
+// after it was built is an environment error, as is a full disk while it is written. Plain C++ (OpenCV through data/'s
+// transform for the decoding; the file itself, src/data/pixel_cache_file.cpp, needs neither: gpu_smoke writes and
+// reads a synthetic cache through it on a machine without OpenCV).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +35,16 @@ class PixelCache {
                                                    int threads);
   // The digest naming the file (hex).
   static std::string key(const Dataset& d, const std::vector<int64_t>& indices, const TransformSettings& eval);
+  // The pixels of position p into `rgb` (side × side × 3 bytes, RGB), or the problem why it has none.
+  using Fill = std::function<std::optional<Problem>(int64_t position, uint8_t* rgb)>;
+  // Writes a cache of `n` images of side × side at `path`, filled by `threads` threads: through a temporary name
+  // renamed last, the checksum in its header, the problems in `path`.problems. open_or_build writes the decoded split
+  // so; gpu_smoke a synthetic one.
+  static void write(const std::string& path, int64_t n, int side, const Fill& fill, int threads);
+  // Opens the cache at `path` holding `n` images of side × side (its checksum checked once per process); nullptr,
+  // and `damage` saying what is wrong, when the file is not that (wrong size, no header, another checksum).
+  static std::unique_ptr<PixelCache> open(const std::string& path, int64_t n, int side, std::string& damage);
+  static constexpr const char* kFormat = "xfer-pixels 2";  // the header's first line, and part of the key
   ~PixelCache();
   PixelCache(const PixelCache&) = delete;
   PixelCache& operator=(const PixelCache&) = delete;

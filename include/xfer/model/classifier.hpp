@@ -63,6 +63,8 @@ void release_host_memory();
 
 // CUDA autocast on or off (bf16 or fp16) around a forward pass, across the LibTorch 1.13 and 2.x APIs.
 void set_autocast(bool on, at::ScalarType dtype);
+// Whether CUDA autocast is on in this thread (thread-local state: an exception must not leave it on).
+bool autocast_on();
 // CUDA's fast paths for the whole process, each set on or off: TF32 for float32 matmuls and convolutions (off is
 // float32, which LibTorch's default is not for convolutions), cuDNN's algorithm search.
 void enable_cuda_fast_math(bool tf32, bool cudnn_benchmark);
