@@ -22,9 +22,9 @@ std::string PixelCache::key(const Dataset& d, const std::vector<int64_t>& indice
   Sha256 h;
   h.update(fmt::format("{}\n{}\nsize {} crop_pct {:.17g} bgr {}\n", kFormat, d.name, eval.size, eval.crop_pct,
                        eval.bgr_quirk ? 1 : 0));
-  // What each sample's file holds, not only its name: size, modification and change times and inode of every file (swapped,
-  // re-encoded or edited images change at least one), the pixels of images held in memory. Each file is looked at
-  // once (HPA's planes, shared files).
+  // What each sample's file holds, not only its name: size, modification and change times and inode of every file
+  // (swapped, re-encoded or edited images change at least one), the pixels of images held in memory. Each file is
+  // looked at once (HPA's planes, shared files).
   std::unordered_map<std::string, std::string> seen;
   auto identity = [&](const std::string& path) -> const std::string& {
     auto [it, fresh] = seen.try_emplace(path);
