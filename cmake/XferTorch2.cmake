@@ -55,5 +55,10 @@ add_test(NAME torch2.first_contact_dry_run COMMAND "${PROJECT_SOURCE_DIR}/bench/
 set_tests_properties(torch2.first_contact_dry_run PROPERTIES LABELS torch2 TIMEOUT 1200 FIXTURES_SETUP gpu_build
   FIXTURES_REQUIRED pjrt_plugin
   ENVIRONMENT "RESULTS=${XFER_TORCH2_BIN}/first-contact;XFER_GPU_BUILD=${XFER_TORCH2_BIN}/gpu;XFER_TORCH_SITE=${XFER_TORCH2_SITE};PYTHON=/usr/bin/python3;XFER_PJRT_CPU_PLUGIN=${CMAKE_BINARY_DIR}/pjrt-cpu/lammps_jax_pjrt_cpu/pjrt_c_api_cpu_plugin.so")
+# The script's budget: with 25 s of it, every stage is skipped and says so, rather than outrun a device loan.
+add_test(NAME torch2.first_contact_budget COMMAND "${PROJECT_SOURCE_DIR}/bench/gpu/first_contact.sh" --dry-run)
+set_tests_properties(torch2.first_contact_budget PROPERTIES LABELS torch2 TIMEOUT 60
+  PASS_REGULAR_EXPRESSION "== probe: skipped, [0-9]+ s left of the 25 s budget.*== pjrt: skipped, [0-9]+ s left of the 25 s budget"
+  ENVIRONMENT "XFER_FIRST_CONTACT_BUDGET=25;RESULTS=${XFER_TORCH2_BIN}/first-contact-budget;XFER_GPU_BUILD=${XFER_TORCH2_BIN}/gpu-budget;PYTHON=/usr/bin/python3")
 add_test(NAME torch2.gpu_smoke_cpu COMMAND "${XFER_TORCH2_BIN}/gpu/gpu_smoke" --cpu)
 set_tests_properties(torch2.gpu_smoke_cpu PROPERTIES LABELS torch2 TIMEOUT 120 FIXTURES_REQUIRED gpu_build)

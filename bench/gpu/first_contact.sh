@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first GPU machine in one command: a machine with one NVIDIA GPU, CMake, a compiler and a CUDA PyTorch 2.x wheel,
-# nothing of xfer's but this repository, no internet. Every stage has its own timeout; the whole run ends in under
-# 8 minutes on an H100 (~4 of them the benchmark).
+# nothing of xfer's but this repository, no internet. Every stage has its own timeout, cut to what is left of the
+# script's budget (450 s; XFER_FIRST_CONTACT_BUDGET): the whole run ends in under 8 minutes whatever hangs, a stage
+# with no time left is skipped and says so. Stages run in the order below, the PJRT leg before the benchmark.
 #   RESULTS=<folder> bench/gpu/first_contact.sh [--dry-run]
 #   0 probe    GPU, driver, torch / CUDA / NCCL / cuDNN versions, nvcc, cmake, the wheel's C++ ABI      (30 s)
 #   1 build    bench/gpu (compute_bench + gpu_smoke, LibTorch and NCCL only) into $XFER_GPU_BUILD — the work tree's
@@ -9,15 +10,15 @@
 #              (or when that configure fails): plain include and link flags over the wheel (gpu-review C3)   (420 s)
 #   2 smoke    gpu_smoke: fused SGD/AdamW vs torch::optim, autocast, the 1-rank NCCL bucketed exchange through the
 #              hooks, the unscale kernel, destruction after an abandoned attempt, the out-of-memory retry     (120 s)
-#   3 bench    gpu_bench.py: ResNet-50 and ViT-B/16 at batch 128, ResNet-50 at batch 32 (the per-step host
-#              synchronisations show there); 2 runs per side, sides alternating, medians                      (300 s)
-#   4 pjrt     the PJRT leg, independent of the LibTorch build: bench/gpu/pjrt_smoke built on its own (src/pjrt and the
+#   3 pjrt     the PJRT leg, independent of the LibTorch build: bench/gpu/pjrt_smoke built on its own (src/pjrt and the
 #              vendored headers: bench/gpu/pjrt/CMakeLists.txt) into $XFER_GPU_BUILD/pjrt; a CUDA PJRT plugin found
 #              ($XFER_PJRT_CUDA_PLUGIN, else the JAX CUDA plugin's .so in $PYTHON's site-packages); the committed
 #              tiny_cnn program's cuda export run for 5 steps on synthetic batches and its losses compared with the
 #              CPU plugin's committed in bench/gpu/pjrt_smoke_reference.json (tolerance 1e-3 of max(1, |loss|));
 #              a CPU plugin on the machine ($XFER_PJRT_CPU_PLUGIN, else build/pjrt-cpu) reruns the reference first.
 #              No CUDA plugin: "skipped" in the summary, rc 0                                                  (120 s)
+#   4 bench    gpu_bench.py: ResNet-50 and ViT-B/16 at batch 128, ResNet-50 at batch 32 (the per-step host
+#              synchronisations show there); 2 runs per side, sides alternating, medians                      (300 s, or what is left)
 # RESULTS gets only small files: probe.txt, <stage>.log, smoke.json, bench-*.json, pjrt-*.json, first_contact.json,
 # summary.md.
 # --dry-run: the same stages on the CPU where there is no GPU (./run test: test torch2.first_contact_dry_run) — the
@@ -38,10 +39,23 @@ case "$B/" in "$L"/*) echo "first_contact: XFER_GPU_BUILD ($B) must not be insid
 PY=${PYTHON:-python3}
 STAGES=()
 
+# The whole script's budget: each stage's timeout is cut to what is left of it, and a stage with under 20 s left is
+# skipped (rc 125 in the summary), so the run ends inside the budget whatever hangs — 450 s on a GPU machine (the
+# device loans here are 15 minutes with the machine's start), none for --dry-run (./run test's 2 cores).
+BUDGET=${XFER_FIRST_CONTACT_BUDGET:-$([ $DRY -eq 1 ] && echo 0 || echo 450)}
 # stage NAME SECONDS COMMAND...: runs it under a timeout, its output in $L/NAME.log; records rc and seconds.
 stage() {
   local name=$1 limit=$2 t0=$SECONDS rc
   shift 2
+  if [ "$BUDGET" -gt 0 ]; then
+    local left=$((BUDGET - SECONDS - 10))
+    [ $left -lt $limit ] && limit=$left
+    if [ $limit -lt 20 ]; then
+      echo "== $name: skipped, ${left} s left of the ${BUDGET} s budget" | tee "$L/$name.log" >&2
+      STAGES+=("{\"stage\": \"$name\", \"rc\": 125, \"seconds\": 0, \"timed_out\": false, \"skipped\": true}")
+      return 125
+    fi
+  fi
   echo "== $name (timeout ${limit} s)" >&2
   timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" >"$L/$name.log" 2>&1
   rc=$?
@@ -172,12 +186,15 @@ export -f probe build smoke bench find_cuda_plugin pjrt
 stage probe 30 probe
 cp "$L/probe.log" "$L/probe.txt"
 # 420 s is for the GPU machine's cores; the dry run builds on whatever this machine has left (./run test: 2 cores).
-if stage build $([ $DRY -eq 1 ] && echo 1800 || echo 420) build; then
-  stage smoke 120 smoke
+built=0
+stage build $([ $DRY -eq 1 ] && echo 1800 || echo 420) build && built=1
+[ $built -eq 1 ] && stage smoke 120 smoke
+# The PJRT leg before the benchmark: short, and it needs nothing of the LibTorch build; the benchmark gets what is left.
+stage pjrt 120 pjrt
+if [ $built -eq 1 ]; then
   stage bench 300 bench
   cp "$B"/bench-*.json "$L/" 2>/dev/null
 fi
-stage pjrt 120 pjrt
 
 # The summary: stages, the smoke's lines, the benchmark's table.
 {
@@ -192,7 +209,7 @@ stage pjrt 120 pjrt
   printf '%s\n' "${STAGES[@]}" | "$PY" -c 'import json, sys
 for line in sys.stdin:
     d = json.loads(line)
-    print("| %s | %d%s | %d |" % (d["stage"], d["rc"], " (timed out)" if d["timed_out"] else "", d["seconds"]))'
+    print("| %s | %d%s | %d |" % (d["stage"], d["rc"], " (timed out)" if d["timed_out"] else (" (skipped: no time left)" if d.get("skipped") else ""), d["seconds"]))'
 
   echo
   [ -f "$L/smoke.log" ] && { echo '```'; cat "$L/smoke.log"; echo '```'; echo; }
